@@ -18,6 +18,12 @@ site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purel
 # The program, the listener and the model server are three separate deployables; in the dev venv all three import.
 printf '%s\n' "$REPO_ROOT" "$REPO_ROOT/listener" "$REPO_ROOT/model_image" > "$site/mlops_serving_dev.pth"
 
+# checkov (manifest scanning) has a dependency tree of its own; it lives in its own venv.
+if [ ! -x .tools/checkov/bin/checkov ]; then
+  uv venv --quiet -p 3.11 .tools/checkov
+fi
+uv pip sync --quiet -p .tools/checkov/bin/python tools/checkov.txt
+
 if [ ! -x node_modules/.bin/azurite-queue ]; then
   npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 fi

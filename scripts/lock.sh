@@ -7,3 +7,4 @@ uv pip compile -q -p 3.11 --universal requirements-dev.in -o requirements-dev.tx
 for f in requirements.in listener/requirements.in model_image/requirements.in; do
   uv pip compile -q -p 3.11 --universal "$f" -c requirements-dev.txt -o "${f%.in}.txt"
 done
+uv pip compile -q -p 3.11 --universal tools/checkov.in -o tools/checkov.txt

@@ -1,0 +1,195 @@
+"""The Pulumi program: composes the platform and the release path from the stack's typed settings.
+
+No resource logic lives here; each piece is a component in `components/`. Which pieces a stack declares depends on
+one setting, `shared.owner`: the owner stack (staging) declares the shared services and builds the model image;
+every other stack (prod) reads them through a StackReference and runs the digest the owner built.
+"""
+
+from pathlib import Path
+
+import pulumi
+from pulumi_azure_native import authorization, resources
+
+from components.aks_cluster import AksCluster, AksClusterArgs
+from components.container_registry import ContainerRegistry, ContainerRegistryArgs
+from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
+from components.key_vault import PlatformKeyVault, PlatformKeyVaultArgs
+from components.model_deployment import ModelDeployment, ModelDeploymentArgs
+from components.model_image import (
+    DATABRICKS_RESOURCE,
+    ModelImage,
+    ModelImageArgs,
+    pinned_image_ref,
+    released_image_ref,
+)
+from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
+from components.naming import Naming
+from components.observability import Observability, ObservabilityArgs
+from components.webhook_listener import WebhookListener, WebhookListenerArgs
+from stacks.engine import load_settings
+from stacks.settings import key_vault_settings, registry_settings
+
+ROOT = Path(__file__).resolve().parent
+
+settings = load_settings()
+stack = pulumi.get_stack()
+naming = Naming(pulumi.get_project(), stack, settings.name_suffix)
+tags = naming.tags(settings.tags)
+location = settings.location
+client = authorization.get_client_config_output()
+
+group = resources.ResourceGroup(
+    "resource-group", resource_group_name=naming.resource("rg"), location=location, tags=tags
+)
+observability = Observability(
+    "observability",
+    ObservabilityArgs(naming=naming, resource_group_name=group.name, location=location, tags=tags),
+)
+
+model = settings.model
+if settings.shared.owner:
+    release = settings.release
+    assert release is not None  # guaranteed by the settings model for owner stacks
+    shared_protect = settings.shared.protect
+    vault = PlatformKeyVault(
+        "key-vault",
+        PlatformKeyVaultArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            tenant_id=client.tenant_id,
+            settings=key_vault_settings(settings),
+            tags=tags,
+            protect=shared_protect,
+        ),
+    )
+    workspace = DatabricksWorkspace(
+        "databricks",
+        DatabricksWorkspaceArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            subscription_id=client.subscription_id,
+            tags=tags,
+            protect=shared_protect,
+        ),
+    )
+    registry = ContainerRegistry(
+        "registry",
+        ContainerRegistryArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            subscription_id=client.subscription_id,
+            settings=registry_settings(settings),
+            tags=tags,
+            protect=shared_protect,
+            pusher_object_id=client.object_id,
+        ),
+    )
+    listener = WebhookListener(
+        "listener",
+        WebhookListenerArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            tags=tags,
+            source_dir=ROOT / "listener",
+            app_insights_connection_string=observability.app_insights_connection_string,
+            app_insights_id=observability.app_insights_id,
+            key_vault_id=vault.vault_id,
+            webhook_secret_uri=vault.webhook_secret_uri,
+            job_token_secret_uri=vault.job_token_uri,
+            dispatch_token_secret_uri=vault.dispatch_token_uri,
+            release=release,
+            model_names=[model.name],
+            target_stack=stack,
+            protect=shared_protect,
+        ),
+    )
+    ModelRegistryWebhook(
+        "registry-webhook",
+        ModelRegistryWebhookArgs(
+            release=release,
+            model=model,
+            listener_webhook_url=listener.databricks_webhook_url,
+            listener_job_url=listener.job_webhook_url,
+            hmac_secret=vault.webhook_secret,
+            job_token=vault.job_token,
+        ),
+        opts=pulumi.ResourceOptions(providers=[workspace.provider]),
+    )
+    registry_id = registry.registry_id
+    login_server = registry.login_server
+    if model.image_digest is None:
+        token = authorization.get_client_token_output(endpoint=DATABRICKS_RESOURCE)
+        image = ModelImage(
+            "model-image",
+            ModelImageArgs(
+                model=model,
+                login_server=login_server,
+                project_dir=ROOT,
+                workspace_url=workspace.workspace_url,
+                registry_token=pulumi.Output.secret(token.token),
+            ),
+        )
+        image_ref = image.ref
+    else:
+        image_ref = pinned_image_ref(login_server, model)
+    pulumi.export("registryId", registry_id)
+    pulumi.export("registryLoginServer", login_server)
+    pulumi.export("databricksWorkspaceUrl", workspace.workspace_url)
+    pulumi.export("listenerHealthUrl", listener.health_url)
+    pulumi.export("listenerWebhookUrl", listener.databricks_webhook_url)
+    pulumi.export("keyVaultUri", vault.vault_uri)
+else:
+    assert settings.shared.stack is not None  # guaranteed by the settings model for non-owner stacks
+    shared = pulumi.StackReference("shared-services", stack_name=settings.shared.stack)
+    registry_id = shared.require_output("registryId").apply(str)
+    login_server = shared.require_output("registryLoginServer").apply(str)
+    image_ref = released_image_ref(
+        model, shared.get_output("modelImage"), login_server, settings.shared.stack.split("/")[-1]
+    )
+
+cluster = AksCluster(
+    "cluster",
+    AksClusterArgs(
+        naming=naming,
+        resource_group_name=group.name,
+        location=location,
+        settings=settings.cluster,
+        log_analytics_workspace_id=observability.workspace_id,
+        registry_id=registry_id,
+        tags=tags,
+        protect=settings.protect,
+    ),
+)
+deployment = ModelDeployment(
+    "model",
+    ModelDeploymentArgs(
+        naming=naming,
+        resource_group_name=group.name,
+        location=location,
+        model_name=model.name,
+        model_version=model.version,
+        image_ref=image_ref,
+        settings=settings.serving,
+        oidc_issuer_url=cluster.oidc_issuer_url,
+        tags=tags,
+    ),
+    opts=pulumi.ResourceOptions(providers=[cluster.provider]),
+)
+
+pulumi.export(
+    "modelImage",
+    {
+        "model": model.name,
+        "version": model.version,
+        "ref": image_ref,
+        "digest": image_ref.apply(lambda ref: ref.rsplit("@", 1)[-1]),
+    },
+)
+pulumi.export("servingUrl", deployment.serving_url)
+pulumi.export("clusterName", cluster.cluster_name)
+pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+pulumi.export("resourceGroupName", group.name)

@@ -1,0 +1,69 @@
+"""The Azure Databricks workspace whose MLflow registry holds the models, and a provider to manage it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_databricks
+from pulumi_azure_native import databricks
+
+from components.naming import Naming
+
+
+@dataclass(frozen=True)
+class DatabricksWorkspaceArgs:
+    """Where the workspace lives."""
+
+    naming: Naming
+    resource_group_name: pulumi.Input[str]
+    location: str
+    subscription_id: pulumi.Input[str]
+    tags: Mapping[str, str]
+    protect: bool
+
+
+class DatabricksWorkspace(pulumi.ComponentResource):
+    """Owns the Databricks workspace (premium SKU: registry webhooks and access control need it; secure cluster
+    connectivity, so no public IP on cluster nodes; its own managed resource group) and a `pulumi_databricks`
+    Provider authenticated against it with the deployer's Azure identity (no personal access token anywhere).
+
+    Exports `workspace_url`, `workspace_id`, `resource_id` and `provider` (for the registry webhook).
+    """
+
+    workspace_url: pulumi.Output[str]
+    workspace_id: pulumi.Output[str]
+    resource_id: pulumi.Output[str]
+    provider: pulumi_databricks.Provider
+
+    def __init__(self, name: str, args: DatabricksWorkspaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:platform:DatabricksWorkspace", name, None, opts)
+        managed_rg = args.naming.resource("databricks-managed-rg")
+        workspace = databricks.Workspace(
+            f"{name}-workspace",
+            workspace_name=args.naming.resource("databricks"),
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            sku=databricks.SkuArgs(name="premium"),
+            # Azure creates and locks this group itself; it must not exist beforehand.
+            managed_resource_group_id=pulumi.Output.concat(
+                "/subscriptions/", args.subscription_id, "/resourceGroups/", managed_rg
+            ),
+            parameters=databricks.WorkspaceCustomParametersArgs(
+                enable_no_public_ip=databricks.WorkspaceNoPublicIPBooleanParameterArgs(value=True),
+            ),
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        self.workspace_url = workspace.workspace_url.apply(lambda u: f"https://{u}")
+        self.workspace_id = workspace.workspace_id
+        self.resource_id = workspace.id
+        # Authenticates with whatever Azure identity runs `pulumi up` (OIDC in CI, `az login` on a laptop).
+        self.provider = pulumi_databricks.Provider(
+            f"{name}-provider",
+            host=self.workspace_url,
+            azure_workspace_resource_id=workspace.id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"workspaceUrl": self.workspace_url, "workspaceId": self.workspace_id})

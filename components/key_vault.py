@@ -1,0 +1,104 @@
+"""The platform Key Vault and the secrets the program can make itself."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import keyvault
+
+from components.naming import Naming
+from stacks.settings import KeyVaultSettings
+
+# The CI dispatch token is a credential of another system (a GitHub App token or an Azure DevOps PAT): the program
+# cannot make it, and it never passes through Pulumi config or state. An operator sets it once with
+# `az keyvault secret set --vault-name <vault> --name dispatch-token --file token.txt`; the listener reads it through
+# a Key Vault reference to this name.
+DISPATCH_TOKEN_SECRET = "dispatch-token"
+
+
+@dataclass(frozen=True)
+class PlatformKeyVaultArgs:
+    """The vault's settings and where it lives."""
+
+    naming: Naming
+    resource_group_name: pulumi.Input[str]
+    location: str
+    tenant_id: pulumi.Input[str]
+    settings: KeyVaultSettings
+    tags: Mapping[str, str]
+    protect: bool
+
+
+class PlatformKeyVault(pulumi.ComponentResource):
+    """Owns the Key Vault (RBAC authorization, soft delete, purge protection per config) and the generated secrets:
+    the registry webhook's HMAC secret and the bearer token of the Unity Catalog job, both made by pulumi_random and
+    kept only as Pulumi secrets and Key Vault secrets.
+
+    Exports the vault id and URI, the versionless URI of each secret (what Key Vault references point at), and the
+    generated values as secret Outputs for the resources that must hold them (the Databricks webhook).
+    """
+
+    vault_id: pulumi.Output[str]
+    vault_uri: pulumi.Output[str]
+    webhook_secret: pulumi.Output[str]
+    webhook_secret_uri: pulumi.Output[str]
+    job_token: pulumi.Output[str]
+    job_token_uri: pulumi.Output[str]
+    dispatch_token_uri: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PlatformKeyVaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:platform:PlatformKeyVault", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        vault_name = args.naming.global_name("keyvault", "kv")
+        vault = keyvault.Vault(
+            f"{name}-vault",
+            vault_name=vault_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            properties=keyvault.VaultPropertiesArgs(
+                tenant_id=args.tenant_id,
+                sku=keyvault.SkuArgs(family="A", name=keyvault.SkuName.STANDARD),
+                # Access by Azure RBAC roles only: no access policies that grant broad, unaudited rights.
+                enable_rbac_authorization=True,
+                enable_soft_delete=True,
+                soft_delete_retention_in_days=args.settings.soft_delete_retention_days,
+                # Purge protection cannot be switched off once on, so it is only set (never sent as false).
+                enable_purge_protection=True if args.settings.purge_protection else None,
+                enabled_for_deployment=False,
+                enabled_for_disk_encryption=False,
+                enabled_for_template_deployment=False,
+            ),
+            tags=dict(args.tags),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        uri = vault.properties.apply(lambda p: p.vault_uri or "")
+
+        def generated(role: str, secret_name: str) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+            value = random.RandomPassword(
+                f"{name}-{role}",
+                length=48,
+                special=False,
+                opts=child,
+            )
+            secret = keyvault.Secret(
+                f"{name}-{role}-secret",
+                secret_name=secret_name,
+                vault_name=vault.name,
+                resource_group_name=args.resource_group_name,
+                # The random provider marks `result` secret in the engine; saying so here keeps it secret on every path.
+                properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value.result), content_type="text/plain"),
+                tags=dict(args.tags),
+                opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
+            )
+            secret_uri = secret.properties.apply(lambda p: p.secret_uri or "")
+            return pulumi.Output.secret(value.result), secret_uri
+
+        self.webhook_secret, self.webhook_secret_uri = generated("webhook-hmac", "webhook-hmac-secret")
+        self.job_token, self.job_token_uri = generated("job-token", "listener-job-token")
+        self.vault_id = vault.id
+        self.vault_uri = uri
+        self.dispatch_token_uri = uri.apply(lambda u: f"{u.rstrip('/')}/secrets/{DISPATCH_TOKEN_SECRET}")
+        self.register_outputs({"vaultId": self.vault_id, "vaultUri": self.vault_uri})

@@ -1,0 +1,179 @@
+"""The model image: built once per (model version, image code) in the stack that owns the registry, run everywhere
+else by digest."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_docker_build as docker_build
+
+from stacks.settings import ModelSettings
+
+# Azure Databricks' application id: the audience of an Entra token that the Databricks REST API (and so MLflow's
+# registry client) accepts in place of a personal access token.
+DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
+# The BuildKit secret the Dockerfile mounts to fetch the model; kept out of every layer and out of the diff.
+TOKEN_SECRET_ID = "mlflow_token"
+
+
+class ReleaseNotBuiltError(pulumi.RunError):
+    """A stack asked to run a model version that its image-building stack has not built."""
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.rstrip("/")
+        if fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel, f"{pat}/*") or fnmatch.fnmatch(rel.split("/")[0], pat):
+            ignored = not negate
+    return ignored
+
+
+def image_code_hash(context_dir: Path) -> str:
+    """A short hash of everything that goes into the build context (the same files `.dockerignore` lets through).
+
+    It names the image's code in the tag, so a change to the server or the Dockerfile gives a new tag, and
+    nothing else does: no timestamps, no git SHAs of unrelated commits.
+    """
+    ignore = context_dir / ".dockerignore"
+    patterns = [
+        line.strip() for line in (ignore.read_text().splitlines() if ignore.exists() else []) if line.strip()
+    ]
+    patterns = [p for p in patterns if not p.startswith("#")]
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(context_dir).as_posix()
+        if "__pycache__" in rel.split("/") or rel.endswith(".pyc") or _ignored(rel, patterns):
+            continue
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def repository(model_name: str) -> str:
+    """The registry repository of a model's images (registry repository names are lowercase)."""
+    return "models/" + re.sub(r"[^a-z0-9._-]+", "-", model_name.lower())
+
+
+@dataclass(frozen=True)
+class ModelImageArgs:
+    """What to build and where to push it."""
+
+    model: ModelSettings
+    login_server: pulumi.Input[str]
+    # The project directory and the build context inside it. The context is given to the provider relative to the
+    # project (Pulumi runs programs from there), so that the same tree checked out elsewhere declares the same image.
+    project_dir: Path
+    workspace_url: pulumi.Input[str]
+    registry_token: pulumi.Input[str]
+    context: str = "model_image"
+
+
+class ModelImage(pulumi.ComponentResource):
+    """Owns the `pulumi_docker_build.Image` of `model_image/` for the pinned model version.
+
+    The image is rebuilt when, and only when, the model version or the image's code changes: both are in the tag
+    and the build args, and nothing volatile is. The registry token rotates on every run, so it is excluded from
+    the diff. Old images are retained on delete, so every version stays in the registry for rollback.
+    Exports `tag`, `digest` and `ref` (`<tag>@<digest>`: what the deployments run).
+    """
+
+    tag: pulumi.Output[str]
+    digest: pulumi.Output[str]
+    ref: pulumi.Output[str]
+    code_hash: str
+
+    def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:release:ModelImage", name, None, opts)
+        context_dir = args.project_dir / args.context
+        if not (context_dir / "Dockerfile").is_file():
+            raise ValueError(f"context: no Dockerfile in {context_dir}")
+        model = args.model
+        self.code_hash = image_code_hash(context_dir)
+        repo = pulumi.Output.concat(args.login_server, "/", repository(model.name))
+        self.tag = pulumi.Output.concat(repo, ":", str(model.version), "-", self.code_hash)
+        cache_ref = pulumi.Output.concat(repo, ":buildcache")
+        tracking_uri = "databricks-uc" if model.catalog == "unity-catalog" else "databricks"
+        image = docker_build.Image(
+            f"{name}-image",
+            context=docker_build.BuildContextArgs(location=args.context),
+            dockerfile=docker_build.DockerfileArgs(location=f"{args.context}/Dockerfile"),
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            build_args={
+                "MODEL_NAME": model.name,
+                "MODEL_VERSION": str(model.version),
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                "DATABRICKS_HOST": args.workspace_url,
+                "IMAGE_CODE_HASH": self.code_hash,
+            },
+            labels={
+                "org.opencontainers.image.title": repository(model.name),
+                "org.opencontainers.image.version": f"{model.version}-{self.code_hash}",
+                "ai.mlflow.model.name": model.name,
+                "ai.mlflow.model.version": str(model.version),
+            },
+            secrets={TOKEN_SECRET_ID: pulumi.Output.secret(args.registry_token)},
+            ignore_secrets_in_diff_calculation=[TOKEN_SECRET_ID],
+            tags=[self.tag],
+            push=True,
+            # Preview must not need a Docker daemon, and must not push anything.
+            build_on_preview=False,
+            cache_from=[docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))],
+            cache_to=[
+                docker_build.CacheToArgs(
+                    registry=docker_build.CacheToRegistryArgs(
+                        ref=cache_ref,
+                        mode=docker_build.CacheMode.MAX,
+                        image_manifest=True,
+                        oci_media_types=True,
+                    )
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        self.digest = image.digest
+        self.ref = image.ref
+        self.register_outputs({"tag": self.tag, "digest": self.digest, "ref": self.ref})
+
+
+def pinned_image_ref(login_server: pulumi.Input[str], model: ModelSettings) -> pulumi.Output[str]:
+    """The reference of an image already in the registry, by the digest the stack file pins (rollback)."""
+    if model.image_digest is None:
+        raise ValueError("model.imageDigest: no digest pinned")
+    return pulumi.Output.concat(login_server, "/", repository(model.name), "@", model.image_digest)
+
+
+def released_image_ref(
+    model: ModelSettings, built: pulumi.Output[Any], login_server: pulumi.Input[str], builder_stack: str
+) -> pulumi.Output[str]:
+    """The image a non-building stack runs: the digest the building stack built for the same pinned version.
+
+    `built` is the building stack's `modelImage` export ({model, version, ref, digest}). A pinned digest (rollback)
+    wins. Anything else fails the preview with a message saying what to do.
+    """
+    if model.image_digest is not None:
+        return pinned_image_ref(login_server, model)
+
+    def choose(image: Mapping[str, Any] | None) -> str:
+        if not image:
+            raise ReleaseNotBuiltError(
+                f"{builder_stack} has not built any image of {model.name} yet: deploy version {model.version} "
+                f"to {builder_stack} first"
+            )
+        if image.get("model") != model.name or str(image.get("version")) != str(model.version):
+            raise ReleaseNotBuiltError(
+                f"{builder_stack} has not built {model.name} version {model.version} (it runs "
+                f"{image.get('model')} version {image.get('version')}): promote version {model.version} to "
+                f"{builder_stack} first, or pin model.imageDigest to an image it built before"
+            )
+        return str(image["ref"])
+
+    return built.apply(choose)

@@ -1,0 +1,220 @@
+"""Runs the real `__main__.py` under Pulumi's mocks with a stack's real config, and records what it declares.
+
+Every resource registration is captured from the raw RPC request, so that options the `Mocks` interface never
+sees (parent, protect, dependsOn, provider, ignoreChanges, retainOnDelete, ...) are recorded too, along with
+which inputs are secret. The mocks answer with realistic provider-computed outputs (see `stacks.mockcloud`).
+Only the Azure, Databricks, Docker and Kubernetes APIs are simulated; the program runs as it would for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from stacks.mockcloud import MockCloud
+
+# The marker Pulumi's RPC layer wraps secret values in.
+_SECRET_SIG = rpc._special_sig_key
+_SECRET_VALUE = rpc._special_secret_sig
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    """One resource as the program registered it: inputs by wire (camelCase) name and every option."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_inputs: tuple[str, ...]
+    protect: bool
+    dependencies: tuple[str, ...]
+    property_dependencies: dict[str, tuple[str, ...]]
+    provider: str
+    ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+    delete_before_replace: bool
+    retain_on_delete: bool
+    additional_secret_outputs: tuple[str, ...]
+    aliases: tuple[str, ...]
+
+    @property
+    def parent_type(self) -> str:
+        """The type of the parent, read from this resource's URN (`...::parentType$type::name`)."""
+        qualified = self.urn.split("::")[2]
+        parts = qualified.split("$")
+        return parts[-2] if len(parts) > 1 else ""
+
+
+@dataclass
+class ProgramRun:
+    """What one run of the program declared, exported and asked the cloud."""
+
+    project: str
+    stack: str
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+    secret_outputs: list[str]
+    invokes: list[tuple[str, dict[str, Any]]]
+    stack_urn: str = ""
+
+    def all(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str | None = None) -> RecordedResource:
+        found = [r for r in self.all(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            names = [r.name for r in self.all(type_)]
+            raise LookupError(f"expected one {type_}{f' named {name}' if name else ''}, found {names}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> RecordedResource:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise LookupError(urn)
+
+    def children(self, parent: RecordedResource) -> list[RecordedResource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+
+def _unwrap(value: Any, path: str, secrets: list[str]) -> Any:
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == _SECRET_VALUE:
+            secrets.append(path)
+            return _unwrap(value.get("value"), path, secrets)
+        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """A value with Pulumi's secret wrappers removed (the mocks see wrapped inputs)."""
+    return _unwrap(value, "", [])
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that keeps every registration request, options included."""
+
+    def __init__(self, mocks: MockCloud) -> None:
+        super().__init__(mocks)
+        self.cloud = mocks
+        self.registrations: list[RecordedResource] = []
+        self.stack_urn = ""
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        secret_paths: list[str] = []
+        inputs = _unwrap(rpc.deserialize_properties(request.object), "", secret_paths)
+        top_level_secrets = sorted({p.split(".")[0].split("[")[0] for p in secret_paths})
+        self.registrations.append(
+            RecordedResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                custom=bool(request.custom),
+                inputs=cast(dict[str, Any], inputs),
+                secret_inputs=tuple(top_level_secrets),
+                protect=bool(request.protect),
+                dependencies=tuple(request.dependencies),
+                property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items()},
+                provider=request.provider,
+                ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                retain_on_delete=bool(request.retainOnDelete),
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                aliases=tuple(a.urn if a.urn else a.spec.name for a in request.aliases),
+            )
+        )
+        return response
+
+
+@dataclass
+class ProgramOptions:
+    """What the simulated cloud holds besides the program's own resources."""
+
+    # Outputs of other stacks, by fully qualified stack name, for StackReference.
+    stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def run_program(
+    program: Path | Callable[[], None],
+    config: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    options: ProgramOptions | None = None,
+) -> ProgramRun:
+    """Runs `program` (a `__main__.py`, or a function declaring resources) once under the mocks.
+
+    `config` holds `<namespace>:<key>` to values as read from the stack file (objects are sent as JSON, the way
+    the engine sends them). Any error the program raises propagates, with the program's own message.
+    """
+    options = options or ProgramOptions()
+    # A fresh root Stack each run: set_mocks keeps an existing one, and the old one carries the old stack name.
+    pulumi.runtime.settings.set_root_resource(None)
+    # Config must come only from `config`: PULUMI_CONFIG* would otherwise fill in keys a test left out on purpose.
+    for key in [k for k in os.environ if k.startswith("PULUMI_CONFIG")]:
+        del os.environ[key]
+    wire_config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    pulumi.runtime.set_all_config(wire_config, [])
+
+    cloud = MockCloud(project=project, stack=stack, stack_outputs=options.stack_outputs)
+    monitor = RecordingMonitor(cloud)
+    pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=False, monitor=monitor)
+
+    outputs: dict[str, Any] = {}
+    secret_outputs: list[str] = []
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def _run() -> Any:
+        if callable(program):
+            program()
+        else:
+            runpy.run_path(str(program), run_name="__main__")
+        root = pulumi.runtime.settings.get_root_resource()
+        exports = dict(getattr(root, "outputs", {}) or {})
+
+        async def resolve() -> None:
+            for key, value in exports.items():
+                out = pulumi.Output.from_input(value)
+                outputs[key] = unwrap_secrets(await out.future())
+                if await out.is_secret():
+                    secret_outputs.append(key)
+
+        return resolve()
+
+    _run()
+    return ProgramRun(
+        project=project,
+        stack=stack,
+        resources=list(monitor.registrations),
+        outputs=outputs,
+        secret_outputs=sorted(secret_outputs),
+        invokes=list(cloud.invokes),
+        stack_urn=monitor.stack_urn,
+    )
+
+
+def secret_paths_in(value: Any) -> Sequence[str]:
+    """Paths of the secret-wrapped values inside `value` (for tests of the mocks themselves)."""
+    found: list[str] = []
+    _unwrap(value, "", found)
+    return found

@@ -1,0 +1,352 @@
+"""Typed stack settings: every key a stack file may hold, its type, its default and its limits.
+
+The Pulumi program and the offline tools read settings only through `parse_settings`, which checks a whole
+stack's config at once and reports every problem in one line each (key, file, what is expected), before any
+resource is declared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
+
+PROJECT = "mlops-serving"
+
+# Kubernetes quantities as the API server accepts them ("500m", "1", "2Gi").
+_CPU = re.compile(r"^(\d+m|\d+(\.\d+)?)$")
+_MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def _positive_version(value: Any) -> int:
+    # Stack files written by hand hold `3`; `pulumi config set` without --path writes "3". Both mean 3.
+    if isinstance(value, bool):
+        raise ValueError("a positive integer, e.g. 3")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        raise ValueError("a positive integer, e.g. 3")
+    return value
+
+
+def _region(value: str) -> str:
+    if value not in AZURE_REGIONS:
+        close = [r for r in sorted(AZURE_REGIONS) if r.startswith(value[:4].lower())][:3]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"an Azure region name such as westeurope or eastus2{hint}")
+    return value
+
+
+def _matches(pattern: re.Pattern[str], expected: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(expected)
+        return value
+
+    return AfterValidator(check)
+
+
+ModelVersion = Annotated[int, BeforeValidator(_positive_version)]
+Region = Annotated[str, AfterValidator(_region)]
+Cpu = Annotated[str, _matches(_CPU, 'a Kubernetes CPU quantity such as "500m" or "1"')]
+Memory = Annotated[str, _matches(_MEMORY, 'a Kubernetes memory quantity such as "512Mi" or "2Gi"')]
+Guid = Annotated[str, _matches(_GUID, "an Entra object id (a GUID)")]
+VmSize = Annotated[str, _matches(_VM_SIZE, "an Azure VM size such as Standard_D4ds_v5")]
+ModelName = Annotated[str, _matches(_MODEL_NAME, "a registered model name: letters, digits, '.', '_', '-'")]
+Digest = Annotated[str, _matches(_DIGEST, "an image digest: sha256: and 64 hex digits")]
+StackRef = Annotated[str, _matches(_STACK_REF, "a fully qualified stack name: <org>/<project>/<stack>")]
+Repository = Annotated[str, _matches(_REPO, "a GitHub repository: <owner>/<name>")]
+
+
+class Section(BaseModel):
+    """Base for every settings object: camelCase keys in the file, unknown keys rejected, frozen."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SharedServices(Section):
+    """Which stack owns the pieces there is one of (Databricks workspace, registry, listener, Key Vault).
+
+    The owner stack declares them; every other stack reads them from the owner through a StackReference.
+    """
+
+    owner: bool = Field(description="This stack declares the shared services.")
+    stack: StackRef | None = Field(
+        default=None, description="The owner stack, <org>/<project>/<stack>; required when owner is false."
+    )
+    protect: bool = Field(
+        default=True, description="Protect the shared services from deletion (every stack's releases depend on them)."
+    )
+
+    @model_validator(mode="after")
+    def _owner_xor_reference(self) -> Self:
+        if self.owner and self.stack is not None:
+            raise ValueError("owner: true and a stack reference exclude each other; drop `stack`")
+        if not self.owner and self.stack is None:
+            raise ValueError("a stack that does not own the shared services needs `stack: <org>/<project>/<stack>`")
+        return self
+
+
+class RegistrySettings(Section):
+    """The Azure Container Registry (owner stacks only)."""
+
+    sku: Literal["Basic", "Standard", "Premium"] = "Standard"
+    zone_redundancy: bool = Field(default=False, description="Premium only; replicas across availability zones.")
+    untagged_retention_days: int = Field(default=7, ge=0, le=365, description="Premium only; 0 disables.")
+
+    @model_validator(mode="after")
+    def _premium_features(self) -> Self:
+        if self.sku != "Premium" and self.zone_redundancy:
+            raise ValueError("zoneRedundancy needs sku: Premium")
+        return self
+
+
+class KeyVaultSettings(Section):
+    """The platform Key Vault (owner stacks only)."""
+
+    purge_protection: bool = False
+    soft_delete_retention_days: int = Field(default=7, ge=7, le=90)
+
+
+class NodePool(Section):
+    """One AKS node pool, autoscaled between minCount and maxCount."""
+
+    vm_size: VmSize
+    min_count: int = Field(ge=1, le=1000)
+    max_count: int = Field(ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Self:
+        if self.min_count > self.max_count:
+            raise ValueError(f"minCount ({self.min_count}) must not exceed maxCount ({self.max_count})")
+        return self
+
+
+class ClusterSettings(Section):
+    """The stack's AKS cluster."""
+
+    tier: Literal["Free", "Standard", "Premium"] = "Standard"
+    upgrade_channel: Literal["patch", "stable", "rapid", "node-image"] = "stable"
+    availability_zones: list[Literal["1", "2", "3"]] = Field(default_factory=list)
+    system_pool: NodePool
+    user_pool: NodePool
+    admin_group_object_ids: list[Guid] = Field(
+        default_factory=list, description="Entra groups made cluster admins through Azure RBAC."
+    )
+
+
+class ModelSettings(Section):
+    """The pinned model: what the stack serves. A pin bump is the only change a release makes."""
+
+    name: ModelName
+    version: ModelVersion
+    image_digest: Digest | None = Field(
+        default=None,
+        description="Serve this digest of the model image instead of building (rollback to an image already built).",
+    )
+    catalog: Literal["workspace", "unity-catalog"] = Field(
+        default="workspace",
+        description="Where the model is registered: the workspace registry (stages, webhooks) or Unity Catalog "
+        "(aliases, job model-update trigger).",
+    )
+
+
+DATABRICKS_PROMOTE_EVENTS = (
+    "MODEL_VERSION_TRANSITIONED_TO_STAGING",
+    "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
+    "TRANSITION_REQUEST_TO_STAGING_CREATED",
+    "TRANSITION_REQUEST_TO_PRODUCTION_CREATED",
+    "MODEL_VERSION_TRANSITIONED_STAGE",
+)
+
+
+class DispatchSettings(Section):
+    """Where the listener starts the release."""
+
+    target: Literal["github", "azure-devops"] = "github"
+    repository: Repository | None = Field(default=None, description="GitHub <owner>/<name> (target github).")
+    api_url: str = Field(default="https://api.github.com", pattern=r"^https://")
+    event_type: str = Field(default="model-promoted", pattern=r"^[a-z0-9-]{1,100}$")
+    organization_url: str | None = Field(default=None, pattern=r"^https://", description="Azure DevOps org URL.")
+    project: str | None = Field(default=None, description="Azure DevOps project.")
+    pipeline_id: int | None = Field(default=None, ge=1, description="Azure DevOps pipeline id.")
+
+    @model_validator(mode="after")
+    def _target_fields(self) -> Self:
+        if self.target == "github" and self.repository is None:
+            raise ValueError("target github needs `repository: <owner>/<name>`")
+        if self.target == "azure-devops" and None in (self.organization_url, self.project, self.pipeline_id):
+            raise ValueError("target azure-devops needs organizationUrl, project and pipelineId")
+        return self
+
+
+class ReleaseSettings(Section):
+    """The registry webhook and the listener it calls (owner stacks only)."""
+
+    webhook_status: Literal["ACTIVE", "TEST_MODE", "DISABLED"] = "ACTIVE"
+    webhook_scope: Literal["model", "registry"] = Field(
+        default="model", description="model: fires for the pinned model only; registry: for every model."
+    )
+    events: list[Literal[DATABRICKS_PROMOTE_EVENTS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["MODEL_VERSION_TRANSITIONED_TO_STAGING", "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"],
+        min_length=1,
+    )
+    promote_stages: list[Literal["Staging", "Production"]] = Field(
+        default_factory=lambda: ["Staging", "Production"], min_length=1
+    )
+    promote_alias: str = Field(default="champion", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    dispatch: DispatchSettings
+    max_dispatch_attempts: int = Field(default=5, ge=1, le=20)
+
+
+class ServingSettings(Section):
+    """The model Deployment on the stack's cluster."""
+
+    min_replicas: int = Field(ge=1, le=100)
+    max_replicas: int = Field(ge=1, le=500)
+    cpu: Cpu = "1"
+    memory: Memory = "2Gi"
+    target_cpu_utilization: int = Field(default=70, ge=10, le=95)
+    exposure: Literal["internal-load-balancer", "ingress"] = "internal-load-balancer"
+    host: str | None = Field(default=None, description="The ingress host name (exposure: ingress).")
+    tls_secret_name: str | None = Field(default=None, description="The TLS secret for the ingress host.")
+    max_rows: int = Field(default=10_000, ge=1, description="Rows one request may carry.")
+
+    @model_validator(mode="after")
+    def _replicas_and_exposure(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) must not exceed maxReplicas ({self.max_replicas})")
+        if self.exposure == "ingress" and (self.host is None or self.tls_secret_name is None):
+            raise ValueError("exposure ingress needs host and tlsSecretName")
+        return self
+
+
+class StackSettings(Section):
+    """Everything one stack file says, validated as a whole."""
+
+    location: Region
+    protect: bool = Field(default=False, description="Protect this stack's own stateful resources (its cluster).")
+    tags: dict[str, str] = Field(default_factory=dict)
+    name_suffix: str = Field(
+        default="", pattern=r"^[a-z0-9]{0,6}$", description="Appended to globally unique names to avoid clashes."
+    )
+    shared: SharedServices
+    registry: RegistrySettings | None = None
+    key_vault: KeyVaultSettings | None = None
+    release: ReleaseSettings | None = None
+    cluster: ClusterSettings
+    model: ModelSettings
+    serving: ServingSettings
+
+    @model_validator(mode="after")
+    def _ownership_and_zones(self) -> Self:
+        owner_only = {"registry": self.registry, "keyVault": self.key_vault, "release": self.release}
+        if self.shared.owner:
+            if self.release is None:
+                raise ValueError("the shared-services owner needs `release` (the webhook and the listener)")
+        else:
+            extra = [k for k, v in owner_only.items() if v is not None]
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)} belong to the shared-services owner ({self.shared.stack}); remove them here"
+                )
+        if self.cluster.availability_zones and self.location not in ZONE_REGIONS:
+            raise ValueError(f"cluster.availabilityZones: {self.location} has no availability zones; use []")
+        return self
+
+
+class SettingsError(Exception):
+    """A stack's config is invalid. `problems` holds one line per problem: file, key, what is expected."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    msg = str(error["msg"])
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known setting"
+    if kind == "literal_error":
+        return msg.replace("Input should be", "expected")
+    msg = msg.removeprefix("Value error, ")
+    if kind == "value_error" and msg.startswith(("a ", "an ")):
+        return f"expected {msg}"
+    return msg.replace("Input should be", "expected").replace("input should be", "expected")
+
+
+def _key_path(project: str, loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return f"{project}:<stack>"
+    head, *rest = loc
+    path = f"{project}:{head}"
+    for part in rest:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def parse_settings(config: Mapping[str, Any], source: str, project: str = PROJECT) -> StackSettings:
+    """Validates a stack's config (keys `<project>:<key>`, values decoded) and returns typed settings.
+
+    Keys of other namespaces (`azure-native:location`, ...) belong to providers and are left to them.
+    Raises SettingsError with every problem found, one line each.
+    """
+    prefix = f"{project}:"
+    ours = {k.removeprefix(prefix): _decode(v) for k, v in config.items() if k.startswith(prefix)}
+    try:
+        return StackSettings.model_validate(ours)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            value = ""
+            if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+                shown = err["input"]
+                if not isinstance(shown, dict | list):
+                    value = f" (got {json.dumps(shown)})"
+            problems.append(f"{source}: {_key_path(project, loc)}: {_describe(err)}{value}")
+        raise SettingsError(source, problems) from None
+
+
+def _decode(value: Any) -> Any:
+    # The engine hands structured values over as JSON text; files read with YAML give them as objects.
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def registry_settings(settings: StackSettings) -> RegistrySettings:
+    """The owner's registry settings, defaults filled in."""
+    return settings.registry or RegistrySettings()
+
+
+def key_vault_settings(settings: StackSettings) -> KeyVaultSettings:
+    """The owner's Key Vault settings, defaults filled in."""
+    return settings.key_vault or KeyVaultSettings()
