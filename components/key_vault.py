@@ -89,7 +89,9 @@ class PlatformKeyVault(pulumi.ComponentResource):
                 vault_name=vault.name,
                 resource_group_name=args.resource_group_name,
                 # The random provider marks `result` secret in the engine; saying so here keeps it secret on every path.
-                properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value.result), content_type="text/plain"),
+                properties=keyvault.SecretPropertiesArgs(
+                    value=pulumi.Output.secret(value.result), content_type="text/plain"
+                ),
                 tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
             )

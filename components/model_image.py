@@ -33,7 +33,11 @@ def _ignored(rel: str, patterns: list[str]) -> bool:
         negate = pattern.startswith("!")
         pat = pattern[1:] if negate else pattern
         pat = pat.rstrip("/")
-        if fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel, f"{pat}/*") or fnmatch.fnmatch(rel.split("/")[0], pat):
+        if (
+            fnmatch.fnmatch(rel, pat)
+            or fnmatch.fnmatch(rel, f"{pat}/*")
+            or fnmatch.fnmatch(rel.split("/", maxsplit=1)[0], pat)
+        ):
             ignored = not negate
     return ignored
 
@@ -45,9 +49,7 @@ def image_code_hash(context_dir: Path) -> str:
     nothing else does: no timestamps, no git SHAs of unrelated commits.
     """
     ignore = context_dir / ".dockerignore"
-    patterns = [
-        line.strip() for line in (ignore.read_text().splitlines() if ignore.exists() else []) if line.strip()
-    ]
+    patterns = [line.strip() for line in (ignore.read_text().splitlines() if ignore.exists() else []) if line.strip()]
     patterns = [p for p in patterns if not p.startswith("#")]
     digest = hashlib.sha256()
     for path in sorted(p for p in context_dir.rglob("*") if p.is_file()):

@@ -196,7 +196,8 @@ def azurite(workdir: Path, ports: AzuritePorts | None = None) -> tuple[ManagedPr
 
 
 def mlflow_server(workdir: Path, port: int | None = None, *, fernet_key: str) -> ManagedProcess:
-    """A real `mlflow server` with a SQLite store, serving its artifacts over HTTP like a remote registry, set up to deliver webhooks to loopback.
+    """A real `mlflow server` with a SQLite store, serving artifacts over HTTP as a remote registry does, set up to
+    deliver webhooks to loopback.
 
     The settings are the ones the platform facts found necessary: http and private IPs allowed (local only),
     a fixed secret-encryption key (otherwise stored webhook secrets are unreadable after a restart), and a

@@ -134,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The program under preview imports its components from its own project, not from wherever this tool lives.
+    sys.path.insert(0, str(args.project_dir))
     try:
         code: int = args.func(args)
     except SettingsError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - any program failure is reported as its message, not a traceback
+    except Exception as exc:
         message = str(exc).strip() or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return 1

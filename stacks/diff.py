@@ -97,7 +97,13 @@ class StackDiff:
             "after": self.after_label,
             "config": [vars(c) for c in self.config],
             "resources": [
-                {"type": r.type, "name": r.name, "kind": r.kind, "impact": r.impact, "fields": [vars(f) for f in r.fields]}
+                {
+                    "type": r.type,
+                    "name": r.name,
+                    "kind": r.kind,
+                    "impact": r.impact,
+                    "fields": [vars(f) for f in r.fields],
+                }
                 for r in self.resources
             ],
             "outputs": [vars(c) for c in self.outputs],
@@ -143,9 +149,7 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any], before_label: 
             changes.append(ResourceChange(key[0], key[1], "delete"))
             continue
         fields = _changes(old[key]["inputs"], new[key]["inputs"], "inputs")
-        fields += _changes(
-            {k: old[key][k] for k in _OPTION_KEYS}, {k: new[key][k] for k in _OPTION_KEYS}, "options"
-        )
+        fields += _changes({k: old[key][k] for k in _OPTION_KEYS}, {k: new[key][k] for k in _OPTION_KEYS}, "options")
         if fields:
             changes.append(ResourceChange(key[0], key[1], "update", fields))
         else:
@@ -186,9 +190,9 @@ def render_markdown(diff: StackDiff, stack: str | None = None) -> str:
         lines += ["| config key | before | after |", "|---|---|---|"]
         lines += [f"| `{c.path}` | `{_show(c.before)}` | `{_show(c.after)}` |" for c in diff.config]
         lines.append("")
-    marks = {"add": "➕", "delete": "➖", "update": "✏️"}
+    marks = {"add": "create", "delete": "delete", "update": "update"}
     for r in diff.resources:
-        lines.append(f"- {marks[r.kind]} `{r.type}` **{r.name}**: {r.impact}")
+        lines.append(f"- **{marks[r.kind]}** `{r.type}` `{r.name}`: {r.impact}")
         if r.fields:
             lines += ["  <details><summary>fields</summary>", "", "  ```"]
             lines += [f"  {f.path}: {_show(f.before)} → {_show(f.after)}" for f in r.fields]

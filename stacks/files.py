@@ -74,12 +74,13 @@ def load_stack_config(project_dir: Path, stack: str) -> StackConfig:
     if not isinstance(data, dict):
         raise SettingsError(path.name, [f"{path.name}: expected a mapping with a `config:` key"])
     secure: set[str] = set()
-    for key, value in (data.get("config") or {}).items():
+    for key, raw in (data.get("config") or {}).items():
         full = key if ":" in key else f"{name}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
+        if isinstance(raw, dict) and set(raw) == {"secure"}:
             secure.add(full)
-            value = f"[secret:{full}]"
-        values[full] = value
+            values[full] = f"[secret:{full}]"
+        else:
+            values[full] = raw
     return StackConfig(
         project=name,
         stack=stack,

@@ -115,7 +115,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.stack_urn = ""
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
             return response
@@ -152,6 +152,8 @@ class ProgramOptions:
 
     # Outputs of other stacks, by fully qualified stack name, for StackReference.
     stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The prefix of every secret the mock cloud makes up (generated passwords, keys, tokens).
+    secret_marker: str = "mocksecret"
 
 
 def run_program(
@@ -169,14 +171,16 @@ def run_program(
     """
     options = options or ProgramOptions()
     # A fresh root Stack each run: set_mocks keeps an existing one, and the old one carries the old stack name.
-    pulumi.runtime.settings.set_root_resource(None)
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     # Config must come only from `config`: PULUMI_CONFIG* would otherwise fill in keys a test left out on purpose.
     for key in [k for k in os.environ if k.startswith("PULUMI_CONFIG")]:
         del os.environ[key]
     wire_config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
     pulumi.runtime.set_all_config(wire_config, [])
 
-    cloud = MockCloud(project=project, stack=stack, stack_outputs=options.stack_outputs)
+    cloud = MockCloud(
+        project=project, stack=stack, stack_outputs=options.stack_outputs, secret_marker=options.secret_marker
+    )
     monitor = RecordingMonitor(cloud)
     pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=False, monitor=monitor)
 

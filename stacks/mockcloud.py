@@ -108,9 +108,13 @@ class MockCloud(Mocks):
         project: str,
         stack: str,
         stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+        secret_marker: str = "mocksecret",
     ) -> None:
         self.project = project
         self.stack = stack
+        # Every secret value this cloud makes up starts with the marker, so a test can plant its own marker and
+        # then search everything the program exposed for it.
+        self.secret_marker = secret_marker
         self.stack_outputs = dict(stack_outputs or {})
         self.invokes: list[tuple[str, dict[str, Any]]] = []
 
@@ -236,7 +240,7 @@ class MockCloud(Mocks):
 
     def _random(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         length = int(inputs.get("length", 32))
-        value = (hashlib.sha256(f"{self.stack}|{name}".encode()).hexdigest() * 4)[:length]
+        value = (self.secret_marker + hashlib.sha256(f"{self.stack}|{name}".encode()).hexdigest() * 4)[:length]
         if typ == "random:index/randomUuid:RandomUuid":
             return name, {**inputs, "result": _guid(self.stack, name)}
         return name, {**inputs, "result": value}
@@ -277,18 +281,16 @@ class MockCloud(Mocks):
                 "clientId": _guid("deployer-client"),
             }
         if token == "azure-native:authorization:getClientToken":
-            return {"token": "entra-access-token-" + _h(call_args.get("endpoint"), n=16)}
+            return {"token": f"{self.secret_marker}-entra-token-" + _h(call_args.get("endpoint"), n=16)}
         if token == "azure-native:containerservice:listManagedClusterUserCredentials":
             cluster = call_args.get("resourceName", "cluster")
             kubeconfig = _kubeconfig(cluster)
-            return {
-                "kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]
-            }
+            return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
         if token == "azure-native:web:listWebAppHostKeys":
             site = call_args.get("name", "site")
             return {
-                "masterKey": "master-" + _h(site, "master", n=40),
-                "functionKeys": {"default": "fnkey-" + _h(site, "default", n=40)},
+                "masterKey": f"{self.secret_marker}-master-" + _h(site, "master", n=40),
+                "functionKeys": {"default": f"{self.secret_marker}-fnkey-" + _h(site, "default", n=40)},
                 "systemKeys": {},
             }
         raise NotImplementedError(f"the mock cloud does not answer {token}; add it to stacks/mockcloud.py")
@@ -302,6 +304,7 @@ def _kubeconfig(cluster: str) -> str:
         f"    certificate-authority-data: {base64.b64encode(b'mock-ca').decode()}\n"
         f"contexts:\n- name: {cluster}\n  context:\n    cluster: {cluster}\n    user: clusterUser_{cluster}\n"
         f"current-context: {cluster}\n"
-        f"users:\n- name: clusterUser_{cluster}\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n"
-        "      command: kubelogin\n      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
+        f"users:\n- name: clusterUser_{cluster}\n  user:\n    exec:\n"
+        "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
+        "      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
     )

@@ -200,6 +200,10 @@ class DispatchSettings(Section):
         return self
 
 
+def _both_stages() -> list[Literal["Staging", "Production"]]:
+    return ["Staging", "Production"]
+
+
 class ReleaseSettings(Section):
     """The registry webhook and the listener it calls (owner stacks only)."""
 
@@ -211,9 +215,7 @@ class ReleaseSettings(Section):
         default_factory=lambda: ["MODEL_VERSION_TRANSITIONED_TO_STAGING", "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"],
         min_length=1,
     )
-    promote_stages: list[Literal["Staging", "Production"]] = Field(
-        default_factory=lambda: ["Staging", "Production"], min_length=1
-    )
+    promote_stages: list[Literal["Staging", "Production"]] = Field(default_factory=_both_stages, min_length=1)
     promote_alias: str = Field(default="champion", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     dispatch: DispatchSettings
     max_dispatch_attempts: int = Field(default=5, ge=1, le=20)

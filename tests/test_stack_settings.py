@@ -48,13 +48,15 @@ def test_the_shipped_stacks_are_the_ones_found() -> None:
 
 def test_unknown_key_names_the_key_and_the_file(project: Path) -> None:
     edit(project / "Pulumi.prod.yaml", "    minReplicas: 3\n", "    minReplicas: 3\n    replicaz: 4\n")
-    assert problems_of(project, "prod") == [
-        "Pulumi.prod.yaml: mlops-serving:serving.replicaz: is not a known setting"
-    ]
+    assert problems_of(project, "prod") == ["Pulumi.prod.yaml: mlops-serving:serving.replicaz: is not a known setting"]
 
 
 def test_unknown_top_level_key_is_reported(project: Path) -> None:
-    edit(project / "Pulumi.prod.yaml", "  mlops-serving:protect: true\n", "  mlops-serving:protect: true\n  mlops-serving:colour: blue\n")
+    edit(
+        project / "Pulumi.prod.yaml",
+        "  mlops-serving:protect: true\n",
+        "  mlops-serving:protect: true\n  mlops-serving:colour: blue\n",
+    )
     assert problems_of(project, "prod") == ["Pulumi.prod.yaml: mlops-serving:colour: is not a known setting"]
 
 
@@ -124,7 +126,11 @@ def test_zones_in_a_region_without_zones_are_rejected(project: Path) -> None:
 
 
 def test_owner_only_sections_are_refused_on_a_referencing_stack(project: Path) -> None:
-    edit(project / "Pulumi.prod.yaml", "  mlops-serving:cluster:\n", "  mlops-serving:registry:\n    sku: Basic\n  mlops-serving:cluster:\n")
+    edit(
+        project / "Pulumi.prod.yaml",
+        "  mlops-serving:cluster:\n",
+        "  mlops-serving:registry:\n    sku: Basic\n  mlops-serving:cluster:\n",
+    )
     [problem] = problems_of(project, "prod")
     assert "registry belong to the shared-services owner (acme-ml/mlops-serving/staging)" in problem
 

@@ -1,0 +1,150 @@
+"""`python -m stacks preview` and `diff`, run as users and CI run them: as commands, on the real stack files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks.preview import StackRun
+from tests.conftest import ROOT
+
+TREE = ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml")
+PACKAGES = ("stacks", "components", "model_image", "listener")
+
+
+def stacks_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stacks", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def staging_json() -> dict[str, Any]:
+    proc = stacks_cli("preview", "staging", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
+def test_preview_json_lists_every_resource_the_program_declares(
+    staging_json: dict[str, Any], staging: StackRun
+) -> None:
+    assert staging_json["stack"] == "staging"
+    declared = sorted((r.type, r.name) for r in staging.run.resources)
+    listed = sorted((r["type"], r["name"]) for r in staging_json["resources"])
+    assert listed == declared
+    for resource in staging_json["resources"]:
+        assert set(resource) >= {"type", "name", "parent", "inputs", "protect", "secret_inputs", "provider"}
+
+
+def test_preview_json_masks_every_secret_input(staging_json: dict[str, Any]) -> None:
+    masked = [r for r in staging_json["resources"] if r["secret_inputs"]]
+    assert masked, "the program has secret inputs (webhook secret, build token, ...)"
+    for resource in masked:
+        for key in resource["secret_inputs"]:
+            assert resource["inputs"][key] == "[secret]"
+    assert staging_json["outputs"]["kubeconfig"] == "[secret]"
+
+
+def test_preview_json_is_stable_between_runs(staging_json: dict[str, Any]) -> None:
+    again = stacks_cli("preview", "staging", "--json")
+    assert json.loads(again.stdout) == staging_json
+
+
+def test_preview_tree_nests_components_and_shows_secrets_masked() -> None:
+    proc = stacks_cli("preview", "prod")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "mlops:platform:AksCluster  cluster" in text
+    assert "azure-native:containerservice:ManagedCluster" in text
+    assert "kubeconfig: [secret]" in text
+
+
+def test_diff_staging_prod_shows_only_what_differs() -> None:
+    proc = stacks_cli("diff", "staging", "prod", "--json")
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    config_paths = {c["path"] for c in diff["config"]}
+    assert {"protect", "cluster.tier", "serving.minReplicas", "shared.owner"} <= config_paths
+    assert "location" not in config_paths  # both in westeurope
+    for change in diff["config"] + [f for r in diff["resources"] for f in r["fields"]]:
+        assert change["before"] != change["after"]
+    kinds = {(r["type"], r["kind"]) for r in diff["resources"]}
+    # What staging owns and prod reads: gone in prod.
+    assert ("azure-native:containerregistry:Registry", "delete") in kinds
+    assert ("docker-build:index:Image", "delete") in kinds
+    assert ("pulumi:pulumi:StackReference", "add") in kinds
+
+
+def make_repo(dest: Path) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in TREE:
+        shutil.copy(ROOT / name, dest / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, dest / package, ignore=ignore)
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *cmd], cwd=dest, check=True)
+    return dest
+
+
+def test_diff_against_base_after_a_pin_bump_is_rebuild_and_rollout_only(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    stack_file = repo / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("    version: 1\n", "    version: 2\n"))
+    proc = stacks_cli("--project-dir", str(repo), "diff", "--base", "HEAD", "staging", "--json")
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    assert [(c["path"], c["before"], c["after"]) for c in diff["config"]] == [("model.version", 1, 2)]
+    changed = {r["type"]: r for r in diff["resources"]}
+    assert changed["docker-build:index:Image"]["impact"] == "image rebuilt and pushed"
+    assert changed["kubernetes:apps/v1:Deployment"]["impact"] == "deployment rolls out"
+    allowed = {"image rebuilt and pushed", "deployment rolls out", "smoke-test job runs again", "created", "deleted"}
+    assert {r["impact"] for r in diff["resources"]} <= allowed
+    # Anything created or deleted is the per-version smoke test, nothing else.
+    for r in diff["resources"]:
+        if r["kind"] in ("add", "delete"):
+            assert r["type"] == "kubernetes:batch/v1:Job", r
+
+
+def test_diff_markdown_reads_as_a_pr_comment(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    stack_file = repo / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("    version: 1\n", "    version: 2\n"))
+    proc = stacks_cli("--project-dir", str(repo), "diff", "--base", "HEAD", "staging", "--markdown")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("### Offline diff for `staging`")
+    assert "image rebuilt and pushed" in proc.stdout
+    assert "| `model.version` | `1` | `2` |" in proc.stdout
+
+
+def test_diff_of_an_unchanged_tree_is_empty(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    proc = stacks_cli("--project-dir", str(repo), "diff", "--base", "HEAD", "prod", "--json")
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    assert diff["resources"] == []
+    assert diff["config"] == []
+    assert diff["summary"] == "no changes"
+
+
+def test_preview_works_on_any_stack_file(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    dev = (repo / "Pulumi.staging.yaml").read_text().replace("westeurope", "northeurope")
+    (repo / "Pulumi.dev.yaml").write_text(dev)
+    proc = stacks_cli("--project-dir", str(repo), "preview", "dev", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["config"]["location"] == "northeurope"
+    assert any(r["type"] == "docker-build:index:Image" for r in doc["resources"])
+
+
+def test_unknown_stack_names_the_stacks_there_are() -> None:
+    proc = stacks_cli("preview", "qa")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "Pulumi.qa.yaml: no such stack file (stacks here: prod, staging)"
