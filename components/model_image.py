@@ -153,6 +153,14 @@ def pinned_image_ref(login_server: pulumi.Input[str], model: ModelSettings) -> p
     return pulumi.Output.concat(login_server, "/", repository(model.name), "@", model.image_digest)
 
 
+def _version(value: Any) -> int | None:
+    # Pulumi's wire format carries every number as a float64: an exported 3 may come back as 3.0.
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
 def released_image_ref(
     model: ModelSettings, built: pulumi.Output[Any], login_server: pulumi.Input[str], builder_stack: str
 ) -> pulumi.Output[str]:
@@ -170,7 +178,7 @@ def released_image_ref(
                 f"{builder_stack} has not built any image of {model.name} yet: deploy version {model.version} "
                 f"to {builder_stack} first"
             )
-        if image.get("model") != model.name or str(image.get("version")) != str(model.version):
+        if image.get("model") != model.name or _version(image.get("version")) != model.version:
             raise ReleaseNotBuiltError(
                 f"{builder_stack} has not built {model.name} version {model.version} (it runs "
                 f"{image.get('model')} version {image.get('version')}): promote version {model.version} to "

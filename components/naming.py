@@ -22,7 +22,15 @@ _RULES: dict[str, tuple[int, int, str, str]] = {
     "registry": (5, 50, r"^[a-z0-9]+$", "5-50 lowercase letters and digits"),
     "storage": (3, 24, r"^[a-z0-9]+$", "3-24 lowercase letters and digits"),
     "keyvault": (3, 24, r"^[a-z][a-z0-9-]*[a-z0-9]$", "3-24 letters, digits and hyphens, starting with a letter"),
+    "functionapp": (
+        2,
+        60,
+        r"^[a-z0-9][a-z0-9-]*[a-z0-9]$",
+        "2-60 letters, digits and hyphens (<name>.azurewebsites.net)",
+    ),
 }
+# Kinds whose names may carry hyphens between their parts.
+_HYPHENATED = frozenset({"keyvault", "functionapp"})
 
 
 @dataclass(frozen=True)
@@ -41,20 +49,28 @@ class Naming:
         """A name scoped to a resource group or subscription: `<project>-<stack>-<role>`."""
         return f"{self.prefix}-{role}"
 
-    def _fingerprint(self) -> str:
-        return hashlib.sha256(f"{self.project}/{self.stack}/{self.suffix}".encode()).hexdigest()[:6]
+    def _fingerprint(self, kind: str, role: str) -> str:
+        key = f"{self.project}/{self.stack}/{kind}/{role}/{self.suffix}"
+        return hashlib.sha256(key.encode()).hexdigest()[:6]
 
     def global_name(self, kind: str, role: str) -> str:
-        """A globally unique name for `kind` (registry, storage, keyvault), valid by Azure's rules."""
+        """A globally unique name for `kind` (registry, storage, keyvault, functionapp), valid by Azure's rules.
+
+        The role is always kept whole and the project/stack stem is shortened instead, so two resources of one
+        kind in one stack never share a name; the fingerprint covers the role too.
+        """
         minimum, maximum, pattern, rule = _RULES[kind]
-        tail = self._fingerprint() + self.suffix
-        if kind == "keyvault":
-            stem = re.sub(r"[^a-z0-9-]", "", f"{self.project}-{self.stack}-{role}".lower())
-            stem = re.sub(r"-+", "-", stem)[: maximum - len(tail) - 1].rstrip("-")
-            name = f"{stem}-{tail}"
-        else:
-            stem = re.sub(r"[^a-z0-9]", "", f"{self.project}{self.stack}{role}".lower())
-            name = stem[: maximum - len(tail)] + tail
+        role = role.lower()
+        tail = self._fingerprint(kind, role) + self.suffix
+        sep = "-" if kind in _HYPHENATED else ""
+        allowed = r"[^a-z0-9-]" if sep else r"[^a-z0-9]"
+        project = re.sub(allowed, "", self.project.lower()).strip("-")
+        stack = re.sub(allowed, "", self.stack.lower()).strip("-")
+        room = maximum - len(tail) - len(role) - 3 * len(sep)
+        # Shorten the project before the stack: within one project, the stack is what tells names apart.
+        stack = stack[: max((room + 1) // 2, room - len(project) - len(sep))].strip("-")
+        project = project[: room - len(stack) - len(sep)].strip("-")
+        name = sep.join(part for part in (project, stack, role, tail) if part)
         if not (minimum <= len(name) <= maximum and re.match(pattern, name)):
             raise InvalidNameError(f"{kind} name {name!r} breaks Azure's rule: {rule}")
         return name

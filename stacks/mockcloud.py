@@ -123,10 +123,11 @@ class MockCloud(Mocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs: dict[str, Any] = plain(dict(args.inputs))
         typ = args.typ
-        if not args.custom:
-            return "", {}
+        # StackReferences are read, not registered; reads carry no `custom` flag.
         if typ == "pulumi:pulumi:StackReference":
             return self._stack_reference(args.name, inputs)
+        if args.custom is False:
+            return "", {}
         if typ.startswith("pulumi:providers:"):
             return f"{args.name}-provider-id", inputs
         if typ.startswith("azure-native:"):
@@ -292,6 +293,17 @@ class MockCloud(Mocks):
                 "masterKey": f"{self.secret_marker}-master-" + _h(site, "master", n=40),
                 "functionKeys": {"default": f"{self.secret_marker}-fnkey-" + _h(site, "default", n=40)},
                 "systemKeys": {},
+            }
+        if token == "databricks:index/getCurrentUser:getCurrentUser":
+            return {
+                "id": "4242",
+                "userName": "deployer@example.com",
+                "home": "/Users/deployer@example.com",
+                "repos": "/Repos/deployer@example.com",
+                "alphanumeric": "deployer_example_com",
+                "externalId": DEPLOYER_OBJECT_ID,
+                "aclPrincipalId": "users/deployer@example.com",
+                "workspaceUrl": "https://adb-1234567890123456.7.azuredatabricks.net",
             }
         raise NotImplementedError(f"the mock cloud does not answer {token}; add it to stacks/mockcloud.py")
 

@@ -1,0 +1,291 @@
+"""AksCluster: one stack's AKS cluster, the identity that pulls its images, and a Kubernetes provider for it.
+
+Owns: the `ManagedCluster` (system pool inline), the user node pool for models (a separate `AgentPool`), the
+AcrPull role assignment of the kubelet identity on the registry, and a `pulumi_kubernetes.Provider` whose
+kubeconfig is a secret.
+Exports: `cluster`, `cluster_name`, `oidc_issuer_url`, `kubelet_object_id`, `kubeconfig` (secret), `provider`.
+
+Secure by default: Entra ID with Azure RBAC and local accounts disabled (no static admin credential exists),
+OIDC issuer and workload identity on, Azure CNI overlay with Cilium network policy, images pulled by the kubelet
+identity through AcrPull (no image pull secret, no registry admin credential anywhere).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_azure_native import authorization, containerservice
+
+from components.naming import Naming
+from stacks.regions import ZONE_REGIONS
+from stacks.settings import ClusterSettings, NodePool
+
+ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+SYSTEM_POOL_TAINT = "CriticalAddonsOnly=true:NoSchedule"
+# The label the user pool carries and ModelDeployment selects.
+MODEL_POOL_LABEL = ("workload", "models")
+SYSTEM_POOL_NAME = "system"
+USER_POOL_NAME = "models"
+
+# Fields Azure changes by itself: the Kubernetes version under the auto-upgrade channel, node counts under the
+# cluster autoscaler, each pool's orchestratorVersion as the cluster upgrades it. Ignoring them keeps a routine
+# `pulumi up` from "correcting" them back, which would resize pools or try to downgrade the cluster.
+CLUSTER_IGNORE_CHANGES = [
+    "kubernetesVersion",
+    "agentPoolProfiles[*].count",
+    "agentPoolProfiles[*].orchestratorVersion",
+]
+AGENT_POOL_IGNORE_CHANGES = ["count", "orchestratorVersion"]
+
+
+@dataclass(frozen=True)
+class AksClusterArgs:
+    """What an AksCluster needs: the stack's naming, where to put it, its settings and what it connects to."""
+
+    naming: Naming
+    """The stack's naming scheme; the cluster is `<project>-<stack>-aks`."""
+    resource_group_name: pulumi.Input[str]
+    """The resource group of the cluster (its nodes live in `<project>-<stack>-aks-nodes`)."""
+    location: str
+    """The Azure region of the cluster; must have availability zones if `settings.availability_zones` lists some."""
+    settings: ClusterSettings
+    """Tier, upgrade channel, zones, system and user pools, admin groups (from the stack file)."""
+    log_analytics_workspace_id: pulumi.Input[str]
+    """The Log Analytics workspace container insights sends to."""
+    registry_id: pulumi.Input[str]
+    """The container registry the kubelet pulls from (may belong to another stack): only its resource id."""
+    tags: Mapping[str, str]
+    """Azure tags on the cluster and its pools."""
+    protect: bool
+    """Protect the cluster and its user pool from deletion."""
+
+
+def _validate(args: AksClusterArgs) -> None:
+    problems: list[pulumi.InputPropertyErrorDetails] = []
+    if args.settings.availability_zones and args.location not in ZONE_REGIONS:
+        problems.append(
+            {
+                "property_path": "settings.availability_zones",
+                "reason": f"{args.location} has no availability zones; use []",
+            }
+        )
+    dns_prefix = args.naming.resource("aks")
+    if len(dns_prefix) > 54:
+        problems.append(
+            {
+                "property_path": "naming",
+                "reason": f"the cluster DNS prefix {dns_prefix!r} is longer than AKS allows (54 characters)",
+            }
+        )
+    if problems:
+        details = "; ".join(f"{p['property_path']}: {p['reason']}" for p in problems)
+        raise pulumi.InputPropertiesError(f"AksClusterArgs: {details}", problems)
+
+
+def _zones(settings: ClusterSettings) -> list[str] | None:
+    # None, not []: a pool without zones must not send the field at all (an empty list is still a diff later).
+    return list(settings.availability_zones) or None
+
+
+def _system_pool(settings: ClusterSettings) -> containerservice.ManagedClusterAgentPoolProfileArgs:
+    pool: NodePool = settings.system_pool
+    return containerservice.ManagedClusterAgentPoolProfileArgs(
+        name=SYSTEM_POOL_NAME,
+        mode=containerservice.AgentPoolMode.SYSTEM,
+        type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
+        vm_size=pool.vm_size,
+        os_type=containerservice.OSType.LINUX,
+        os_sku=containerservice.OSSKU.AZURE_LINUX,
+        enable_auto_scaling=True,
+        count=pool.min_count,
+        min_count=pool.min_count,
+        max_count=pool.max_count,
+        availability_zones=_zones(settings),
+        # Only critical add-ons (CoreDNS, metrics-server, ...) run here; models go to the user pool.
+        node_taints=[SYSTEM_POOL_TAINT],
+        enable_node_public_ip=False,
+    )
+
+
+class AksCluster(pulumi.ComponentResource):
+    """One stack's AKS cluster, its model node pool, its AcrPull grant and a Kubernetes provider for it."""
+
+    cluster: containerservice.ManagedCluster
+    user_pool: containerservice.AgentPool
+    acr_pull: authorization.RoleAssignment
+    cluster_name: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    kubelet_object_id: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: AksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        _validate(args)
+        super().__init__("mlops:platform:AksCluster", name, None, opts)
+        settings = args.settings
+        tags = dict(args.tags)
+        client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+
+        cluster_name = args.naming.resource("aks")
+        self.cluster = containerservice.ManagedCluster(
+            f"{name}-aks",
+            resource_name_=cluster_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            dns_prefix=cluster_name,
+            node_resource_group=args.naming.resource("aks-nodes"),
+            sku=containerservice.ManagedClusterSKUArgs(
+                name=containerservice.ManagedClusterSKUName.BASE,
+                tier=settings.tier,
+            ),
+            # The control plane's own identity is system-assigned; AKS creates the kubelet identity beside it.
+            identity=containerservice.ManagedClusterIdentityArgs(
+                type=containerservice.ResourceIdentityType.SYSTEM_ASSIGNED
+            ),
+            enable_rbac=True,
+            disable_local_accounts=True,
+            aad_profile=containerservice.ManagedClusterAADProfileArgs(
+                managed=True,
+                enable_azure_rbac=True,
+                tenant_id=client.tenant_id,
+                admin_group_object_ids=list(settings.admin_group_object_ids),
+            ),
+            oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
+            security_profile=containerservice.ManagedClusterSecurityProfileArgs(
+                workload_identity=containerservice.ManagedClusterSecurityProfileWorkloadIdentityArgs(enabled=True),
+                image_cleaner=containerservice.ManagedClusterSecurityProfileImageCleanerArgs(
+                    enabled=True, interval_hours=168
+                ),
+            ),
+            # The system pool must be inline (a cluster cannot be created without one). The user pool is a
+            # separate AgentPool: its scale or VM size then changes through the agent-pool API alone, without a
+            # PUT of the whole cluster (an inline change puts every pool of the cluster into "Scaling",
+            # pulumi-azure-native#4264), and it can be rotated (new pool, drain, delete) without touching the
+            # cluster resource.
+            agent_pool_profiles=[_system_pool(settings)],
+            network_profile=containerservice.ContainerServiceNetworkProfileArgs(
+                network_plugin=containerservice.NetworkPlugin.AZURE,
+                network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
+                network_dataplane=containerservice.NetworkDataplane.CILIUM,
+                network_policy=containerservice.NetworkPolicy.CILIUM,
+                load_balancer_sku=containerservice.LoadBalancerSku.STANDARD,
+            ),
+            auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
+                upgrade_channel=settings.upgrade_channel,
+                node_os_upgrade_channel=containerservice.NodeOSUpgradeChannel.NODE_IMAGE,
+            ),
+            addon_profiles={
+                "omsagent": containerservice.ManagedClusterAddonProfileArgs(
+                    enabled=True,
+                    config={
+                        "logAnalyticsWorkspaceResourceID": args.log_analytics_workspace_id,
+                        "useAADAuth": "true",
+                    },
+                )
+            },
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                ignore_changes=CLUSTER_IGNORE_CHANGES,
+            ),
+        )
+
+        user = settings.user_pool
+        self.user_pool = containerservice.AgentPool(
+            f"{name}-{USER_POOL_NAME}-pool",
+            resource_group_name=args.resource_group_name,
+            resource_name_=self.cluster.name,
+            agent_pool_name=USER_POOL_NAME,
+            mode=containerservice.AgentPoolMode.USER,
+            type=containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
+            vm_size=user.vm_size,
+            os_type=containerservice.OSType.LINUX,
+            os_sku=containerservice.OSSKU.AZURE_LINUX,
+            enable_auto_scaling=True,
+            count=user.min_count,
+            min_count=user.min_count,
+            max_count=user.max_count,
+            availability_zones=_zones(settings),
+            node_labels={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+            enable_node_public_ip=False,
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                ignore_changes=AGENT_POOL_IGNORE_CHANGES,
+            ),
+        )
+
+        self.cluster_name = self.cluster.name
+        self.oidc_issuer_url = self.cluster.oidc_issuer_profile.apply(_issuer_url)
+        self.kubelet_object_id = self.cluster.identity_profile.apply(_kubelet_object_id)
+
+        self.acr_pull = authorization.RoleAssignment(
+            f"{name}-kubelet-acr-pull",
+            scope=args.registry_id,
+            principal_id=self.kubelet_object_id,
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=pulumi.Output.concat(
+                "/subscriptions/",
+                client.subscription_id,
+                "/providers/Microsoft.Authorization/roleDefinitions/",
+                ACR_PULL_ROLE_ID,
+            ),
+            description=pulumi.Output.concat("AKS ", self.cluster.name, " kubelet pulls model images"),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        # format=exec: the kubelogin exec plugin (the legacy azure auth-provider is gone from client-go). With
+        # local accounts disabled this is the only kubeconfig there is; it holds no static credential, but it is
+        # kept secret all the same (it names the API server and the tenant).
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=args.resource_group_name,
+            resource_name=self.cluster.name,
+            format="exec",
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        self.kubeconfig = pulumi.Output.secret(credentials.kubeconfigs.apply(_decode_kubeconfig))
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            # Workloads deployed through this provider land on the user pool: wait until it exists.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.user_pool]),
+        )
+
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "oidcIssuerUrl": self.oidc_issuer_url,
+                "kubeletObjectId": self.kubelet_object_id,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+
+def _issuer_url(profile: containerservice.outputs.ManagedClusterOIDCIssuerProfileResponse | None) -> str:
+    if profile is None or not profile.issuer_url:
+        raise ValueError("the cluster reports no OIDC issuer URL although oidcIssuerProfile.enabled is true")
+    return profile.issuer_url
+
+
+def _kubelet_object_id(
+    profile: Mapping[str, containerservice.outputs.UserAssignedIdentityManagedClusterResponse] | None,
+) -> str:
+    identity = (profile or {}).get("kubeletidentity")
+    if identity is None or not identity.object_id:
+        raise ValueError("the cluster reports no kubelet identity (identityProfile.kubeletidentity)")
+    return identity.object_id
+
+
+def _decode_kubeconfig(
+    kubeconfigs: list[containerservice.outputs.CredentialResultResponse] | None,
+) -> str:
+    if not kubeconfigs or not kubeconfigs[0].value:
+        raise ValueError("listManagedClusterUserCredentials returned no kubeconfig")
+    return base64.b64decode(kubeconfigs[0].value).decode()

@@ -1,0 +1,181 @@
+"""What tells the release listener that a model was promoted: a registry webhook, or a job for Unity Catalog.
+
+* Workspace registry (`model.catalog: workspace`): a Databricks MLflow registry webhook on the promote events of
+  `release.events`, for the pinned model or registry-wide (`release.webhookScope`), calling the listener's
+  `/api/webhooks/databricks` URL (function key included) and signing every delivery with the shared HMAC secret
+  (`X-Databricks-Signature`). URL and secret are secret inputs and secret outputs.
+* Unity Catalog (`model.catalog: unity-catalog`) has no registry webhooks. Instead a job with a model-update trigger
+  (`MODEL_ALIAS_SET` on `release.promoteAlias`) runs one small serverless notebook task that POSTs each alias update
+  to the listener's `/api/webhooks/databricks-job` with the bearer job token.
+
+The Databricks provider comes in through `opts` (`provider=` or `providers=[...]`) and reaches every child.
+Exports `webhook` (or None) and `job` (or None).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_databricks as databricks
+
+from stacks.settings import ModelSettings, ReleaseSettings
+
+NOTEBOOK_SOURCE = Path(__file__).parent / "notebooks" / "notify_listener.py"
+# Keys in the job's secret scope; the notebook reads them by these names.
+JOB_URL_KEY = "listener-job-url"
+JOB_TOKEN_KEY = "listener-job-token"
+
+_UC_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
+# TEST_MODE webhooks fire only from the test endpoint, DISABLED ones never. A paused trigger is the job's
+# counterpart of both: no run on alias changes, while "Run now" (with test updates) still works.
+_TRIGGER_PAUSE_STATUS = {"ACTIVE": "UNPAUSED", "TEST_MODE": "PAUSED", "DISABLED": "PAUSED"}
+
+
+@dataclass(frozen=True)
+class ModelRegistryWebhookArgs:
+    """The release settings, the pinned model and what the listener shares with its callers."""
+
+    release: ReleaseSettings
+    """Promote events, scope, status and promote alias."""
+    model: ModelSettings
+    """The pinned model; `catalog` picks a registry webhook or a Unity Catalog job."""
+    listener_webhook_url: pulumi.Input[str]
+    """The listener's `/api/webhooks/databricks?code=<function key>` URL (a secret)."""
+    listener_job_url: pulumi.Input[str]
+    """The listener's `/api/webhooks/databricks-job?code=<function key>` URL (a secret)."""
+    hmac_secret: pulumi.Input[str]
+    """The webhook's signing secret, the same value the listener reads from Key Vault."""
+    job_token: pulumi.Input[str]
+    """The bearer token the Unity Catalog job sends, the same value the listener reads from Key Vault."""
+
+
+def _validate(args: ModelRegistryWebhookArgs) -> None:
+    if args.model.catalog == "unity-catalog" and not _UC_NAME.match(args.model.name):
+        raise pulumi.InputPropertyError(
+            "model.name",
+            f"a Unity Catalog model is named catalog.schema.model (three parts), not {args.model.name!r}",
+        )
+
+
+class ModelRegistryWebhook(pulumi.ComponentResource):
+    """The promotion signal for the pinned model (see the module docstring)."""
+
+    webhook: databricks.MlflowWebhook | None
+    job: databricks.Job | None
+
+    def __init__(self, name: str, args: ModelRegistryWebhookArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:release:ModelRegistryWebhook", name, None, opts)
+        _validate(args)
+        self.webhook = None
+        self.job = None
+        if args.model.catalog == "unity-catalog":
+            self.job = self._alias_job(name, args)
+        else:
+            self.webhook = self._registry_webhook(name, args)
+        self.register_outputs(
+            {
+                "webhookId": self.webhook.id if self.webhook is not None else None,
+                "jobId": self.job.id if self.job is not None else None,
+            }
+        )
+
+    def _registry_webhook(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.MlflowWebhook:
+        release = args.release
+        registry_wide = release.webhook_scope == "registry"
+        return databricks.MlflowWebhook(
+            f"{name}-webhook",
+            events=list(release.events),
+            model_name=None if registry_wide else args.model.name,
+            status=release.webhook_status,
+            description=(
+                f"Release on promotion ({', '.join(release.events)}) of "
+                f"{'every model' if registry_wide else args.model.name}: calls the mlops release listener."
+            ),
+            http_url_spec=databricks.MlflowWebhookHttpUrlSpecArgs(
+                # The SDK does not mark either as secret; the URL carries the function key.
+                url=pulumi.Output.secret(args.listener_webhook_url),
+                secret=pulumi.Output.secret(args.hmac_secret),
+                enable_ssl_verification=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["httpUrlSpec"]),
+        )
+
+    def _alias_job(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.Job:
+        release = args.release
+        child = pulumi.ResourceOptions(parent=self)
+        # Where the listener URL and the token live. A Databricks-backed secret scope is the most secure place the
+        # provider offers for them: values are write-only through the API, never shown in the job's settings, run
+        # parameters or UI, redacted from notebook output, and readable only by principals with READ on the scope
+        # (the deploying principal that owns it and runs the job; workspace admins). A job parameter would be
+        # visible to anyone who can see the job; an Azure Key Vault-backed scope cannot be created by a service
+        # principal and would not hold the URL's function key anyway.
+        scope = databricks.SecretScope(f"{name}-scope", name=f"{name}-listener", backend_type="DATABRICKS", opts=child)
+        url_secret = databricks.Secret(
+            f"{name}-job-url",
+            scope=scope.name,
+            key=JOB_URL_KEY,
+            string_value=pulumi.Output.secret(args.listener_job_url),
+            opts=child,
+        )
+        token_secret = databricks.Secret(
+            f"{name}-job-token",
+            scope=scope.name,
+            key=JOB_TOKEN_KEY,
+            string_value=pulumi.Output.secret(args.job_token),
+            opts=child,
+        )
+        # The notebook sits in the deploying principal's home folder, which only it (and admins) can edit: the
+        # job runs it with READ on the secret scope, so whoever can edit it can read the secrets (/Shared is
+        # editable by every workspace user).
+        me = databricks.get_current_user_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        notebook = databricks.Notebook(
+            f"{name}-notebook",
+            path=pulumi.Output.concat(me.home, "/mlops-release/", name, "/notify_listener"),
+            source=str(NOTEBOOK_SOURCE),
+            language="PYTHON",
+            opts=child,
+        )
+        securable = args.model.name if release.webhook_scope == "model" else args.model.name.rsplit(".", 1)[0]
+        return databricks.Job(
+            f"{name}-job",
+            name=f"{name}: notify the release listener ({args.model.name})",
+            description=(
+                f"Runs when alias {release.promote_alias!r} is set on a model version in {securable}; "
+                "tells the mlops release listener to release that version."
+            ),
+            trigger=databricks.JobTriggerArgs(
+                pause_status=_TRIGGER_PAUSE_STATUS[release.webhook_status],
+                model=databricks.JobTriggerModelArgs(
+                    condition="MODEL_ALIAS_SET",
+                    aliases=[release.promote_alias],
+                    # The model, or its schema for a registry-wide scope (every model in it).
+                    securable_name=securable,
+                ),
+            ),
+            parameters=[
+                databricks.JobParameterArgs(name="model_updates", default="{{job.trigger.model.updates}}"),
+                databricks.JobParameterArgs(name="job_run_id", default="{{job.run_id}}"),
+                databricks.JobParameterArgs(name="secret_scope", default=scope.name),
+            ],
+            tasks=[
+                # No cluster settings: the task runs on serverless jobs compute.
+                databricks.JobTaskArgs(
+                    task_key="notify_listener",
+                    notebook_task=databricks.JobTaskNotebookTaskArgs(notebook_path=notebook.path, source="WORKSPACE"),
+                    max_retries=3,
+                    min_retry_interval_millis=60_000,
+                    retry_on_timeout=True,
+                    timeout_seconds=300,
+                )
+            ],
+            # Alias updates queue up behind a running notification instead of being skipped.
+            max_concurrent_runs=1,
+            queue=databricks.JobQueueArgs(enabled=True),
+            timeout_seconds=1800,
+            tags={"managed-by": "pulumi", "purpose": "mlops-release"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret]),
+        )

@@ -1,0 +1,362 @@
+"""AksCluster, built from the real staging and prod stack files, asserted input by input through the harness."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from components.aks_cluster import AksCluster, AksClusterArgs
+from components.naming import Naming
+from stacks.files import load_stack_config
+from stacks.harness import ProgramRun, RecordedResource, run_program
+from stacks.mockcloud import SUBSCRIPTION_ID, TENANT_ID
+from stacks.settings import ClusterSettings, StackSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "mlops-serving"
+CLUSTER = "azure-native:containerservice:ManagedCluster"
+AGENT_POOL = "azure-native:containerservice:AgentPool"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
+# A registry in another stack: the cluster only ever sees its resource id.
+REGISTRY_ID = (
+    f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/mlops-serving-staging-rg/providers/"
+    "Microsoft.ContainerRegistry/registries/mlopsservingstagingacr1a2b3c"
+)
+WORKSPACE_ID = (
+    f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/law"
+)
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class AksRun:
+    stack: str
+    settings: StackSettings
+    run: ProgramRun
+
+    @property
+    def component(self) -> RecordedResource:
+        return self.run.one("mlops:platform:AksCluster")
+
+    @property
+    def cluster(self) -> RecordedResource:
+        return self.run.one(CLUSTER)
+
+    @property
+    def pool(self) -> RecordedResource:
+        return self.run.one(AGENT_POOL)
+
+
+def stack_settings(stack: str) -> StackSettings:
+    return load_stack_config(ROOT, stack).settings()
+
+
+def run_aks(stack: str, *, cluster: ClusterSettings | None = None, protect: bool | None = None) -> AksRun:
+    settings = stack_settings(stack)
+    naming = Naming(PROJECT, stack, settings.name_suffix)
+
+    def program() -> None:
+        aks = AksCluster(
+            stack,
+            AksClusterArgs(
+                naming=naming,
+                resource_group_name=naming.resource("rg"),
+                location=settings.location,
+                settings=cluster or settings.cluster,
+                log_analytics_workspace_id=WORKSPACE_ID,
+                registry_id=REGISTRY_ID,
+                tags=naming.tags(settings.tags),
+                protect=settings.protect if protect is None else protect,
+            ),
+        )
+        pulumi.export("clusterName", aks.cluster_name)
+        pulumi.export("oidcIssuerUrl", aks.oidc_issuer_url)
+        pulumi.export("kubeletObjectId", aks.kubelet_object_id)
+        pulumi.export("kubeconfig", aks.kubeconfig)
+
+    return AksRun(stack, settings, run_program(program, {}, project=PROJECT, stack=stack))
+
+
+@pytest.fixture(scope="module", params=["staging", "prod"])
+def aks_run(request: pytest.FixtureRequest) -> AksRun:
+    return run_aks(request.param)
+
+
+@pytest.fixture(scope="module")
+def aks_staging_run() -> AksRun:
+    return run_aks("staging")
+
+
+@pytest.fixture(scope="module")
+def aks_prod_run() -> AksRun:
+    return run_aks("prod")
+
+
+def test_component_owns_cluster_pool_grant_and_provider_as_children(aks_run: AksRun) -> None:
+    component = aks_run.component
+    assert component.type == "mlops:platform:AksCluster"
+    assert component.name == aks_run.stack
+    children = aks_run.run.children(component)
+    assert sorted((c.type, c.name) for c in children) == sorted(
+        [
+            (CLUSTER, f"{aks_run.stack}-aks"),
+            (AGENT_POOL, f"{aks_run.stack}-models-pool"),
+            (ROLE_ASSIGNMENT, f"{aks_run.stack}-kubelet-acr-pull"),
+            (K8S_PROVIDER, f"{aks_run.stack}-k8s"),
+        ]
+    )
+    # Nothing else is declared: no registry (it belongs to its own stack), no secret, no pull secret.
+    assert len(aks_run.run.resources) == 5
+
+
+def test_cluster_is_named_by_the_stack_in_its_resource_group(aks_run: AksRun) -> None:
+    inputs = aks_run.cluster.inputs
+    assert inputs["resourceName"] == f"mlops-serving-{aks_run.stack}-aks"
+    assert inputs["dnsPrefix"] == f"mlops-serving-{aks_run.stack}-aks"
+    assert inputs["nodeResourceGroup"] == f"mlops-serving-{aks_run.stack}-aks-nodes"
+    assert inputs["resourceGroupName"] == f"mlops-serving-{aks_run.stack}-rg"
+    assert inputs["location"] == aks_run.settings.location == "westeurope"
+    assert inputs["tags"] == {
+        **aks_run.settings.tags,
+        "project": PROJECT,
+        "stack": aks_run.stack,
+        "managed-by": "pulumi",
+    }
+    assert aks_run.run.outputs["clusterName"] == inputs["resourceName"]
+
+
+def test_cluster_uses_a_managed_identity_and_entra_id_with_azure_rbac_and_no_local_accounts(aks_run: AksRun) -> None:
+    inputs = aks_run.cluster.inputs
+    assert inputs["identity"] == {"type": "SystemAssigned"}
+    assert "servicePrincipalProfile" not in inputs
+    assert inputs["enableRBAC"] is True
+    assert inputs["disableLocalAccounts"] is True
+    assert inputs["aadProfile"] == {
+        "managed": True,
+        "enableAzureRBAC": True,
+        "tenantID": TENANT_ID,
+        "adminGroupObjectIDs": aks_run.settings.cluster.admin_group_object_ids,
+    }
+    assert aks_run.settings.cluster.admin_group_object_ids == ["2f1c9a7e-5d1b-4c3e-9a8f-0b6d4e2c1a90"]
+
+
+def test_oidc_issuer_and_workload_identity_are_enabled_and_exported(aks_run: AksRun) -> None:
+    inputs = aks_run.cluster.inputs
+    assert inputs["oidcIssuerProfile"] == {"enabled": True}
+    assert inputs["securityProfile"]["workloadIdentity"] == {"enabled": True}
+    issuer = aks_run.run.outputs["oidcIssuerUrl"]
+    assert issuer.startswith(f"https://westeurope.oic.prod-aks.azure.com/{TENANT_ID}/")
+
+
+def test_tier_comes_from_config(aks_staging_run: AksRun, aks_prod_run: AksRun) -> None:
+    assert aks_staging_run.cluster.inputs["sku"] == {"name": "Base", "tier": "Free"}
+    assert aks_prod_run.cluster.inputs["sku"] == {"name": "Base", "tier": "Standard"}
+
+
+def test_system_pool_is_tainted_critical_addons_only_and_autoscaled_from_config(aks_run: AksRun) -> None:
+    (system,) = aks_run.cluster.inputs["agentPoolProfiles"]
+    pool = aks_run.settings.cluster.system_pool
+    assert system["name"] == "system"
+    assert system["mode"] == "System"
+    assert system["nodeTaints"] == ["CriticalAddonsOnly=true:NoSchedule"]
+    assert "nodeLabels" not in system
+    assert system["vmSize"] == pool.vm_size
+    assert system["enableAutoScaling"] is True
+    assert (system["minCount"], system["maxCount"], system["count"]) == (
+        pool.min_count,
+        pool.max_count,
+        pool.min_count,
+    )
+    assert system["osType"] == "Linux"
+    assert system["osSKU"] == "AzureLinux"
+    assert system["type"] == "VirtualMachineScaleSets"
+    assert system["enableNodePublicIP"] is False
+
+
+def test_user_pool_is_a_separate_agent_pool_labelled_for_models(aks_run: AksRun) -> None:
+    pool = aks_run.pool
+    inputs = pool.inputs
+    user = aks_run.settings.cluster.user_pool
+    assert inputs["resourceName"] == aks_run.cluster.inputs["resourceName"]
+    assert aks_run.cluster.urn in pool.property_dependencies["resourceName"]
+    assert inputs["resourceGroupName"] == aks_run.cluster.inputs["resourceGroupName"]
+    assert inputs["agentPoolName"] == "models"
+    assert inputs["mode"] == "User"
+    assert inputs["nodeLabels"] == {"workload": "models"}
+    assert "nodeTaints" not in inputs
+    assert inputs["vmSize"] == user.vm_size
+    assert inputs["enableAutoScaling"] is True
+    assert (inputs["minCount"], inputs["maxCount"], inputs["count"]) == (user.min_count, user.max_count, user.min_count)
+    assert inputs["osType"] == "Linux"
+    assert inputs["osSKU"] == "AzureLinux"
+    assert inputs["enableNodePublicIP"] is False
+    assert inputs["tags"] == aks_run.cluster.inputs["tags"]
+
+
+def test_node_counts_follow_each_stack_file(aks_staging_run: AksRun, aks_prod_run: AksRun) -> None:
+    def counts(r: AksRun) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
+        (system,) = r.cluster.inputs["agentPoolProfiles"]
+        user = r.pool.inputs
+        return (
+            (system["vmSize"], system["minCount"], system["maxCount"]),
+            (user["vmSize"], user["minCount"], user["maxCount"]),
+        )
+
+    assert counts(aks_staging_run) == (("Standard_D2ds_v5", 1, 2), ("Standard_D4ds_v5", 1, 3))
+    assert counts(aks_prod_run) == (("Standard_D4ds_v5", 2, 3), ("Standard_D8ds_v5", 3, 10))
+
+
+def test_availability_zones_only_where_the_config_lists_them(aks_staging_run: AksRun, aks_prod_run: AksRun) -> None:
+    (staging_system,) = aks_staging_run.cluster.inputs["agentPoolProfiles"]
+    assert "availabilityZones" not in staging_system
+    assert "availabilityZones" not in aks_staging_run.pool.inputs
+    (prod_system,) = aks_prod_run.cluster.inputs["agentPoolProfiles"]
+    assert prod_system["availabilityZones"] == ["1", "2", "3"]
+    assert aks_prod_run.pool.inputs["availabilityZones"] == ["1", "2", "3"]
+
+
+def test_network_is_azure_cni_overlay_with_cilium_dataplane_and_policy(aks_run: AksRun) -> None:
+    network = aks_run.cluster.inputs["networkProfile"]
+    assert network["networkPlugin"] == "azure"
+    assert network["networkPluginMode"] == "overlay"
+    assert network["networkDataplane"] == "cilium"
+    assert network["networkPolicy"] == "cilium"
+    assert network["loadBalancerSku"] == "standard"
+
+
+def test_upgrade_channels_come_from_config(aks_run: AksRun) -> None:
+    assert aks_run.cluster.inputs["autoUpgradeProfile"] == {
+        "upgradeChannel": aks_run.settings.cluster.upgrade_channel,
+        "nodeOSUpgradeChannel": "NodeImage",
+    }
+
+
+def test_other_upgrade_channel_and_tier_in_config_reach_the_cluster() -> None:
+    settings = stack_settings("prod")
+    changed = settings.cluster.model_copy(update={"upgrade_channel": "rapid", "tier": "Premium"})
+    run = run_aks("prod", cluster=changed)
+    assert run.cluster.inputs["autoUpgradeProfile"]["upgradeChannel"] == "rapid"
+    assert run.cluster.inputs["sku"]["tier"] == "Premium"
+
+
+def test_container_insights_sends_to_log_analytics_with_aad_auth(aks_run: AksRun) -> None:
+    assert aks_run.cluster.inputs["addonProfiles"] == {
+        "omsagent": {
+            "enabled": True,
+            "config": {"logAnalyticsWorkspaceResourceID": WORKSPACE_ID, "useAADAuth": "true"},
+        }
+    }
+
+
+def test_kubelet_identity_gets_acrpull_on_the_registry(aks_run: AksRun) -> None:
+    grant = aks_run.run.one(ROLE_ASSIGNMENT)
+    kubelet = aks_run.run.outputs["kubeletObjectId"]
+    assert GUID.match(kubelet)
+    assert grant.inputs["principalId"] == kubelet
+    assert aks_run.cluster.urn in grant.property_dependencies["principalId"]
+    assert grant.inputs["principalType"] == "ServicePrincipal"
+    assert grant.inputs["scope"] == REGISTRY_ID
+    assert grant.inputs["roleDefinitionId"] == (
+        f"/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/"
+        "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+    )
+    # The subscription comes from the deployer's client config, not from a setting.
+    assert ("azure-native:authorization:getClientConfig", {}) in aks_run.run.invokes
+
+
+def test_no_image_pull_secret_and_no_registry_admin_credential_anywhere(aks_run: AksRun) -> None:
+    tokens = [token for token, _ in aks_run.run.invokes]
+    assert not [t for t in tokens if "listRegistryCredentials" in t or "RegistryCredential" in t]
+    assert not [r for r in aks_run.run.resources if r.type.startswith("azure-native:containerregistry:")]
+    assert not [r for r in aks_run.run.resources if r.type == "kubernetes:core/v1:Secret"]
+    text = repr([r.inputs for r in aks_run.run.resources])
+    assert "imagePullSecrets" not in text
+    assert "adminUser" not in text
+
+
+def test_kubeconfig_is_a_secret_decoded_from_the_user_credentials(aks_run: AksRun) -> None:
+    provider = aks_run.run.one(K8S_PROVIDER)
+    assert provider.secret_inputs == ("kubeconfig",)
+    kubeconfig = provider.inputs["kubeconfig"]
+    assert kubeconfig.startswith("apiVersion: v1\nkind: Config\n")  # base64-decoded
+    assert "command: kubelogin" in kubeconfig
+    assert f"name: mlops-serving-{aks_run.stack}-aks" in kubeconfig
+    (call,) = [args for token, args in aks_run.run.invokes if token == USER_CREDENTIALS]
+    assert call == {
+        "resourceGroupName": f"mlops-serving-{aks_run.stack}-rg",
+        "resourceName": f"mlops-serving-{aks_run.stack}-aks",
+        "format": "exec",
+    }
+    assert "kubeconfig" in aks_run.run.secret_outputs
+    assert aks_run.run.outputs["kubeconfig"] == kubeconfig
+
+
+def test_provider_waits_for_the_user_pool_the_workloads_run_on(aks_run: AksRun) -> None:
+    provider = aks_run.run.one(K8S_PROVIDER)
+    assert aks_run.pool.urn in provider.dependencies
+    assert provider.parent == aks_run.component.urn
+
+
+def test_protect_comes_from_the_stack(aks_staging_run: AksRun, aks_prod_run: AksRun) -> None:
+    assert aks_staging_run.settings.protect is False
+    assert aks_staging_run.cluster.protect is False
+    assert aks_staging_run.pool.protect is False
+    assert aks_prod_run.settings.protect is True
+    assert aks_prod_run.cluster.protect is True
+    assert aks_prod_run.pool.protect is True
+    # The grant and the provider are cheap to recreate; only stateful resources are protected.
+    assert aks_prod_run.run.one(ROLE_ASSIGNMENT).protect is False
+    assert aks_prod_run.component.protect is False
+
+
+def test_fields_azure_moves_by_itself_are_ignored(aks_run: AksRun) -> None:
+    assert set(aks_run.cluster.ignore_changes) == {
+        "kubernetesVersion",
+        "agentPoolProfiles[*].count",
+        "agentPoolProfiles[*].orchestratorVersion",
+    }
+    assert set(aks_run.pool.ignore_changes) == {"count", "orchestratorVersion"}
+    # The ignored paths name inputs that exist (a typo would silently ignore nothing).
+    assert "count" in aks_run.pool.inputs
+    assert all("count" in p for p in aks_run.cluster.inputs["agentPoolProfiles"])
+    # Nothing here forces a replacement of the cluster on a routine update.
+    assert aks_run.cluster.replace_on_changes == ()
+    assert aks_run.cluster.delete_before_replace is False
+
+
+def test_the_same_config_twice_declares_identical_inputs() -> None:
+    first, second = run_aks("prod"), run_aks("prod")
+    # Registration order is asynchronous; what matters is each resource's inputs.
+    assert {(r.type, r.name): r.inputs for r in first.run.resources} == {
+        (r.type, r.name): r.inputs for r in second.run.resources
+    }
+    assert len(first.run.resources) == len(second.run.resources)
+
+
+def test_zones_in_a_region_without_zones_are_rejected_naming_the_property() -> None:
+    settings = stack_settings("prod")
+    naming = Naming(PROJECT, "prod")
+    with pytest.raises(pulumi.InputPropertiesError) as caught:
+        AksCluster(
+            "prod",
+            AksClusterArgs(
+                naming=naming,
+                resource_group_name="rg",
+                location="westcentralus",
+                settings=settings.cluster,
+                log_analytics_workspace_id=WORKSPACE_ID,
+                registry_id=REGISTRY_ID,
+                tags={},
+                protect=True,
+            ),
+        )
+    assert "settings.availability_zones: westcentralus has no availability zones" in str(caught.value)
+    assert caught.value.errors == [
+        {"property_path": "settings.availability_zones", "reason": "westcentralus has no availability zones; use []"}
+    ]
