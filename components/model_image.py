@@ -147,10 +147,16 @@ class ModelImage(pulumi.ComponentResource):
 
 
 def pinned_image_ref(login_server: pulumi.Input[str], model: ModelSettings) -> pulumi.Output[str]:
-    """The reference of an image already in the registry, by the digest the stack file pins (rollback)."""
+    """The reference of an image already in the registry, by the digest the stack file pins (rollback).
+
+    The digest alone decides what runs (a runtime ignores the tag when a digest is given); the version in the tag
+    is there for people reading `kubectl get pods`.
+    """
     if model.image_digest is None:
         raise ValueError("model.imageDigest: no digest pinned")
-    return pulumi.Output.concat(login_server, "/", repository(model.name), "@", model.image_digest)
+    return pulumi.Output.concat(
+        login_server, "/", repository(model.name), ":", str(model.version), "@", model.image_digest
+    )
 
 
 def _version(value: Any) -> int | None:

@@ -8,6 +8,7 @@ Only the Azure, Databricks, Docker and Kubernetes APIs are simulated; the progra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import runpy
@@ -89,7 +90,38 @@ class ProgramRun:
         return [r for r in self.resources if r.parent == parent.urn]
 
 
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def describe_asset(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
+    """An asset or archive as the engine would see it: by content, never by where it sits on this machine.
+
+    The engine diffs assets by content hash, so a checkout in another directory declares the same package, and a
+    one-byte change to a source file is a change.
+    """
+    if isinstance(value, pulumi.FileAsset):
+        return {"asset": "file", "sha256": _file_digest(Path(str(value.path)))}
+    if isinstance(value, pulumi.StringAsset):
+        return {"asset": "string", "sha256": hashlib.sha256(value.text.encode()).hexdigest()}
+    if isinstance(value, pulumi.RemoteAsset | pulumi.RemoteArchive):
+        return {"remote": str(value.uri)}
+    if isinstance(value, pulumi.AssetArchive):
+        return {"archive": {name: describe_asset(item) for name, item in sorted(value.assets.items())}}
+    if isinstance(value, pulumi.FileArchive):
+        root = Path(str(value.path))
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() if root.is_dir() else b"")
+            digest.update(_file_digest(file).encode())
+        return {"archive": "file", "sha256": digest.hexdigest()}
+    return {"asset": type(value).__name__}
+
+
 def _unwrap(value: Any, path: str, secrets: list[str]) -> Any:
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return describe_asset(value)
     if isinstance(value, dict):
         if value.get(_SECRET_SIG) == _SECRET_VALUE:
             secrets.append(path)

@@ -152,11 +152,11 @@ def test_prod_rollback_runs_a_pinned_digest_without_staging(staging: StackRun) -
 
     run = run_variant("prod", rollback, stack_outputs={STAGING_REF: staging.run.outputs})
     login = staging.run.outputs["registryLoginServer"]
-    assert container_image(run) == f"{login}/models/wine-quality@{digest}"
+    assert container_image(run) == f"{login}/models/wine-quality:7@{digest}"
 
 
 def test_staging_with_a_pinned_digest_does_not_build() -> None:
     digest = "sha256:" + "cd" * 32
     run = run_variant("staging", lambda v: v["mlops-serving:model"].update(imageDigest=digest))
     assert run.all(IMAGE) == []
-    assert container_image(run).endswith(f"/models/wine-quality@{digest}")
+    assert container_image(run).endswith(f"/models/wine-quality:1@{digest}")

@@ -1,0 +1,317 @@
+"""The ASGI app (Starlette): three webhook routes and a health route, all under `/api` like the Azure host's.
+
+Each webhook goes through the same gate, in this order, and is answered by the first check that fails:
+
+    413 body over LISTENER_MAX_BODY_BYTES      415 not application/json
+    401 missing/bad signature or token, or a timestamp outside the tolerance window (replay)
+    400 not JSON, or not the shape its event needs (the reason says what)
+    202 {"status": "ignored"}    verified, but not a promotion under the settings (another model/alias/stage)
+    202 {"status": "duplicate"}  a redelivery of an event already handed off
+    202 {"status": "accepted"}   written to the queue (and recorded in the dedupe table) before this answer
+    503 storage unreachable: nothing was promised; the sender delivers again (Retry-After is set)
+
+No failure is ever answered with 200; `GET /api/health` is the only 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from azure.core.exceptions import AzureError
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from webhook_listener import promotion as rules
+from webhook_listener.deliveries import DeliveryRecord, State
+from webhook_listener.logs import get_logger, log_event
+from webhook_listener.runtime import Runtime
+from webhook_listener.schemas import DatabricksEvent, JobPromotion, MlflowEnvelope, Promotion
+from webhook_listener.settings import ListenerSettings
+from webhook_listener.signatures import (
+    AuthenticationError,
+    check_age,
+    verify_bearer,
+    verify_databricks,
+    verify_mlflow,
+)
+from webhook_listener.worker import run_worker
+
+_log = get_logger("http")
+RETRY_AFTER_SECONDS = "5"
+HEALTH_TIMEOUT_SECONDS = 2.0
+MAX_REASON_ERRORS = 5
+_Model = TypeVar("_Model", bound=BaseModel)
+_T = TypeVar("_T")
+
+
+class Rejection(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Answer(Exception):
+    """A 202 that ends processing early (ignored)."""
+
+    def __init__(self, reason: str, delivery_id: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delivery_id = delivery_id
+
+
+def _reply(status: int, outcome: str, **fields: Any) -> JSONResponse:
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    body = {"status": outcome, **{k: v for k, v in fields.items() if v is not None}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:MAX_REASON_ERRORS]]
+    more = exc.error_count() - MAX_REASON_ERRORS
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Rejection(413, f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejection(413, f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_media_type(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise Rejection(415, f"content type must be application/json, not {media_type[:80] or 'missing'}")
+
+
+def _parse(body: bytes, model: type[_Model]) -> _Model:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise Rejection(400, "body is not JSON") from None
+    if not isinstance(document, dict):
+        raise Rejection(400, "body is not a JSON object")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise Rejection(400, f"unexpected shape: {_describe(exc)}") from None
+
+
+def _authenticated(check: Callable[[], _T]) -> _T:
+    try:
+        return check()
+    except AuthenticationError as exc:
+        raise Rejection(401, str(exc)) from None
+
+
+def _decided(decision: Promotion | rules.Ignored, delivery_id: str | None) -> Promotion:
+    if isinstance(decision, rules.Ignored):
+        raise _Answer(decision.reason, delivery_id)
+    return decision
+
+
+class WebhookRoutes:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings: ListenerSettings = runtime.settings
+
+    # --- the three senders ------------------------------------------------------------------------------------
+
+    async def mlflow(self, request: Request) -> Response:
+        async def handle() -> Promotion:
+            body = await self._gate(request)
+            delivery = _authenticated(
+                lambda: verify_mlflow(
+                    request.headers,
+                    body,
+                    self.settings.webhook_secret.get_secret_value(),
+                    now=time.time(),
+                    tolerance_seconds=self.settings.timestamp_tolerance_seconds,
+                )
+            )
+            envelope = _parse(body, MlflowEnvelope)
+            try:
+                decision = rules.from_mlflow(envelope, delivery.delivery_id, self.settings)
+            except rules.PayloadError as exc:
+                raise Rejection(400, str(exc)) from None
+            return _decided(decision, delivery.delivery_id)
+
+        return await self._run("mlflow", handle)
+
+    async def databricks(self, request: Request) -> Response:
+        async def handle() -> Promotion:
+            body = await self._gate(request)
+            secret = self.settings.webhook_secret.get_secret_value()
+            _authenticated(lambda: verify_databricks(request.headers, body, secret))
+            event = _parse(body, DatabricksEvent)
+            tolerance = self.settings.timestamp_tolerance_seconds
+            _authenticated(lambda: check_age(event.event_timestamp / 1000, time.time(), tolerance))
+            try:
+                decision = rules.from_databricks(event, self.settings)
+            except rules.PayloadError as exc:
+                raise Rejection(400, str(exc)) from None
+            return _decided(decision, None)
+
+        return await self._run("databricks", handle)
+
+    async def databricks_job(self, request: Request) -> Response:
+        async def handle() -> Promotion:
+            body = await self._gate(request)
+            token = self.settings.job_token.get_secret_value() if self.settings.job_token is not None else None
+            _authenticated(lambda: verify_bearer(request.headers, token))
+            job = _parse(body, JobPromotion)
+            tolerance = self.settings.timestamp_tolerance_seconds
+            _authenticated(lambda: check_age(job.timestamp, time.time(), tolerance))
+            return _decided(rules.from_job(job, self.settings), job.delivery_id)
+
+        return await self._run("databricks-job", handle)
+
+    # --- shared steps -----------------------------------------------------------------------------------------
+
+    async def _gate(self, request: Request) -> bytes:
+        body = await _read_body(request, self.settings.max_body_bytes)
+        _check_media_type(request)
+        return body
+
+    async def _run(self, route: str, handle: Callable[[], Awaitable[Promotion]]) -> Response:
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return round((time.perf_counter() - started) * 1000, 2)
+
+        try:
+            promotion = await handle()
+        except Rejection as exc:
+            log_event(_log, logging.WARNING, "webhook rejected", route=route, status=exc.status, reason=exc.reason)
+            return _reply(exc.status, "rejected", reason=exc.reason)
+        except _Answer as answer:
+            log_event(
+                _log,
+                logging.INFO,
+                "webhook ignored",
+                route=route,
+                status=202,
+                delivery_id=answer.delivery_id,
+                reason=answer.reason,
+                ms=elapsed(),
+            )
+            return _reply(202, "ignored", reason=answer.reason, delivery_id=answer.delivery_id)
+        fields: dict[str, Any] = {
+            "route": route,
+            "delivery_id": promotion.delivery_id,
+            "model": promotion.model,
+            "version": promotion.version,
+        }
+        try:
+            outcome = await self._hand_off(promotion)
+        except (AzureError, OSError, TimeoutError) as exc:
+            log_event(
+                _log,
+                logging.ERROR,
+                "webhook not accepted: storage unavailable",
+                status=503,
+                error=type(exc).__name__,
+                ms=elapsed(),
+                **fields,
+            )
+            return _reply(503, "unavailable", reason="storage unavailable; deliver again", **fields)
+        log_event(_log, logging.INFO, f"webhook {outcome}", status=202, ms=elapsed(), **fields)
+        return _reply(202, outcome, delivery_id=promotion.delivery_id)
+
+    async def _hand_off(self, promotion: Promotion) -> str:
+        """Record, enqueue, mark enqueued. Returns "accepted" or "duplicate"; raises if storage fails."""
+        async with asyncio.timeout(self.settings.accept_timeout_seconds):
+            services = await self.runtime.services()
+            seen = await services.store.record_received(promotion)
+            if isinstance(seen, DeliveryRecord) and seen.state is not State.RECEIVED:
+                return "duplicate"
+            # First sighting, or seen but possibly never enqueued (the earlier attempt failed or died): enqueue.
+            await services.queue.enqueue(promotion)
+        try:
+            async with asyncio.timeout(self.settings.accept_timeout_seconds):
+                await services.store.mark_enqueued(promotion, seen.etag)
+        except (AzureError, OSError, TimeoutError) as exc:
+            # The message is queued; a stale `received` only means a redelivery enqueues a harmless copy.
+            log_event(
+                _log,
+                logging.WARNING,
+                "could not mark delivery enqueued",
+                delivery_id=promotion.delivery_id,
+                error=type(exc).__name__,
+            )
+        return "accepted"
+
+    # --- health -----------------------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+                services = await self.runtime.services()
+        except (AzureError, OSError, TimeoutError) as exc:
+            checks = {"queue": f"unreachable ({type(exc).__name__})", "table": "unknown"}
+        else:
+            for name, ping in (("queue", services.queue.ping), ("table", services.store.ping)):
+                try:
+                    async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+                        await ping()
+                    checks[name] = "ok"
+                except (AzureError, OSError, TimeoutError) as exc:
+                    checks[name] = f"unreachable ({type(exc).__name__})"
+        healthy = all(v == "ok" for v in checks.values())
+        body = {
+            "status": "ok" if healthy else "unavailable",
+            **checks,
+            "dispatch_target": self.settings.dispatch_target.value,
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+def create_app(settings: ListenerSettings, *, runtime: Runtime | None = None, with_worker: bool = False) -> Starlette:
+    """Build the ASGI app. `with_worker` also runs the queue worker in the app's lifespan (the local serve mode);
+    in Azure the queue trigger does that work instead."""
+    owned = runtime is None
+    active = runtime or Runtime(settings)
+    routes = WebhookRoutes(active)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(active, stop)) if with_worker else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            if owned:
+                await active.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/api/webhooks/mlflow", routes.mlflow, methods=["POST"]),
+            Route("/api/webhooks/databricks", routes.databricks, methods=["POST"]),
+            Route("/api/webhooks/databricks-job", routes.databricks_job, methods=["POST"]),
+            Route("/api/health", routes.health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = active
+    return app
