@@ -123,15 +123,11 @@ class StackDiff:
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[FieldChange]:
+    # An input set to null and an input left out mean the same to the engine: neither is a change.
     a, b = flatten(before, prefix), flatten(after, prefix)
     return [
-        FieldChange(path, a.get(path), b.get(path))
-        for path in sorted(set(a) | set(b))
-        if a.get(path, _MISSING) != b.get(path, _MISSING)
+        FieldChange(path, a.get(path), b.get(path)) for path in sorted(set(a) | set(b)) if a.get(path) != b.get(path)
     ]
-
-
-_MISSING = object()
 
 
 def diff_documents(before: dict[str, Any], after: dict[str, Any], before_label: str, after_label: str) -> StackDiff:
@@ -159,7 +155,7 @@ def diff_documents(before: dict[str, Any], after: dict[str, Any], before_label: 
 
 
 def _show(value: Any) -> str:
-    if value is _MISSING or value is None:
+    if value is None:
         return "(none)"
     text = json.dumps(value) if not isinstance(value, str) else value
     return text if len(text) <= 100 else text[:97] + "..."

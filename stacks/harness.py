@@ -49,6 +49,8 @@ class RecordedResource:
     retain_on_delete: bool
     additional_secret_outputs: tuple[str, ...]
     aliases: tuple[str, ...]
+    # Read (an existing resource looked up, e.g. a StackReference), not managed by this stack.
+    read: bool = False
 
     @property
     def parent_type(self) -> str:
@@ -138,6 +140,8 @@ def unwrap_secrets(value: Any) -> Any:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
+    # Reads (StackReference, `get` of an existing resource) are recorded too: `pulumi preview` lists them.
+
     """A mock monitor that keeps every registration request, options included."""
 
     def __init__(self, mocks: MockCloud) -> None:
@@ -173,6 +177,34 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
                 aliases=tuple(a.urn if a.urn else a.spec.name for a in request.aliases),
+            )
+        )
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        secret_paths: list[str] = []
+        inputs = _unwrap(rpc.deserialize_properties(request.properties), "", secret_paths)
+        self.registrations.append(
+            RecordedResource(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                custom=True,
+                inputs=cast(dict[str, Any], inputs),
+                secret_inputs=tuple(sorted({p.split(".")[0].split("[")[0] for p in secret_paths})),
+                protect=False,
+                dependencies=tuple(request.dependencies),
+                property_dependencies={},
+                provider=request.provider,
+                ignore_changes=(),
+                replace_on_changes=(),
+                delete_before_replace=False,
+                retain_on_delete=False,
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                aliases=(),
+                read=True,
             )
         )
         return response

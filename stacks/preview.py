@@ -71,6 +71,7 @@ def resource_view(r: RecordedResource, by_urn: dict[str, RecordedResource]) -> d
         "name": r.name,
         "parent": None if _short(r.parent).startswith("pulumi:pulumi:Stack::") else _short(r.parent) or None,
         "custom": r.custom,
+        "read": r.read,
         "inputs": inputs,
         "secret_inputs": list(r.secret_inputs),
         "protect": r.protect,
