@@ -140,6 +140,7 @@ if settings.shared.owner:
     pulumi.export("registryLoginServer", login_server)
     pulumi.export("databricksWorkspaceUrl", workspace.workspace_url)
     pulumi.export("listenerHealthUrl", listener.health_url)
+    pulumi.export("listenerAppName", listener.function_app.name)
     pulumi.export("listenerWebhookUrl", listener.databricks_webhook_url)
     pulumi.export("keyVaultUri", vault.vault_uri)
 else:

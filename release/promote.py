@@ -1,0 +1,306 @@
+"""Propose a model version for a stack as a pull request: the pin bump, and the offline diff that shows what it does.
+
+    python -m release.promote [--event-path $GITHUB_EVENT_PATH | --payload '{...}']   # the listener's dispatch
+    python -m release.promote --from-stack staging --to-stack prod                      # staging's pin, for prod
+
+The dispatch path validates the `model-promoted` payload the webhook listener sends, pins the version in the
+target stack's file on `promote/<stack>/<model>-v<version>`, commits (`Promote <model> v<version> to <stack>` with a
+`Delivery-Id:` trailer), pushes, and opens or updates the pull request. A redelivered webhook updates the same
+branch and pull request. Exit codes: 0 proposed or nothing to do; 1 proposed but the offline diff failed, or a
+git/GitHub failure; 2 invalid payload or stack file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from release.git import Git, GitError
+from release.github import GitHub, GitHubError
+from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
+from release.record_deployment import RecordError, image_from_outputs
+from stacks.files import stack_file
+from stacks.pin import Pinned, pin
+from stacks.settings import SettingsError
+
+EVENT_TYPE = "model-promoted"
+
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")]
+StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Version = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[1-9][0-9]{0,9}$")]
+DeliveryId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._-]+$")]
+
+
+class PromotionPayload(BaseModel):
+    """The `client_payload` of the listener's `model-promoted` repository_dispatch (the listener's `Promotion`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+
+    model: ModelName
+    version: Version
+    stage: Label | None = None
+    alias: Label | None = None
+    target_stack: StackName
+    delivery_id: DeliveryId
+    source: Literal["mlflow", "databricks", "databricks-job", "manual"]
+
+
+class PayloadError(ValueError):
+    """The dispatch payload is unusable; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def parse_payload(data: Any) -> PromotionPayload:
+    if not isinstance(data, dict):
+        raise PayloadError([f"client_payload: expected a JSON object, got {type(data).__name__}"])
+    try:
+        return PromotionPayload.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"]) or "client_payload"
+            shown = f" (got {json.dumps(err['input'])})" if err["type"] != "missing" and "input" in err else ""
+            problems.append(f"client_payload.{where}: {err['msg']}{shown}")
+        raise PayloadError(problems) from None
+
+
+def payload_from_event(path: Path) -> PromotionPayload:
+    """The payload of a `repository_dispatch` event file ($GITHUB_EVENT_PATH)."""
+    try:
+        event = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PayloadError([f"{path}: cannot read the event: {exc}"]) from None
+    if not isinstance(event, dict):
+        raise PayloadError([f"{path}: the event is not a JSON object"])
+    action = event.get("action")
+    if action is not None and action != EVENT_TYPE:
+        raise PayloadError([f"{path}: event type is {action!r}, expected {EVENT_TYPE!r}"])
+    if "client_payload" not in event:
+        raise PayloadError([f"{path}: no client_payload (is this a repository_dispatch event?)"])
+    return parse_payload(event["client_payload"])
+
+
+def branch_name(stack: str, model: str, version: int | str) -> str:
+    return f"promote/{stack}/{model}-v{version}"
+
+
+def marker(stack: str) -> str:
+    return f"<!-- mlops-serving:promote:{stack} -->"
+
+
+def dispatch_change(repo_dir: Path, payload: PromotionPayload, base: str) -> Change:
+    """The pin bump a dispatch asks for, as a change to propose."""
+    stack = payload.target_stack
+    if not settings_at(Git(repo_dir), base, stack).shared.owner:
+        raise SettingsError(
+            stack_file(repo_dir, stack).name,
+            [
+                f"target_stack {stack!r} does not build images (shared.owner is false); a registry promotion goes to "
+                "the stack that does, and reaches this one through `--from-stack`"
+            ],
+        )
+    if payload.stage:
+        event = f"moved to stage {payload.stage}"
+    elif payload.alias:
+        event = f"alias {payload.alias} set"
+    else:
+        event = "promoted"
+    trigger = f"{payload.source} registry: {payload.model} v{payload.version} {event}"
+    message = (
+        f"Promote {payload.model} v{payload.version} to {stack}\n\n"
+        f"Pins {payload.model} version {payload.version} in Pulumi.{stack}.yaml ({trigger}).\n\n"
+        f"Delivery-Id: {payload.delivery_id}\n"
+    )
+    intro = (
+        f"## Promote `{payload.model}` v{payload.version} to `{stack}`\n\n"
+        f"Proposed by the release workflow after a registry promotion ({trigger}; delivery `{payload.delivery_id}`).\n"
+        f"Only the pin in `Pulumi.{stack}.yaml` changes. Merging deploys `{stack}` "
+        "(the image is built for this version, the deployment rolls out, the smoke test runs); "
+        "prod is proposed separately once staging runs it."
+    )
+
+    def apply(directory: Path) -> None:
+        pin(directory, stack, payload.model, payload.version)
+
+    return Change(
+        stack, branch_name(stack, payload.model, payload.version), message.splitlines()[0], message, intro, apply
+    )
+
+
+def built_digest(built_image: str, wanted: Pinned, source: str) -> str:
+    """The digest in `source`'s `modelImage` output, checked to be the image of the pin being proposed."""
+    try:
+        image = image_from_outputs(json.loads(built_image), None)
+    except (json.JSONDecodeError, RecordError) as exc:
+        raise PayloadError([f"--built-image: not {source}'s modelImage output: {exc}"]) from None
+    if (image.model, image.version) != (wanted.name, str(wanted.version)):
+        raise PayloadError(
+            [
+                f"--built-image is {image.model} v{image.version}, but {source} pins {wanted.name} "
+                f"v{wanted.version}; not proposing an image that does not match the pin"
+            ]
+        )
+    return image.digest
+
+
+def stack_to_stack_change(
+    repo_dir: Path,
+    source: str,
+    target: str,
+    base: str,
+    *,
+    built_image: str | None = None,
+    allow_model_change: bool = False,
+) -> Change | None:
+    """`target` pinned to what `source` pins at `base`; None if it already is.
+
+    With `built_image` (the `modelImage` output of the deploy of `source` that just succeeded), its digest is pinned
+    as `imageDigest`: `target` then runs exactly the image `source` tested, whatever `source` runs later. Without it,
+    the digest `source` pins (if any) is carried over.
+    """
+    git = Git(repo_dir)
+    wanted = pin_at(git, base, source)
+    if built_image:
+        wanted = Pinned(wanted.name, wanted.version, built_digest(built_image, wanted, source))
+    now = pin_at(git, base, target)
+    if (now.name, now.version, now.image_digest) == (wanted.name, wanted.version, wanted.image_digest):
+        return None
+    base_sha = git.rev(base) or base
+    if wanted.image_digest:
+        image = f"the image `{source}` built and deployed, `{wanted.image_digest}`"
+    else:
+        image = f"the image `{source}` built for it (read through the StackReference)"
+    message = (
+        f"Promote {wanted.name} v{wanted.version} to {target}\n\n"
+        f"Pins in Pulumi.{target}.yaml what Pulumi.{source}.yaml pins at {base_sha[:12]}: "
+        f"{wanted.name} version {wanted.version}"
+        f"{f' (imageDigest {wanted.image_digest})' if wanted.image_digest else ''}.\n\n"
+        f"Promoted-From: {source}@{base_sha}\n"
+    )
+    intro = (
+        f"## Promote `{wanted.name}` v{wanted.version} to `{target}`\n\n"
+        f"`{source}` runs `{wanted.name}` v{wanted.version}; `{target}` runs `{now.name}` v{now.version}. "
+        f"This pins `{target}` to {image}: nothing is rebuilt. Merging starts the deploy workflow, whose "
+        f"`{target}` job waits for a required reviewer (environment `production`)."
+    )
+
+    def apply(directory: Path) -> None:
+        pin(
+            directory,
+            target,
+            wanted.name,
+            wanted.version,
+            wanted.image_digest,
+            allow_model_change=allow_model_change,
+        )
+
+    branch = branch_name(target, wanted.name, wanted.version)
+    return Change(target, branch, message.splitlines()[0], message, intro, apply)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m release.promote", description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--event-path", type=Path, help="repository_dispatch event file (default: $GITHUB_EVENT_PATH)")
+    source.add_argument("--payload", help="the client_payload as JSON, instead of an event file")
+    source.add_argument("--from-stack", help="propose the pin this stack runs ...")
+    parser.add_argument("--to-stack", help="... for this stack (with --from-stack)")
+    parser.add_argument("--repo-dir", type=Path, default=Path.cwd(), help="the checkout (default: cwd)")
+    parser.add_argument("--base", default=None, help="base branch (default: $GITHUB_REF_NAME, else the current one)")
+    parser.add_argument("--remote", default="origin")
+    parser.add_argument("--no-push", action="store_true", help="commit locally only; no push, no pull request")
+    parser.add_argument("--no-pr", action="store_true", help="push, but do not call the GitHub API")
+    parser.add_argument("--allow-model-change", action="store_true", help="with --from-stack: the model may differ")
+    parser.add_argument(
+        "--built-image",
+        help="with --from-stack: the source stack's modelImage output (JSON) from its deploy; its digest is pinned",
+    )
+    return parser
+
+
+def _base(args: argparse.Namespace, git: Git) -> str:
+    base = args.base or os.environ.get("GITHUB_REF_NAME") or git.current_branch()
+    if not base:
+        raise ProposalError("no base branch: pass --base (the checkout is on a detached HEAD)")
+    return str(base)
+
+
+def _payload(args: argparse.Namespace) -> PromotionPayload:
+    if args.payload is not None:
+        try:
+            return parse_payload(json.loads(args.payload))
+        except json.JSONDecodeError as exc:
+            raise PayloadError([f"--payload: not JSON: {exc}"]) from None
+    event_path = args.event_path or os.environ.get("GITHUB_EVENT_PATH")
+    if not event_path:
+        raise PayloadError(["no payload: pass --event-path, --payload or --from-stack"])
+    return payload_from_event(Path(event_path))
+
+
+def _change(args: argparse.Namespace, repo_dir: Path, base: str) -> tuple[Change | None, str]:
+    if args.from_stack:
+        if not args.to_stack:
+            raise PayloadError(["--from-stack needs --to-stack"])
+        change = stack_to_stack_change(
+            repo_dir,
+            args.from_stack,
+            args.to_stack,
+            base,
+            built_image=args.built_image or None,
+            allow_model_change=args.allow_model_change,
+        )
+        return change, f"promote {args.from_stack} -> {args.to_stack}"
+    payload = _payload(args)
+    return dispatch_change(
+        repo_dir, payload, base
+    ), f"promote {payload.model} v{payload.version} -> {payload.target_stack}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    repo_dir = args.repo_dir.resolve()
+    try:
+        base = _base(args, Git(repo_dir))
+        change, what = _change(args, repo_dir, base)
+        if change is None:
+            print(f"{what}: {args.to_stack} already pins what {args.from_stack} pins on {base}; nothing to do")
+            return 0
+        github = None if args.no_push or args.no_pr else GitHub.from_env()
+        try:
+            proposal = propose(
+                repo_dir,
+                change,
+                base=base,
+                marker=marker(change.stack),
+                push=not args.no_push,
+                remote=args.remote,
+                github=github,
+            )
+        finally:
+            if github is not None:
+                github.close()
+    except PayloadError as exc:
+        print("invalid model-promoted payload:", *exc.problems, sep="\n  ", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(*exc.problems, sep="\n", file=sys.stderr)
+        return 2
+    except (GitError, GitHubError, ProposalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report(proposal, what))
+    return 0 if proposal.diff_ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

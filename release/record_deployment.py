@@ -1,0 +1,238 @@
+"""After a successful deploy: tag the model version in the registry with where it runs, so the registry answers
+"what runs where" (and a rollback finds the digest of an image already built).
+
+    python -m release.record_deployment --stack staging [--outputs-env DEPLOY_OUTPUTS | --digest sha256:...]
+
+Sets, on the model version the stack pins (read from `Pulumi.<stack>.yaml` unless --model/--version are given):
+
+    deployed.<stack>.digest   the image digest serving it (sha256:...)
+    deployed.<stack>.at       when the deploy finished (ISO 8601, UTC)
+    deployed.<stack>.run      the CI run that deployed it (URL)
+
+and on the registered model `deployed.<stack>.version`, `.digest` and `.at`: the version a stack runs now, in one
+place. Tags on older versions stay (they record where each image ran, which a rollback reads). The tracking and
+registry URIs come from MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI (`databricks` with DATABRICKS_HOST in CI; Unity
+Catalog models, `catalog: unity-catalog`, use `databricks-uc`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stacks.files import load_stack_config
+from stacks.settings import SettingsError
+
+TAG_PREFIX = "deployed"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class RecordError(ValueError):
+    """What to record cannot be determined; the message says what is missing."""
+
+
+class RegistryError(RuntimeError):
+    """The registry refused or could not be reached; the message is the registry's."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    stack: str
+    model: str
+    version: int
+    digest: str
+    at: str
+    run_url: str
+
+    def version_tags(self) -> dict[str, str]:
+        prefix = f"{TAG_PREFIX}.{self.stack}"
+        return {f"{prefix}.digest": self.digest, f"{prefix}.at": self.at, f"{prefix}.run": self.run_url}
+
+    def model_tags(self) -> dict[str, str]:
+        prefix = f"{TAG_PREFIX}.{self.stack}"
+        return {f"{prefix}.version": str(self.version), f"{prefix}.digest": self.digest, f"{prefix}.at": self.at}
+
+
+@dataclass(frozen=True)
+class DeployedImage:
+    """What the stack says it serves: the digest, and the model and version when the output names them."""
+
+    digest: str
+    model: str | None = None
+    version: str | None = None
+
+
+def image_from_outputs(outputs: Any, key: str | None = "modelImage") -> DeployedImage:
+    """The deployed image among a stack's outputs.
+
+    Accepts the whole output map (`pulumi stack output --json`) or one output's value; an output may be an object
+    (`modelImage: {model, version, ref, digest}`) or JSON text of one (GitHub step outputs are strings).
+    """
+    if isinstance(outputs, dict) and key and key in outputs:
+        outputs = outputs[key]
+    if isinstance(outputs, str) and outputs.lstrip().startswith("{"):
+        with contextlib.suppress(json.JSONDecodeError):
+            outputs = json.loads(outputs)
+    found: list[str] = sorted(set(_DIGEST.findall(json.dumps(outputs))))
+    if not found:
+        shown = ", ".join(sorted(outputs)) if isinstance(outputs, dict) else repr(outputs)[:120]
+        raise RecordError(f"no image digest (sha256:...) in the stack outputs ({shown}); pass --digest")
+    if isinstance(outputs, dict) and isinstance(outputs.get("digest"), str) and _DIGEST.fullmatch(outputs["digest"]):
+        digest = outputs["digest"]
+    elif len(found) == 1:
+        digest = found[0]
+    else:
+        raise RecordError(f"several image digests in the stack outputs ({', '.join(found)}); pass --digest")
+    model = outputs.get("model") if isinstance(outputs, dict) else None
+    version = outputs.get("version") if isinstance(outputs, dict) else None
+    return DeployedImage(digest, None if model is None else str(model), None if version is None else str(version))
+
+
+def run_url(env: dict[str, str] | os._Environ[str] | None = None) -> str:
+    """This GitHub Actions run's URL, or "" outside Actions."""
+    env = os.environ if env is None else env
+    server, repo, run = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+    if not (server and repo and run):
+        return ""
+    url = f"{server}/{repo}/actions/runs/{run}"
+    attempt = env.get("GITHUB_RUN_ATTEMPT")
+    return f"{url}/attempts/{attempt}" if attempt else url
+
+
+def registry_client(
+    tracking_uri: str | None = None, registry_uri: str | None = None, catalog: str = "workspace"
+) -> Any:
+    """An `mlflow.MlflowClient` for the registry; `databricks-uc` for Unity Catalog models on Databricks."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import mlflow
+
+    tracking, registry = registry_uris(tracking_uri, registry_uri, catalog)
+    return mlflow.MlflowClient(tracking_uri=tracking, registry_uri=registry)
+
+
+def registry_uris(
+    tracking_uri: str | None = None, registry_uri: str | None = None, catalog: str = "workspace"
+) -> tuple[str, str | None]:
+    """(tracking URI, registry URI): arguments first, then the environment; Unity Catalog on Databricks."""
+    tracking = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking:
+        raise RecordError("no tracking URI: set MLFLOW_TRACKING_URI (e.g. databricks) or pass --tracking-uri")
+    registry = registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or None
+    if registry is None and catalog == "unity-catalog" and tracking.startswith("databricks"):
+        registry = "databricks-uc"
+    return tracking, registry
+
+
+def record(client: Any, deployment: Deployment) -> None:
+    """Set the tags; checks first that the version exists, so a wrong pin fails with the registry's own message."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(deployment.model, str(deployment.version))
+        for key, value in deployment.version_tags().items():
+            client.set_model_version_tag(deployment.model, str(deployment.version), key, value)
+        for key, value in deployment.model_tags().items():
+            client.set_registered_model_tag(deployment.model, key, value)
+    except MlflowException as exc:
+        raise RegistryError(f"{deployment.model} v{deployment.version}: {exc.message}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m release.record_deployment", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--model", help="default: the model Pulumi.<stack>.yaml pins")
+    parser.add_argument("--version", help="default: the version Pulumi.<stack>.yaml pins")
+    digest = parser.add_mutually_exclusive_group()
+    digest.add_argument("--digest", help="the image digest deployed (sha256:...)")
+    digest.add_argument("--outputs-file", type=Path, help="`pulumi stack output --json` of the stack")
+    digest.add_argument("--outputs-env", help="name of an env var holding the stack outputs as JSON")
+    parser.add_argument("--image-output", default="modelImage", help="the stack output naming the image served")
+    parser.add_argument("--run-url", help="default: this GitHub Actions run")
+    parser.add_argument("--at", help="ISO 8601 time of the deploy (default: now, UTC)")
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd())
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--registry-uri")
+    return parser
+
+
+def _outputs(args: argparse.Namespace) -> Any:
+    if args.outputs_file is not None:
+        text = args.outputs_file.read_text(encoding="utf-8")
+        source = str(args.outputs_file)
+    else:
+        text = os.environ.get(args.outputs_env, "")
+        source = f"${args.outputs_env}"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{source}: not JSON ({exc})") from None
+
+
+def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
+    """The deployment to record, and the model's catalog (workspace or unity-catalog).
+
+    The stack's outputs are what was deployed; the stack file is what was meant to be. When both name the model
+    and the version, they must agree.
+    """
+    if not _STACK.match(args.stack):
+        raise RecordError(f"--stack: not a stack name: {args.stack!r}")
+    pinned = load_stack_config(args.project_dir, args.stack).settings().model
+    image = None
+    if args.digest:
+        if not _DIGEST.fullmatch(args.digest):
+            raise RecordError(f"--digest: expected sha256: and 64 hex digits, got {args.digest!r}")
+        image = DeployedImage(args.digest)
+    elif args.outputs_file is not None or args.outputs_env:
+        image = image_from_outputs(_outputs(args), args.image_output)
+    elif pinned.image_digest:
+        image = DeployedImage(pinned.image_digest)
+    else:
+        raise RecordError("no digest: pass --digest, --outputs-file or --outputs-env")
+    model = args.model or pinned.name
+    version = args.version or str(pinned.version)
+    for what, deployed, meant in (("model", image.model, model), ("version", image.version, version)):
+        if deployed is not None and deployed != meant:
+            raise RecordError(f"the stack outputs say {what} {deployed}, but {meant} was expected; not recording")
+    if not re.fullmatch(r"[1-9][0-9]{0,9}", version):
+        raise RecordError(f"--version: expected a positive integer, got {version!r}")
+    at = args.at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        datetime.fromisoformat(at)
+    except ValueError:
+        raise RecordError(f"--at: not an ISO 8601 time: {at!r}") from None
+    deployment = Deployment(args.stack, model, int(version), image.digest, at, args.run_url or run_url())
+    return deployment, pinned.catalog
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        deployment, catalog = deployment_from_args(args)
+        client = registry_client(args.tracking_uri, args.registry_uri, catalog)
+        record(client, deployment)
+    except SettingsError as exc:
+        print(*exc.problems, sep="\n", file=sys.stderr)
+        return 2
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:
+        print(f"error: the model registry refused: {exc}", file=sys.stderr)
+        return 1
+    tags = ", ".join(f"{k}={v}" for k, v in deployment.version_tags().items())
+    print(f"{deployment.model} v{deployment.version}: {tags}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

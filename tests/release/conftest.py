@@ -1,0 +1,76 @@
+"""Fixtures of the release tests: a project repository with an origin, and a recording GitHub API on loopback."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.release.ghfake import FakeGitHub, GitHubServer
+from tests.release.gitrepo import ProjectRepo, clone_project, make_template
+from tests.release.registry import make_registry
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No tool phones home, no personal git config applies, no Actions variables leak in from a CI runner, and
+    nothing a library writes to its working directory by default (MLflow's `mlflow.db`) lands in the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
+    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
+    empty = tmp_path_factory.mktemp("gitconfig") / "config"
+    empty.touch()
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(empty))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in (
+        "GITHUB_EVENT_PATH",
+        "GITHUB_REF_NAME",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_OUTPUT",
+        "GITHUB_TOKEN",
+        "GITHUB_REPOSITORY",
+        "GITHUB_API_URL",
+        "GITHUB_RUN_ID",
+        "GITHUB_RUN_ATTEMPT",
+        "GITHUB_SERVER_URL",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_REGISTRY_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_template(tmp_path_factory.mktemp("template") / "repo")
+
+
+@pytest.fixture
+def project_repo(project_template: Path, tmp_path: Path) -> ProjectRepo:
+    return clone_project(project_template, tmp_path)
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    with GitHubServer() as fake:
+        monkeypatch.setenv("GITHUB_API_URL", fake.url)
+        monkeypatch.setenv("GITHUB_TOKEN", "test-token")
+        monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite registry with wine-quality v1..v3, made once; each test gets its own copy."""
+    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    make_registry(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def registry(registry_template: Path, tmp_path: Path) -> str:
+    copy = tmp_path / "mlflow.db"
+    shutil.copy2(registry_template, copy)
+    return f"sqlite:///{copy}"

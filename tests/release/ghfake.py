@@ -1,0 +1,188 @@
+"""A recording stand-in for the GitHub REST API, on 127.0.0.1: the endpoints the release commands call.
+
+It keeps state (pull requests, comments) like GitHub does, records every request (method, path, query, headers,
+JSON body), and can be told to fail the next calls with a given status.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from localrun.processes import LOOPBACK
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeGitHub:
+    """State and recordings; `url` is the API base URL to put in GITHUB_API_URL."""
+
+    repository: str = "acme-ml/mlops-serving"
+    bot_login: str = "github-actions[bot]"
+    requests: list[Recorded] = field(default_factory=list)
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    page_size: int | None = None
+    url: str = ""
+    _next_id: int = 100
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, status: int, message: str = "failure", headers: dict[str, str] | None = None) -> None:
+        self.failures.append((status, {"message": message}, headers or {}))
+
+    def calls(self, method: str | None = None, path_suffix: str = "") -> list[Recorded]:
+        return [r for r in self.requests if (method is None or r.method == method) and r.path.endswith(path_suffix)]
+
+    def add_comment(self, pr: int, body: str, user: str = "octocat", user_type: str = "User") -> int:
+        with self._lock:
+            self._next_id += 1
+            cid = self._next_id
+            self.comments[cid] = {
+                "id": cid,
+                "pr": pr,
+                "body": body,
+                "user": {"login": user, "type": user_type},
+                "html_url": f"https://github.test/{self.repository}/pull/{pr}#issuecomment-{cid}",
+            }
+        return cid
+
+    def add_pull(self, head: str, base: str, title: str = "t", body: str = "", head_sha: str = "0" * 40) -> int:
+        with self._lock:
+            number = len(self.pulls) + 1
+            self.pulls[number] = {
+                "number": number,
+                "title": title,
+                "body": body,
+                "state": "open",
+                "head": {"ref": head, "sha": head_sha, "label": f"{self.repository.split('/')[0]}:{head}"},
+                "base": {"ref": base},
+                "html_url": f"https://github.test/{self.repository}/pull/{number}",
+            }
+        return number
+
+    # --- request handling ---------------------------------------------------------------------------------------
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
+        parts = urlsplit(raw_path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        with self._lock:
+            self.requests.append(Recorded(method, parts.path, query, headers, body))
+            if self.failures:
+                return self.failures.pop(0)
+        if headers.get("authorization") != "Bearer test-token":
+            return 401, {"message": "Bad credentials"}, {}
+        prefix = f"/repos/{self.repository}"
+        if not parts.path.startswith(prefix):
+            return 404, {"message": "Not Found"}, {}
+        route = parts.path[len(prefix) :]
+        segments = route.strip("/").split("/")
+        return self._route(method, segments, query, body)
+
+    def _route(self, method: str, seg: list[str], query: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
+        match (method, seg):
+            case ("GET", ["pulls"]):
+                found = [
+                    p
+                    for p in self.pulls.values()
+                    if (query.get("state", "open") in ("all", p["state"]))
+                    and ("head" not in query or query["head"] == p["head"]["label"])
+                ]
+                return self._page(found, query)
+            case ("POST", ["pulls"]):
+                owner = self.repository.split("/")[0]
+                label = f"{owner}:{body['head']}"
+                if any(p["head"]["label"] == label and p["state"] == "open" for p in self.pulls.values()):
+                    return (
+                        422,
+                        {"message": "Validation Failed", "errors": [{"message": "A pull request already exists"}]},
+                        {},
+                    )
+                number = self.add_pull(body["head"], body["base"], body["title"], body.get("body", ""))
+                return 201, self.pulls[number], {}
+            case ("GET", ["pulls", number]) if int(number) in self.pulls:
+                return 200, self.pulls[int(number)], {}
+            case ("PATCH", ["pulls", number]) if int(number) in self.pulls:
+                self.pulls[int(number)].update({k: body[k] for k in ("title", "body", "state") if k in body})
+                return 200, self.pulls[int(number)], {}
+            case ("GET", ["issues", number, "comments"]):
+                found = [c for c in self.comments.values() if c["pr"] == int(number)]
+                return self._page(found, query)
+            case ("POST", ["issues", number, "comments"]):
+                cid = self.add_comment(int(number), body["body"], self.bot_login, "Bot")
+                return 201, self.comments[cid], {}
+            case ("PATCH", ["issues", "comments", cid]) if int(cid) in self.comments:
+                comment = self.comments[int(cid)]
+                if comment["user"]["type"] != "Bot":
+                    return 403, {"message": "Resource not accessible by integration"}, {}
+                comment["body"] = body["body"]
+                return 200, comment, {}
+        return 404, {"message": "Not Found"}, {}
+
+    def _page(self, items: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        size = self.page_size or int(query.get("per_page", "30"))
+        page = int(query.get("page", "1"))
+        headers = {}
+        if page * size < len(items):
+            params = urlencode(dict(query, page=str(page + 1)))
+            headers["Link"] = f'<{self.url}{self.requests[-1].path}?{params}>; rel="next"'
+        return 200, items[(page - 1) * size : page * size], headers
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGitHub
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, payload, extra = self.fake.handle(self.command, self.path, headers, body)
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class GitHubServer:
+    """Runs a FakeGitHub on 127.0.0.1 in a thread."""
+
+    def __init__(self, fake: FakeGitHub | None = None) -> None:
+        self.fake = fake or FakeGitHub()
+        handler = type("Handler", (_Handler,), {"fake": self.fake})
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), handler)
+        self._server.daemon_threads = True
+        self.fake.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True
+        )
+
+    def __enter__(self) -> FakeGitHub:
+        self._thread.start()
+        return self.fake
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,206 @@
+"""The workflows: actionlint-clean, third-party actions pinned by commit, logic in Python, least privilege."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from stacks.files import stack_names
+from tests.release.gitrepo import ROOT
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONLINT = Path(sys.executable).parent / "actionlint"
+PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
+MAX_RUN_LINES = 5
+
+
+def workflow_files() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.yml"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = YAML(typ="safe", pure=True).load(path.read_text())  # YAML 1.2: `on` stays a string
+    return data
+
+
+def jobs(path: Path) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = load(path)["jobs"]
+    return result
+
+
+def all_uses(path: Path) -> list[str]:
+    found = []
+    for job in jobs(path).values():
+        if "uses" in job:
+            found.append(job["uses"])
+        found += [step["uses"] for step in job.get("steps", []) if "uses" in step]
+    return found
+
+
+def test_the_expected_workflows_exist() -> None:
+    names = {p.name for p in workflow_files()}
+    assert {"pull-request.yml", "deploy.yml", "promote-model.yml", "rollback.yml"} <= names
+    assert not list(WORKFLOWS.glob("*.yaml")), "use .yml: .ci/run lints .github/workflows/*.yml"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_every_third_party_action_is_pinned_by_commit_sha(path: Path) -> None:
+    uses = all_uses(path)
+    assert uses
+    lines = path.read_text().splitlines()
+    for ref in uses:
+        if ref.startswith("./"):
+            assert (ROOT / ref).is_file(), f"{path.name}: local {ref} does not exist"
+            continue
+        assert PINNED.match(ref), f"{path.name}: {ref} is not pinned by a full 40-hex commit sha"
+        for line in (line for line in lines if ref in line):
+            assert VERSION_COMMENT.search(line), f"{path.name}: `{line.strip()}` needs a `# vX.Y.Z` comment"
+
+
+def test_an_action_is_pinned_to_the_same_commit_everywhere() -> None:
+    pins: dict[str, set[str]] = {}
+    for path in workflow_files():
+        for ref in all_uses(path):
+            if not ref.startswith("./"):
+                action, _, sha = ref.partition("@")
+                pins.setdefault(action, set()).add(sha)
+    assert {action: shas for action, shas in pins.items() if len(shas) > 1} == {}
+
+
+def test_actionlint_passes_on_every_workflow() -> None:
+    proc = subprocess.run(
+        [str(ACTIONLINT), "-no-color", *map(str, workflow_files())],
+        cwd=ROOT,  # a git checkout: actionlint then also checks calls to the local reusable workflow
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_really_lints() -> None:
+    broken = (WORKFLOWS / "deploy.yml").read_text().replace("steps.up.outputs", "steps.nope.outputs", 1)
+    proc = subprocess.run(
+        [str(ACTIONLINT), "-no-color", "-stdin-filename", "deploy.yml", "-"],
+        input=broken,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert 'property "nope" is not defined' in proc.stdout
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_run_steps_are_short_the_logic_lives_in_python(path: Path) -> None:
+    for name, job in jobs(path).items():
+        for step in job.get("steps", []):
+            if "run" not in step:
+                continue
+            lines = [line for line in step["run"].splitlines() if line.strip() and not line.strip().startswith("#")]
+            assert len(lines) <= MAX_RUN_LINES, f"{path.name} {name}: a {len(lines)}-line run step; move it to Python"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_untrusted_values_reach_run_steps_only_through_env(path: Path) -> None:
+    for name, job in jobs(path).items():
+        for step in job.get("steps", []):
+            assert "${{" not in step.get("run", ""), f"{path.name} {name}: pass expressions through env, not inline"
+
+
+@pytest.mark.parametrize("path", workflow_files(), ids=lambda p: p.name)
+def test_least_privilege(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {"contents": "read"}, f"{path.name}: the default must be contents: read"
+    for name, job in jobs(path).items():
+        granted = job.get("permissions", {})
+        uses = [step.get("uses", "") for step in job.get("steps", [])]
+        runs = " ".join(step.get("run", "") for step in job.get("steps", []))
+        if granted.get("id-token") == "write":
+            assert any(u.startswith("azure/login@") for u in uses), f"{path.name} {name}: id-token without a login"
+        if granted.get("pull-requests") == "write":
+            writes = ("release.pr_comment", "release.promote", "release.rollback")
+            assert any(w in runs for w in writes) or job.get("uses"), f"{path.name} {name}: pull-requests: write"
+        if granted.get("contents") == "write":
+            assert any(w in runs for w in ("release.promote", "release.rollback")) or job.get("uses")
+
+
+def test_pull_request_runs_write_nothing_and_cancel_older_runs() -> None:
+    workflow = load(WORKFLOWS / "pull-request.yml")
+    assert list(workflow["on"]) == ["pull_request"], "pull_request_target would hand fork code a writing token"
+    assert workflow["concurrency"] == {
+        "group": "pull-request-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": True,
+    }
+    for name, job in workflow["jobs"].items():
+        assert not {k: v for k, v in job.get("permissions", {}).items() if v == "write" and k != "id-token"}, name
+    preview = workflow["jobs"]["preview"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in preview["if"]
+    for job in workflow["jobs"].values():
+        if "strategy" in job:
+            assert sorted(job["strategy"]["matrix"]["stack"]) == sorted(stack_names(ROOT))
+
+
+def test_the_comment_workflow_never_runs_pull_request_code() -> None:
+    workflow = load(WORKFLOWS / "offline-diff-comment.yml")
+    pr_workflow = load(WORKFLOWS / "pull-request.yml")
+    assert workflow["on"]["workflow_run"]["workflows"] == [pr_workflow["name"]]
+    (job,) = workflow["jobs"].values()
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
+    assert set(checkout.get("with", {})) <= {"persist-credentials"}, "checkout of the default branch only"
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert not any("bootstrap" in r or "pip install -r" in r for r in runs), "installs nothing the PR could change"
+    assert "--head-sha" in runs[-1]
+
+
+def test_deploy_is_staging_then_prod_behind_reviewers_one_at_a_time() -> None:
+    workflow = load(WORKFLOWS / "deploy.yml")
+    assert workflow["on"]["push"] == {"branches": ["main"]}
+    staging, prod = workflow["jobs"]["staging"], workflow["jobs"]["prod"]
+    assert prod["needs"] == "staging"
+    assert prod["environment"] == "production"
+    for stack, job in (("staging", staging), ("prod", prod)):
+        assert job["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}
+        steps = job["steps"]
+        up = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("pulumi/actions@"))
+        assert steps[up]["with"]["command"] == "up"
+        assert steps[up]["with"]["stack-name"].endswith(f"/{stack}")
+        assert f"release.record_deployment --stack {stack}" in steps[up + 1]["run"], "record right after up"
+    acr = [i for i, s in enumerate(staging["steps"]) if "az acr login" in s.get("run", "")]
+    up = next(i for i, s in enumerate(staging["steps"]) if s.get("uses", "").startswith("pulumi/actions@"))
+    assert acr
+    assert acr[0] < up
+    propose = workflow["jobs"]["propose-prod"]
+    assert propose["uses"] == "./.github/workflows/promote-model.yml"
+    assert propose["needs"] == "staging"
+    assert propose["with"]["built-image"] == "${{ needs.staging.outputs.model-image }}"
+    assert staging["outputs"]["model-image"] == "${{ steps.up.outputs.modelImage }}"
+
+
+def test_promotion_listens_to_the_event_the_listener_sends() -> None:
+    from stacks.files import load_stack_config
+
+    workflow = load(WORKFLOWS / "promote-model.yml")
+    event_type = load_stack_config(ROOT, "staging").settings().release
+    assert event_type is not None
+    assert workflow["on"]["repository_dispatch"]["types"] == [event_type.dispatch.event_type]
+
+
+def test_pulumi_cli_matches_the_sdk_pin() -> None:
+    sdk = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    assert sdk is not None
+    for path in workflow_files():
+        pinned = load(path).get("env", {}).get("PULUMI_VERSION")
+        uses_pulumi = any(u.startswith("pulumi/actions@") for u in all_uses(path))
+        if uses_pulumi:
+            assert pinned == sdk.group(1), f"{path.name}: PULUMI_VERSION {pinned} != SDK {sdk.group(1)}"
