@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(report(proposal, what))
+    if args.no_push and proposal.commit is not None:
+        # No pull request is opened: show its body (the offline diff) here, for whoever ran this locally.
+        print("\n" + proposal.body)
     return 0 if proposal.diff_ok else 1
 
 

@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# The README's first command: sets everything up, then runs the main job locally.
+# The README's first command: sets everything up, then runs the whole release loop on this machine
+# (mlflow server → verified webhook → listener → queue → dispatch → pin bump + offline diff → model server).
+# Usage: ./scripts/demo.sh [--headless] [--timeout SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 source scripts/env.sh
-for stack in staging prod; do
-  python -m stacks preview "$stack"
-  echo
-done
-python -m stacks diff staging prod
+exec python -m demo "$@"

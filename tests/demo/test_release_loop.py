@@ -1,0 +1,44 @@
+"""The README's first command, headless: the whole release loop with real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from localrun.processes import REPO_ROOT, child_env
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_release_loop_ends_with_version_2_serving_and_a_forged_webhook_refused(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo", "--headless", "--timeout", "1200", "--workdir", str(tmp_path / "demo")],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=1300,
+        check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, f"{out[-4000:]}\n{proc.stderr[-4000:]}"
+    # Each promotion travelled registry → webhook → listener → queue → dispatch → pin.
+    assert out.count("dispatch received:") == 2
+    assert '"version": "2"' in out
+    # Version 2's pin bump reads as a rebuild and a rollout.
+    assert "image rebuilt and pushed" in out
+    assert "deployment rolls out" in out
+    assert "✓ a forged webhook is rejected and changes nothing" in out
+    assert "version 1 stopped" in out
+    assert "final check: version 2 answers /invocations with 200" in out
+    # Every process it started is gone: nothing answers on the addresses it printed any more.
+    urls = set(re.findall(r"http://127\.0\.0\.1:\d+", out))
+    assert len(urls) >= 4  # mlflow, listener, GitHub stand-in, model servers
+    for url in urls:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url, timeout=2)
