@@ -5,7 +5,6 @@ against changes to its source folder."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -551,18 +550,16 @@ def test_invalid_args_are_reported_together_naming_each_property(
 def recorded_package(run: ProgramRun) -> dict[str, Any]:
     """What the harness records for the package, in a comparable form.
 
-    Under the mocks the archive arrives as the SDK object (`pulumi.AssetArchive` of `pulumi.FileAsset`s: member
-    names and file paths, no bytes); a real engine hashes each member's bytes when it serializes the archive. So
-    this records the member names, each member's content hash taken right after the run (what the engine would
-    hash), and the blob's other inputs, among them the `sourceSha256` metadata the component writes.
+    The harness records an archive the way the engine diffs it: each member by the SHA-256 of its bytes (see
+    `stacks.harness.describe_asset`). This returns the member hashes and the blob's other inputs, among them the
+    `sourceSha256` metadata the component writes.
     """
     blob = run.one(BLOB)
     archive = blob.inputs["source"]
-    assert isinstance(archive, pulumi.AssetArchive)
     members: dict[str, str] = {}
-    for name, asset in archive.assets.items():
-        assert isinstance(asset, pulumi.FileAsset)
-        members[name] = hashlib.sha256(Path(asset.path).read_bytes()).hexdigest()
+    for name, asset in archive["archive"].items():
+        assert asset["asset"] == "file", name
+        members[name] = asset["sha256"]
     others = {k: v for k, v in blob.inputs.items() if k != "source"}
     return {"members": members, "inputs": others, "delete_before_replace": blob.delete_before_replace}
 
