@@ -8,6 +8,7 @@ Only the Azure, Databricks, Docker and Kubernetes APIs are simulated; the progra
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -234,6 +235,25 @@ def run_program(
     the engine sends them). Any error the program raises propagates, with the program's own message.
     """
     options = options or ProgramOptions()
+    # Pulumi's runtime drives its RPCs on the thread's current event loop; an async test (or anything else) may
+    # have closed or unset it. Each run gets a loop of its own, closed when the run is over.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_program(program, config, project=project, stack=stack, options=options)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def _run_program(
+    program: Path | Callable[[], None],
+    config: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    options: ProgramOptions,
+) -> ProgramRun:
     # A fresh root Stack each run: set_mocks keeps an existing one, and the old one carries the old stack name.
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
     # Config must come only from `config`: PULUMI_CONFIG* would otherwise fill in keys a test left out on purpose.
