@@ -36,7 +36,7 @@ def smoke_test(url: str, body: bytes, *, attempts: int = 10, delay: float = 3.0,
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - checked above
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - checked above
-                text = response.read().decode("utf-8", "replace")
+                text: str = response.read().decode("utf-8", "replace")
             if "predictions" in json.loads(text):
                 return text
             last = f"200 without predictions: {text[:200]}"
