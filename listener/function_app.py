@@ -32,7 +32,8 @@ app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.FUNCTION)
 @app.function_name(name="health")
 @app.route(route="health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    return await app.middleware.handle_async(req)
+    response: func.HttpResponse = await app.middleware.handle_async(req)
+    return response
 
 
 @app.function_name(name="dispatch_promotion")
