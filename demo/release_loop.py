@@ -132,7 +132,7 @@ class ReleaseLoop:
             subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(self.worktree)], check=True, timeout=120)
             self.git("config", "user.name", "local CI")
             self.git("config", "user.email", "ci@localhost")
-            detail.append(f"{self.worktree.relative_to(REPO_ROOT)} at {self.git('rev-parse', '--short', 'HEAD')}")
+            detail.append(f"{self.worktree} at {self.git('rev-parse', '--short', 'HEAD')}")
 
     def _start_services(self) -> None:
         with self.step("start mlflow server (SQLite), Azurite, the local GitHub stand-in and the listener") as detail:
