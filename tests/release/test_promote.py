@@ -218,9 +218,12 @@ def test_no_push_commits_locally_only(
     local = project_repo.git("rev-parse", "refs/heads/promote/staging/wine-quality-v7")
     assert "alias champion set" in project_repo.git("log", "-1", "--format=%B", local)
     assert project_repo.origin_git("branch", "--list", "promote/*") == ""
-    out = capsys.readouterr().out.splitlines()
-    assert "committed (not pushed)" in out[0]
-    assert "reused" in out[1]
+    out = capsys.readouterr().out
+    reports = [line for line in out.splitlines() if line.startswith("promote wine-quality v7 -> staging: ")]
+    assert "committed (not pushed)" in reports[0]
+    assert "reused" in reports[1]
+    # With no pull request to carry it, the body (the offline diff) is printed for whoever ran this.
+    assert out.count("<!-- mlops-serving:promote:staging -->") == 2
 
 
 @pytest.mark.parametrize(
