@@ -243,7 +243,8 @@ def run_program(
         return _run_program(program, config, project=project, stack=stack, options=options)
     finally:
         loop.close()
-        asyncio.set_event_loop(None)
+        # Leave the thread with a usable loop, as it would have had without us.
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def _run_program(
