@@ -1,4 +1,5 @@
-"""The ASGI app (Starlette): three webhook routes and a health route, all under `/api` like the Azure host's.
+"""The ASGI app (Starlette): three webhook routes, two alert routes (`alert_routes.py`) and a health route, all under
+`/api` like the Azure host's.
 
 Each webhook goes through the same gate, in this order, and is answered by the first check that fails:
 
@@ -34,7 +35,7 @@ from webhook_listener import promotion as rules
 from webhook_listener.deliveries import DeliveryRecord, State
 from webhook_listener.logs import get_logger, log_event
 from webhook_listener.runtime import Runtime
-from webhook_listener.schemas import DatabricksEvent, JobPromotion, MlflowEnvelope, Promotion
+from webhook_listener.schemas import DatabricksEvent, JobPromotion, MlflowEnvelope, Promotion, QueuedEvent
 from webhook_listener.settings import ListenerSettings
 from webhook_listener.signatures import (
     AuthenticationError,
@@ -235,7 +236,7 @@ class WebhookRoutes:
         log_event(_log, logging.INFO, f"webhook {outcome}", status=202, ms=elapsed(), **fields)
         return _reply(202, outcome, delivery_id=promotion.delivery_id)
 
-    async def _hand_off(self, promotion: Promotion) -> str:
+    async def _hand_off(self, promotion: QueuedEvent) -> str:
         """Record, enqueue, mark enqueued. Returns "accepted" or "duplicate"; raises if storage fails."""
         async with asyncio.timeout(self.settings.accept_timeout_seconds):
             services = await self.runtime.services()
@@ -290,6 +291,9 @@ def create_app(settings: ListenerSettings, *, runtime: Runtime | None = None, wi
     owned = runtime is None
     active = runtime or Runtime(settings)
     routes = WebhookRoutes(active)
+    from webhook_listener.alert_routes import AlertRoutes  # it builds on this module's gate
+
+    alert_routes = AlertRoutes(routes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -309,6 +313,8 @@ def create_app(settings: ListenerSettings, *, runtime: Runtime | None = None, wi
             Route("/api/webhooks/mlflow", routes.mlflow, methods=["POST"]),
             Route("/api/webhooks/databricks", routes.databricks, methods=["POST"]),
             Route("/api/webhooks/databricks-job", routes.databricks_job, methods=["POST"]),
+            Route("/api/alerts/alertmanager", alert_routes.alertmanager, methods=["POST"]),
+            Route("/api/alerts/azure-monitor", alert_routes.azure_monitor, methods=["POST"]),
             Route("/api/health", routes.health, methods=["GET"]),
         ],
         lifespan=lifespan,

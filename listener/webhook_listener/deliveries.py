@@ -29,7 +29,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from webhook_listener.logs import get_logger, log_event
-from webhook_listener.schemas import Promotion
+from webhook_listener.schemas import QueuedEvent
 
 _log = get_logger("deliveries")
 MAX_ERROR_LENGTH = 1000
@@ -127,7 +127,7 @@ class DeliveryStore:
 
     # --- webhook side -------------------------------------------------------------------------------------
 
-    async def record_received(self, promotion: Promotion) -> Received | DeliveryRecord:
+    async def record_received(self, promotion: QueuedEvent) -> Received | DeliveryRecord:
         """Insert the delivery as `received`: `Received` on its first sighting, else the existing record."""
         entity = {
             "PartitionKey": promotion.source.value,
@@ -150,14 +150,14 @@ class DeliveryStore:
             return Received(etag=str(created["etag"]))
         raise RuntimeError(f"delivery {promotion.delivery_id} keeps vanishing from the dedupe table")
 
-    async def mark_enqueued(self, promotion: Promotion, etag: str) -> None:
+    async def mark_enqueued(self, promotion: QueuedEvent, etag: str) -> None:
         """`received` -> `enqueued`, unless the dispatch side has moved it on already (then its state wins)."""
         with contextlib.suppress(ResourceModifiedError):
             await self._update(promotion.source.value, promotion.delivery_id, etag, state=State.ENQUEUED.value)
 
     # --- dispatch side ------------------------------------------------------------------------------------
 
-    async def claim(self, promotion: Promotion, lease_seconds: float) -> ClaimResult:
+    async def claim(self, promotion: QueuedEvent, lease_seconds: float) -> ClaimResult:
         source, delivery_id = promotion.source.value, promotion.delivery_id
         for _ in range(5):
             now = time.time()
@@ -199,7 +199,7 @@ class DeliveryStore:
             return Claimed(attempt=attempt, etag=etag)
         return Busy(retry_in=1.0)
 
-    async def finish(self, promotion: Promotion, state: State, error: str | None = None) -> None:
+    async def finish(self, promotion: QueuedEvent, state: State, error: str | None = None) -> None:
         """Record the outcome of a claimed attempt (unconditionally: the outcome happened whatever the lease)."""
         fields: dict[str, Any] = {"state": state.value, "lease_until": 0.0, "updated_at": time.time()}
         if error is not None:

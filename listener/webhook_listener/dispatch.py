@@ -17,7 +17,7 @@ from typing import Protocol
 import httpx
 
 from webhook_listener.logs import redact
-from webhook_listener.schemas import Promotion
+from webhook_listener.schemas import DriftAlert, QueuedEvent
 from webhook_listener.settings import DispatchTarget, ListenerSettings
 
 GITHUB_API_VERSION = "2022-11-28"
@@ -67,7 +67,7 @@ class DispatchError(Exception):
 class Dispatcher(Protocol):
     target: str
 
-    async def dispatch(self, promotion: Promotion) -> None:
+    async def dispatch(self, promotion: QueuedEvent) -> None:
         """Start the release for `promotion`; raise `DispatchError` when CI did not accept it."""
 
 
@@ -125,14 +125,16 @@ class GitHubDispatcher:
         self._client = client
         self._url = f"{settings.github_api_url}/repos/{settings.github_repository}/dispatches"
         self._event_type = settings.github_event_type
+        self._drift_event_type = settings.github_drift_event_type
         self._headers = {
             "Authorization": f"Bearer {settings.github_token.get_secret_value()}",
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": GITHUB_API_VERSION,
         }
 
-    async def dispatch(self, promotion: Promotion) -> None:
-        body = {"event_type": self._event_type, "client_payload": promotion.client_payload()}
+    async def dispatch(self, promotion: QueuedEvent) -> None:
+        event_type = self._drift_event_type if isinstance(promotion, DriftAlert) else self._event_type
+        body = {"event_type": event_type, "client_payload": promotion.client_payload()}
         response = await _post(self._client, self._url, body, self._headers)
         if not 200 <= response.status_code < 300:
             raise _classify(response)
@@ -150,16 +152,32 @@ class AzureDevOpsDispatcher:
         assert settings.azure_devops_org_url is not None
         assert settings.azure_devops_token is not None
         self._client = client
-        self._url = (
-            f"{settings.azure_devops_org_url}/{settings.azure_devops_project}"
-            f"/_apis/pipelines/{settings.azure_devops_pipeline_id}/runs?api-version={AZURE_DEVOPS_API_VERSION}"
+        self._url = self._runs_url(settings, settings.azure_devops_pipeline_id)
+        self._drift_url = (
+            self._runs_url(settings, settings.azure_devops_drift_pipeline_id)
+            if settings.azure_devops_drift_pipeline_id is not None
+            else None
         )
         basic = base64.b64encode(f":{settings.azure_devops_token.get_secret_value()}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
 
-    async def dispatch(self, promotion: Promotion) -> None:
+    @staticmethod
+    def _runs_url(settings: ListenerSettings, pipeline_id: int | None) -> str:
+        return (
+            f"{settings.azure_devops_org_url}/{settings.azure_devops_project}"
+            f"/_apis/pipelines/{pipeline_id}/runs?api-version={AZURE_DEVOPS_API_VERSION}"
+        )
+
+    async def dispatch(self, promotion: QueuedEvent) -> None:
+        url = self._url
+        if isinstance(promotion, DriftAlert):
+            if self._drift_url is None:  # the routes ignore drift alerts then; a queued one is a leftover
+                raise DispatchError(
+                    ErrorKind.BAD_REQUEST, "no LISTENER_AZURE_DEVOPS_DRIFT_PIPELINE_ID for drift alerts"
+                )
+            url = self._drift_url
         variables = {name: {"value": value or ""} for name, value in promotion.client_payload().items()}
-        response = await _post(self._client, self._url, {"variables": variables}, self._headers)
+        response = await _post(self._client, url, {"variables": variables}, self._headers)
         if response.status_code == 203:
             raise DispatchError(ErrorKind.UNAUTHORIZED, "HTTP 203 (sign-in page): the PAT was not accepted", status=203)
         if not 200 <= response.status_code < 300:

@@ -11,7 +11,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.queue.aio import QueueClient
 
 from webhook_listener.logs import get_logger, log_event
-from webhook_listener.schemas import PoisonMessage, Promotion
+from webhook_listener.schemas import PoisonMessage, QueuedEvent
 
 _log = get_logger("handoff")
 NEVER_EXPIRE = -1
@@ -40,7 +40,7 @@ class PromotionQueue:
         """Raise if the queue cannot be reached."""
         await self._queue.get_queue_properties()
 
-    async def enqueue(self, promotion: Promotion, delay_seconds: int = 0) -> None:
+    async def enqueue(self, promotion: QueuedEvent, delay_seconds: int = 0) -> None:
         await self._queue.send_message(
             promotion.model_dump_json(),
             visibility_timeout=min(max(delay_seconds, 0), MAX_VISIBILITY_DELAY_SECONDS) or None,

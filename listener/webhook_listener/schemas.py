@@ -1,4 +1,5 @@
-"""Payload shapes (pydantic) for the three senders, and the `Promotion` every accepted event becomes.
+"""Payload shapes (pydantic) for the three promotion senders, the `Promotion` every accepted promotion becomes, and
+the `DriftAlert` a firing drift alert becomes (the alert senders' bodies are in `alert_schemas.py`).
 
 Captured payloads these follow: platform-facts.md §1.3 (open-source MLflow) and §2 (Databricks). Unknown extra
 fields are allowed (senders add fields over time); the fields we act on are checked strictly.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, TypeAdapter
 
 from webhook_listener.signatures import DELIVERY_ID_PATTERN
 
@@ -22,6 +23,8 @@ class Source(enum.StrEnum):
     MLFLOW = "mlflow"
     DATABRICKS = "databricks"
     DATABRICKS_JOB = "databricks-job"
+    ALERTMANAGER = "alertmanager"
+    AZURE_MONITOR = "azure-monitor"
 
 
 class _Payload(BaseModel):
@@ -124,12 +127,65 @@ class Promotion(BaseModel):
         }
 
 
-class PoisonMessage(BaseModel):
-    """What lands on the poison queue: the promotion, why it failed, and how often it was tried."""
+DRIFT_KIND: Literal["model-drift"] = "model-drift"
+
+
+class DriftAlert(BaseModel):
+    """A verified, firing drift alert: "the model sees data it was not trained on, retrain it". The queue message
+    and the CI payload of the `model-drift` event. `kind` tells it apart from a `Promotion` on the shared queue."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    promotion: Promotion | None
+    schema_version: Literal[1] = 1
+    kind: Literal["model-drift"] = DRIFT_KIND
+    source: Source
+    delivery_id: Annotated[str, StringConstraints(pattern=DELIVERY_ID_PATTERN.pattern)]
+    alert: NonEmpty
+    model: NonEmpty | None = None
+    version: Version | None = None
+    target_stack: NonEmpty
+    fired_at: NonEmpty
+    severity: str | None = Field(default=None, max_length=50)
+    summary: str | None = Field(default=None, max_length=500)
+
+    def client_payload(self) -> dict[str, str | None]:
+        """The `model-drift` payload (nine fields: GitHub takes at most ten top-level `client_payload` keys)."""
+        return {
+            "alert": self.alert,
+            "model": self.model,
+            "version": self.version,
+            "target_stack": self.target_stack,
+            "fired_at": self.fired_at,
+            "severity": self.severity,
+            "summary": self.summary,
+            "delivery_id": self.delivery_id,
+            "source": self.source.value,
+        }
+
+
+QueuedEvent = Promotion | DriftAlert
+
+
+def _queued_kind(value: Any) -> str:
+    # Promotions carry no `kind` (messages queued before drift alerts existed must still parse).
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "drift" if kind is not None else "promotion"
+
+
+QUEUED_EVENT: TypeAdapter[QueuedEvent] = TypeAdapter(
+    Annotated[
+        Annotated[Promotion, Tag("promotion")] | Annotated[DriftAlert, Tag("drift")],
+        Discriminator(_queued_kind),
+    ]
+)
+
+
+class PoisonMessage(BaseModel):
+    """What lands on the poison queue: the event, why it failed, and how often it was tried."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    promotion: Promotion | DriftAlert | None
     raw_message: str | None = None
     reason: str
     error_kind: str

@@ -52,6 +52,15 @@ class ListenerSettings(BaseSettings):
         default=None,
         description="Bearer token the Databricks job sends to /api/webhooks/databricks-job; unset disables that route.",
     )
+    alertmanager_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Alertmanager sends to /api/alerts/alertmanager; unset disables that route.",
+    )
+    azure_monitor_token: SecretStr | None = Field(
+        default=None,
+        description="Secret the action group's webhook URL carries as `?token=` to /api/alerts/azure-monitor; "
+        "unset disables that route.",
+    )
     timestamp_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     max_body_bytes: int = Field(default=65_536, ge=1_024, le=10_485_760)
 
@@ -62,6 +71,11 @@ class ListenerSettings(BaseSettings):
     promote_alias: str = Field(default="champion", min_length=1)
     promote_stages: Annotated[tuple[str, ...], NoDecode] = Field(default=("Production",))
     target_stack: str = Field(default="staging", min_length=1)
+
+    # --- what counts as a drift alert (dispatched as its own event, `github_drift_event_type`) ---
+    drift_alert_names: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("ModelDataDrift",), description="Comma-separated alert names that mean the model drifted."
+    )
 
     # --- storage: a connection string (Azurite, local) or account URLs with managed identity (Azure) ---
     storage_connection_string: SecretStr | None = None
@@ -93,15 +107,19 @@ class ListenerSettings(BaseSettings):
     github_repository: str | None = None
     github_token: SecretStr | None = None
     github_event_type: str = Field(default="model-promoted", min_length=1, max_length=100)
+    github_drift_event_type: str = Field(default="model-drift", min_length=1, max_length=100)
 
     azure_devops_org_url: str | None = None
     azure_devops_project: str | None = None
     azure_devops_pipeline_id: int | None = Field(default=None, ge=1)
+    azure_devops_drift_pipeline_id: int | None = Field(
+        default=None, ge=1, description="Pipeline run for drift alerts; unset: drift alerts are ignored (logged)."
+    )
     azure_devops_token: SecretStr | None = None
 
     log_level: str = "INFO"
 
-    @field_validator("models", "promote_stages", mode="before")
+    @field_validator("models", "promote_stages", "drift_alert_names", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -136,7 +154,7 @@ class ListenerSettings(BaseSettings):
 
     def _secret_problems(self) -> list[str]:
         problems = []
-        for name in ("webhook_secret", "job_token"):
+        for name in ("webhook_secret", "job_token", "alertmanager_token", "azure_monitor_token"):
             secret: SecretStr | None = getattr(self, name)
             if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
                 problems.append(f"{ENV_PREFIX}{name.upper()} must be at least {MIN_SECRET_LENGTH} characters")
@@ -202,7 +220,15 @@ def _env_name(field_name: str) -> str:
     return f"{ENV_PREFIX}{field_name.upper()}"
 
 
-_SECRET_FIELDS = ("webhook_secret", "job_token", "storage_connection_string", "github_token", "azure_devops_token")
+_SECRET_FIELDS = (
+    "webhook_secret",
+    "job_token",
+    "alertmanager_token",
+    "azure_monitor_token",
+    "storage_connection_string",
+    "github_token",
+    "azure_devops_token",
+)
 
 # Every environment variable the listener reads, and the ones that are secrets (Key Vault references in Azure).
 ALL_SETTINGS: frozenset[str] = frozenset(_env_name(name) for name in ListenerSettings.model_fields)

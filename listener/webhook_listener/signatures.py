@@ -5,7 +5,9 @@
   so checking its age stops replays.
 * Databricks registry webhooks: `X-Databricks-Signature: <hex HMAC-SHA256(secret, raw body)>`; nothing else is
   signed, so the age check uses the body's `event_timestamp` once the body is known to be genuine.
-* The Databricks job (Unity Catalog): `Authorization: Bearer <token>`.
+* The Databricks job (Unity Catalog), and Prometheus Alertmanager: `Authorization: Bearer <token>`, one token each.
+* Azure Monitor action groups: a secret in the webhook URL's query (`?token=<secret>`), because an action group's
+  plain webhook can send no header of our choosing (see the listener README for why not the Entra "secure webhook").
 """
 
 from __future__ import annotations
@@ -88,13 +90,24 @@ def verify_databricks(headers: Mapping[str, str], body: bytes, secret: str) -> N
         raise AuthenticationError("bad signature")
 
 
-def verify_bearer(headers: Mapping[str, str], token: str | None) -> None:
-    """Check `Authorization: Bearer <token>` against the configured job token (no token configured: refuse all)."""
+def verify_bearer(headers: Mapping[str, str], token: str | None, *, route: str = "job") -> None:
+    """Check `Authorization: Bearer <token>` against the route's configured token (no token configured: refuse all)."""
     authorization = headers.get("authorization", "")
     scheme, _, presented = authorization.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise AuthenticationError("missing bearer token")
     if token is None:
-        raise AuthenticationError("the job route is not configured")
+        raise AuthenticationError(f"the {route} route is not configured")
     if not hmac.compare_digest(presented.strip().encode("utf-8"), token.encode("utf-8")):
         raise AuthenticationError("bad bearer token")
+
+
+def verify_query_token(query: Mapping[str, str], token: str | None, *, route: str) -> None:
+    """Check the URL's `token` parameter against the route's configured secret (none configured: refuse all)."""
+    presented = query.get("token", "")
+    if not presented:
+        raise AuthenticationError("missing token parameter")
+    if token is None:
+        raise AuthenticationError(f"the {route} route is not configured")
+    if not hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8")):
+        raise AuthenticationError("bad token parameter")

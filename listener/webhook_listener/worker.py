@@ -25,7 +25,7 @@ from webhook_listener.deliveries import AlreadyDone, Busy, Claimed, State
 from webhook_listener.dispatch import DispatchError
 from webhook_listener.logs import get_logger, log_event
 from webhook_listener.runtime import Runtime, Services
-from webhook_listener.schemas import PoisonMessage, Promotion
+from webhook_listener.schemas import QUEUED_EVENT, DriftAlert, PoisonMessage, QueuedEvent
 from webhook_listener.settings import ListenerSettings
 
 _log = get_logger("worker")
@@ -62,7 +62,7 @@ async def handle_message(runtime: Runtime, body: str) -> Outcome:
     services = await runtime.services()
     settings = runtime.settings
     try:
-        promotion = Promotion.model_validate_json(body)
+        promotion = QUEUED_EVENT.validate_json(body)
     except ValidationError as exc:
         reason = f"malformed queue message: {exc.error_count()} validation error(s)"
         log_event(_log, logging.ERROR, "dispatch poisoned", reason=reason, error_kind="malformed_message")
@@ -78,7 +78,8 @@ async def handle_message(runtime: Runtime, body: str) -> Outcome:
         )
         return Outcome.POISONED
 
-    fields = {
+    fields: dict[str, str | None] = {
+        "kind": "drift" if isinstance(promotion, DriftAlert) else "promotion",
         "delivery_id": promotion.delivery_id,
         "source": promotion.source.value,
         "model": promotion.model,
@@ -98,7 +99,11 @@ async def handle_message(runtime: Runtime, body: str) -> Outcome:
 
 
 async def _attempt(
-    services: Services, settings: ListenerSettings, promotion: Promotion, claim: Claimed, fields: dict[str, str]
+    services: Services,
+    settings: ListenerSettings,
+    promotion: QueuedEvent,
+    claim: Claimed,
+    fields: dict[str, str | None],
 ) -> Outcome:
     started = time.perf_counter()
     try:
@@ -123,10 +128,10 @@ async def _failed(
     *,
     services: Services,
     settings: ListenerSettings,
-    promotion: Promotion,
+    promotion: QueuedEvent,
     claim: Claimed,
     error: DispatchError,
-    fields: dict[str, str],
+    fields: dict[str, str | None],
 ) -> Outcome:
     reason = str(error)
     if error.retryable and claim.attempt < settings.max_dispatch_attempts:
