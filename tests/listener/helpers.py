@@ -26,7 +26,7 @@ import httpx
 from localrun.processes import LOOPBACK, free_port
 from webhook_listener.deliveries import DeliveryRecord
 from webhook_listener.runtime import Runtime
-from webhook_listener.schemas import PoisonMessage, Promotion
+from webhook_listener.schemas import DriftAlert, PoisonMessage, Promotion
 from webhook_listener.settings import ListenerSettings
 from webhook_listener.worker import run_worker
 
@@ -286,7 +286,7 @@ class Listener:
         peeked = await services.storage.poison_queue.peek_messages(max_messages=32)
         return [PoisonMessage.model_validate_json(str(m.content)) for m in peeked]
 
-    async def record(self, promotion: Promotion) -> DeliveryRecord | None:
+    async def record(self, promotion: Promotion | DriftAlert) -> DeliveryRecord | None:
         services = await self.runtime.services()
         return await services.store.get(promotion.source.value, promotion.delivery_id)
 
