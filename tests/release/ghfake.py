@@ -34,6 +34,7 @@ class FakeGitHub:
     requests: list[Recorded] = field(default_factory=list)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     page_size: int | None = None
     url: str = ""
@@ -117,6 +118,24 @@ class FakeGitHub:
             case ("PATCH", ["pulls", number]) if int(number) in self.pulls:
                 self.pulls[int(number)].update({k: body[k] for k in ("title", "body", "state") if k in body})
                 return 200, self.pulls[int(number)], {}
+            # Issues and pull requests share one number sequence, and listing issues lists pull requests too (marked
+            # by a `pull_request` key): https://docs.github.com/en/rest/issues/issues#list-repository-issues
+            case ("GET", ["issues"]):
+                listed = [*self.issues.values(), *({**p, "pull_request": {}} for p in self.pulls.values())]
+                found = [i for i in listed if query.get("state", "open") in ("all", i["state"])]
+                return self._page(sorted(found, key=lambda i: -i["number"]), query)
+            case ("POST", ["issues"]):
+                with self._lock:
+                    number = max([0, *self.pulls, *self.issues]) + 1
+                    self.issues[number] = {
+                        "number": number,
+                        "title": body["title"],
+                        "body": body.get("body", ""),
+                        "labels": [{"name": name} for name in body.get("labels", [])],
+                        "state": "open",
+                        "html_url": f"https://github.test/{self.repository}/issues/{number}",
+                    }
+                return 201, self.issues[number], {}
             case ("GET", ["issues", number, "comments"]):
                 found = [c for c in self.comments.values() if c["pr"] == int(number)]
                 return self._page(found, query)
