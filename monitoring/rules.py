@@ -34,8 +34,9 @@ RATE_WINDOW = "5m"
 REQUESTS = "model_server_requests_total"
 LATENCY_BUCKETS = "model_server_request_duration_seconds_bucket"
 MODEL_INFO = "model_server_model_info"
-DRIFT_SCORE = "model_drift_score"
-DRIFT_WINDOW_ROWS = "model_drift_window_rows"
+# The drift series, as model_server/drift_metrics.py names them (no labels but `feature`; NaN until a window is full).
+DRIFT_SCORE = "model_server_drift_feature_score"
+DRIFT_WINDOW_ROWS = "model_server_drift_window_rows"
 # kube-state-metrics.
 DEPLOYMENT_SPEC_REPLICAS = "kube_deployment_spec_replicas"
 DEPLOYMENT_AVAILABLE_REPLICAS = "kube_deployment_status_replicas_available"

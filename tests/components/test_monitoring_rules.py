@@ -23,6 +23,8 @@ from monitoring.__main__ import main as monitoring_main
 from monitoring.__main__ import rules_path, stack_rules_file
 from monitoring.rules import (
     DRIFT_ALERT,
+    DRIFT_SCORE,
+    DRIFT_WINDOW_ROWS,
     ERROR_RATIO_ALERT,
     KUBE_STATE_JOB,
     LATENCY_ALERT,
@@ -58,6 +60,11 @@ class Case:
 
 def _selector(name: str, labels: dict[str, str]) -> str:
     return name + "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def _constant(value: float, minutes: int) -> str:
+    # promtool's expanding notation (`1x40`) has no form for NaN: spell every sample out.
+    return " ".join(["NaN"] * (minutes + 1)) if math.isnan(value) else f"{value:g}x{minutes}"
 
 
 def _counter(per_minute: float, minutes: int) -> str:
@@ -169,9 +176,9 @@ def drift_cases(settings: MonitoringSettings) -> dict[str, list[Case]]:
     def pod(score_alcohol: float, score_ph: float, window_rows: int) -> list[tuple[str, dict[str, str], str]]:
         info = {**POD, **INFO, "model_run_id": "r1", "image_code_hash": "abc", "scoring_path": "fast"}
         return [
-            ("model_drift_score", {**POD, "feature": "alcohol"}, f"{score_alcohol:g}x{length}"),
-            ("model_drift_score", {**POD, "feature": "pH"}, f"{score_ph:g}x{length}"),
-            ("model_drift_window_rows", POD, f"{window_rows}x{length}"),
+            (DRIFT_SCORE, {**POD, "feature": "alcohol"}, _constant(score_alcohol, length)),
+            (DRIFT_SCORE, {**POD, "feature": "pH"}, _constant(score_ph, length)),
+            (DRIFT_WINDOW_ROWS, POD, f"{window_rows}x{length}"),
             ("model_server_model_info", info, f"1x{length}"),
         ]
 
@@ -181,6 +188,8 @@ def drift_cases(settings: MonitoringSettings) -> dict[str, list[Case]]:
             Case("one feature above the threshold", pod(high, low, rows * 2), at, fires=[fired]),
             Case("every feature below the threshold", pod(low, low, rows * 2), at),
             Case("above the threshold on too few rows", pod(high, low, max(rows - 1, 0)), at),
+            # The server reports NaN until its window is full enough to score.
+            Case("no score yet (NaN)", pod(math.nan, math.nan, rows * 2), at),
             Case("above the threshold, not yet for long enough", pod(high, low, rows * 2), hold - 1),
         ],
     }
@@ -292,3 +301,11 @@ def test_thresholds_come_from_the_stack_settings() -> None:
     assert rules[LATENCY_ALERT].expr.rstrip().endswith("> 0.8")
     assert rules[LATENCY_ALERT].for_seconds == 120
     assert rules[DRIFT_ALERT].expr.rstrip().endswith("> 0.3")
+
+
+def test_drift_series_names_are_the_ones_the_server_exports() -> None:
+    # The server names its drift series in one module (model_server/drift_metrics.py); the rules read the same names.
+    drift_metrics = pytest.importorskip("model_server.drift_metrics")
+    assert drift_metrics.FEATURE_SCORE == DRIFT_SCORE
+    assert drift_metrics.WINDOW_ROWS == DRIFT_WINDOW_ROWS
+    assert drift_metrics.LABELS[DRIFT_SCORE] == ("feature",)
