@@ -11,10 +11,13 @@ import pulumi
 from pulumi_azure_native import authorization, resources
 
 from components.aks_cluster import AksCluster, AksClusterArgs
+from components.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.container_registry import ContainerRegistry, ContainerRegistryArgs
 from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
 from components.key_vault import PlatformKeyVault, PlatformKeyVaultArgs
-from components.model_deployment import ModelDeployment, ModelDeploymentArgs
+from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
+from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
+from components.model_deployment import PORT_NAME, ModelDeployment, ModelDeploymentArgs, kubernetes_name
 from components.model_image import (
     DATABRICKS_RESOURCE,
     ModelImage,
@@ -22,10 +25,12 @@ from components.model_image import (
     pinned_image_ref,
     released_image_ref,
 )
+from components.model_metrics_scrape import ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
 from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
+from monitoring.rules import rule_groups
 from stacks.engine import load_settings
 from stacks.settings import key_vault_settings, registry_settings
 
@@ -143,6 +148,9 @@ if settings.shared.owner:
     pulumi.export("listenerAppName", listener.function_app.name)
     pulumi.export("listenerWebhookUrl", listener.databricks_webhook_url)
     pulumi.export("keyVaultUri", vault.vault_uri)
+    # Every stack's action group calls the listener's alert route; other stacks read it from here.
+    alert_url: pulumi.Output[str] = listener_alert_url(listener.default_host_name, listener.host_key)
+    pulumi.export("listenerAlertUrl", alert_url)
 else:
     assert settings.shared.stack is not None  # guaranteed by the settings model for non-owner stacks
     shared = pulumi.StackReference("shared-services", stack_name=settings.shared.stack)
@@ -151,6 +159,7 @@ else:
     image_ref = released_image_ref(
         model, shared.get_output("modelImage"), login_server, settings.shared.stack.split("/")[-1]
     )
+    alert_url = pulumi.Output.secret(shared.require_output("listenerAlertUrl").apply(str))
 
 cluster = AksCluster(
     "cluster",
@@ -180,6 +189,48 @@ deployment = ModelDeployment(
     ),
     opts=pulumi.ResourceOptions(providers=[cluster.provider]),
 )
+
+# --- Monitoring: managed Prometheus, the scrape job for the model pods, alert rules, Container Insights --------
+monitoring = settings.monitoring
+ContainerInsights(
+    "container-insights",
+    ContainerInsightsArgs(
+        naming=naming,
+        resource_group_name=group.name,
+        location=location,
+        cluster_id=cluster.cluster.id,
+        log_analytics_workspace_id=observability.workspace_id,
+        tags=tags,
+    ),
+)
+prometheus = ManagedPrometheus(
+    "prometheus",
+    ManagedPrometheusArgs(
+        naming=naming, resource_group_name=group.name, location=location, cluster_id=cluster.cluster.id, tags=tags
+    ),
+)
+ModelMetricsScrape(
+    "model-metrics",
+    ModelMetricsScrapeArgs(namespace=deployment.namespace, pod_selector=deployment.pod_selector, port_name=PORT_NAME),
+    opts=pulumi.ResourceOptions(providers=[cluster.provider]),
+)
+ModelAlerts(
+    "alerts",
+    ModelAlertsArgs(
+        naming=naming,
+        resource_group_name=group.name,
+        location=location,
+        groups=rule_groups(monitoring, kubernetes_name(model.name), naming.prefix),
+        azure_monitor_workspace_id=prometheus.workspace_id,
+        cluster_id=cluster.cluster.id,
+        cluster_name=cluster.cluster_name,
+        emails=monitoring.receivers.emails,
+        listener_alert_url=alert_url if monitoring.receivers.listener else None,
+        tags=tags,
+    ),
+)
+pulumi.export("azureMonitorWorkspaceId", prometheus.workspace_id)
+pulumi.export("prometheusQueryEndpoint", prometheus.query_endpoint)
 
 pulumi.export(
     "modelImage",

@@ -178,6 +178,13 @@ class AksCluster(pulumi.ComponentResource):
                 upgrade_channel=settings.upgrade_channel,
                 node_os_upgrade_channel=containerservice.NodeOSUpgradeChannel.NODE_IMAGE,
             ),
+            # Managed Prometheus: AKS runs the ama-metrics agents; components/managed_prometheus.py associates
+            # the data collection rule that sends their metrics to the stack's Azure Monitor workspace.
+            azure_monitor_profile=containerservice.ManagedClusterAzureMonitorProfileArgs(
+                metrics=containerservice.ManagedClusterAzureMonitorProfileMetricsArgs(enabled=True)
+            ),
+            # Container insights in managed-identity mode: it collects only once components/container_insights.py
+            # associates its data collection rule with the cluster.
             addon_profiles={
                 "omsagent": containerservice.ManagedClusterAddonProfileArgs(
                     enabled=True,

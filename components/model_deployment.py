@@ -203,6 +203,7 @@ class ModelDeployment(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     service_name: pulumi.Output[str]
     serving_url: pulumi.Output[str]
+    pod_selector: dict[str, str]
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         provider = _kubernetes_provider(opts)
@@ -224,6 +225,8 @@ class ModelDeployment(pulumi.ComponentResource):
             "mlops/model": args.model_name,
         }
         selector = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": "server"}
+        # The serving pods' labels, for whatever selects them from outside (the metrics scrape config).
+        self.pod_selector = dict(selector)
 
         # --- Workload identity (Azure) ---------------------------------------------------------------------
         self.identity = managedidentity.UserAssignedIdentity(

@@ -2,7 +2,9 @@
 
 The data ships inside scikit-learn, so training needs no download. The model is saved the way a Databricks-trained
 model arrives: cloudpickle serialization, a signature inferred from the training data, an input example, and pinned
-requirements (the versions it was trained with, which the serving image installs).
+requirements (the versions it was trained with, which the serving image installs). Next to it goes the drift
+reference (`model_server.drift_reference`: a per-feature summary of the training data the server compares its
+traffic with).
 
     save_wine_model(Path("model"))                                   # a model directory, for `serve --model-dir`
     log_wine_model("http://127.0.0.1:5000", "wine-classifier")       # a registered version, for `fetch`
@@ -65,8 +67,11 @@ def save_wine_model(path: Path, *, max_iter: int = 50) -> Path:
     """Train and save the demo model to `path` (which must not exist); returns `path`."""
     import mlflow.sklearn
 
+    from model_server.drift_reference import build_reference, save_reference
+
     model, features = train(max_iter=max_iter)
     mlflow.sklearn.save_model(model, str(path), **_model_kwargs(model, features))
+    save_reference(build_reference(features), path)
     return path
 
 
@@ -77,6 +82,8 @@ def log_wine_model(
     import mlflow
     import mlflow.sklearn
 
+    from model_server.drift_reference import build_reference, log_reference
+
     model, features = train(max_iter=max_iter)
     # set_tracking_uri is process-wide and exported to MLFLOW_TRACKING_URI (which it also reads): restore that.
     previous: Any = os.environ.get("MLFLOW_TRACKING_URI")
@@ -85,12 +92,13 @@ def log_wine_model(
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
             mlflow.log_params({"model": "HistGradientBoostingClassifier", "max_iter": max_iter})
-            info = mlflow.sklearn.log_model(
-                model, name="model", registered_model_name=registered_model_name, **_model_kwargs(model, features)
-            )
+            info = mlflow.sklearn.log_model(model, name="model", **_model_kwargs(model, features))
+            # Into the logged model's files before registering: a Unity Catalog version copies them when created.
+            log_reference(build_reference(features), info.model_id)
+            registered = mlflow.register_model(info.model_uri, registered_model_name)
     finally:
         mlflow.set_tracking_uri(previous)  # None: back to unset
-    version = str(info.registered_model_version)
+    version = str(registered.version)
     return RegisteredWineModel(
         name=registered_model_name,
         version=version,

@@ -42,7 +42,17 @@ _ARM_TYPES = {
     "azure-native:web:AppServicePlan": "Microsoft.Web/serverfarms",
     "azure-native:web:WebApp": "Microsoft.Web/sites",
     "azure-native:containerregistry:Task": "Microsoft.ContainerRegistry/registries/{registry}/tasks",
+    # Azure Monitor workspaces are `Microsoft.Monitor/accounts` (learn.microsoft.com/azure/templates/).
+    "azure-native:monitor:AzureMonitorWorkspace": "Microsoft.Monitor/accounts",
+    "azure-native:monitor:DataCollectionEndpoint": "Microsoft.Insights/dataCollectionEndpoints",
+    "azure-native:monitor:DataCollectionRule": "Microsoft.Insights/dataCollectionRules",
+    "azure-native:monitor:ActionGroup": "Microsoft.Insights/actionGroups",
+    "azure-native:alertsmanagement:PrometheusRuleGroup": "Microsoft.AlertsManagement/prometheusRuleGroups",
+    "azure-native:dashboard:Grafana": "Microsoft.Dashboard/grafana",
 }
+
+# Azure modules whose computed outputs `_monitoring_outputs` makes up.
+_MONITORING_MODULES = ("monitor", "alertsmanagement", "dashboard")
 
 # Inputs that name the Azure resource, by type; otherwise the logical name is used.
 _NAME_INPUTS = (
@@ -80,6 +90,13 @@ _OWN_NAME_INPUT = {
     "azure-native:storage:Table": "tableName",
     "azure-native:web:AppServicePlan": "name",
     "azure-native:web:WebApp": "name",
+    "azure-native:monitor:AzureMonitorWorkspace": "azureMonitorWorkspaceName",
+    "azure-native:monitor:DataCollectionEndpoint": "dataCollectionEndpointName",
+    "azure-native:monitor:DataCollectionRule": "dataCollectionRuleName",
+    "azure-native:monitor:DataCollectionRuleAssociation": "associationName",
+    "azure-native:monitor:ActionGroup": "actionGroupName",
+    "azure-native:alertsmanagement:PrometheusRuleGroup": "ruleGroupName",
+    "azure-native:dashboard:Grafana": "workspaceName",
 }
 
 
@@ -130,6 +147,8 @@ class MockCloud(Mocks):
             return "", {}
         if typ.startswith("pulumi:providers:"):
             return f"{args.name}-provider-id", inputs
+        if typ.split(":")[1] in _MONITORING_MODULES:
+            return self._azure_monitoring(typ, args.name, inputs)
         if typ.startswith("azure-native:"):
             return self._azure(typ, args.name, inputs)
         if typ.startswith("random:"):
@@ -239,6 +258,11 @@ class MockCloud(Mocks):
                 pass
         return rid, out
 
+    def _azure_monitoring(self, typ: str, logical: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        _, out = self._azure(typ, logical, inputs)
+        out.update(_monitoring_outputs(typ, out["name"], inputs.get("location", "westeurope"), inputs))
+        return out["id"], out
+
     def _random(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         length = int(inputs.get("length", 32))
         value = (self.secret_marker + hashlib.sha256(f"{self.stack}|{name}".encode()).hexdigest() * 4)[:length]
@@ -306,6 +330,40 @@ class MockCloud(Mocks):
                 "workspaceUrl": "https://adb-1234567890123456.7.azuredatabricks.net",
             }
         raise NotImplementedError(f"the mock cloud does not answer {token}; add it to stacks/mockcloud.py")
+
+
+def _monitoring_outputs(typ: str, name: str, location: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What Azure computes for the monitoring resources (Azure Monitor workspace, data collection, Grafana)."""
+    out: dict[str, Any] = {}
+    kind = typ.split(":")[2]
+    if kind == "AzureMonitorWorkspace":
+        # Azure creates a managed resource group with a default DCE and DCR for every workspace
+        # (learn.microsoft.com/azure/azure-monitor/metrics/azure-monitor-workspace-overview).
+        managed = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/MA_{name}_{location}_managed/providers"
+        query = f"https://{name}-{_h(name, n=4)}.{location}.prometheus.monitor.azure.com"
+        out["accountId"] = _guid(name, "account")
+        out["metrics"] = {"internalId": f"mac_{_guid(name, 'account')}", "prometheusQueryEndpoint": query}
+        out["defaultIngestionSettings"] = {
+            "dataCollectionEndpointResourceId": f"{managed}/Microsoft.Insights/dataCollectionEndpoints/{name}",
+            "dataCollectionRuleResourceId": f"{managed}/Microsoft.Insights/dataCollectionRules/{name}",
+        }
+        out["provisioningState"] = "Succeeded"
+    elif kind == "DataCollectionEndpoint":
+        host = f"{name}-{_h(name, n=4)}.{location}-1"
+        out["immutableId"] = f"dce-{_h(name, 'dce', n=32)}"
+        out["configurationAccess"] = {"endpoint": f"https://{host}.handler.control.monitor.azure.com"}
+        out["logsIngestion"] = {"endpoint": f"https://{host}.ingest.monitor.azure.com"}
+        out["metricsIngestion"] = {"endpoint": f"https://{host}.metrics.ingest.monitor.azure.com"}
+    elif kind == "DataCollectionRule":
+        out["immutableId"] = f"dcr-{_h(name, 'dcr', n=32)}"
+    elif kind == "DataCollectionRuleAssociation":
+        # An extension resource: its id hangs off the resource it is associated with.
+        out["id"] = f"{inputs.get('resourceUri')}/providers/Microsoft.Insights/dataCollectionRuleAssociations/{name}"
+    elif kind == "Grafana":
+        out["identity"] = {**inputs.get("identity", {}), "principalId": _guid(name, "principal")}
+        endpoint = f"https://{name}-{_h(name, n=8)}.{location[:3]}.grafana.azure.com"
+        out["properties"] = {**inputs.get("properties", {}), "endpoint": endpoint}
+    return out
 
 
 def _kubeconfig(cluster: str) -> str:

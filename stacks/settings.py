@@ -243,6 +243,53 @@ class ServingSettings(Section):
         return self
 
 
+_DURATION = re.compile(r"^[1-9][0-9]{0,3}[smh]$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Duration = Annotated[str, _matches(_DURATION, 'a duration such as "30s", "5m" or "1h"')]
+Email = Annotated[str, _matches(_EMAIL, "an email address such as oncall@example.com")]
+
+
+class ServingSloSettings(Section):
+    """The serving SLOs the alert rules hold the model server to (see monitoring/rules.py)."""
+
+    error_ratio: float = Field(default=0.01, gt=0, lt=1, description="Share of /invocations answered 5xx.")
+    # Below 5 s: the server's latency histogram tops out at a 10 s bucket (model_server/metrics.py), and
+    # histogram_quantile never reports more than the highest finite bucket, so a higher target could never fire.
+    latency_p99_ms: int = Field(default=250, ge=1, le=5_000, description="p99 of scoring requests, milliseconds.")
+    sustained_for: Duration = Field(default="5m", description="How long a breach lasts before it alerts.")
+    replicas_not_ready_for: Duration = Field(default="10m", description="Fewer ready replicas than wanted, for.")
+
+
+class DriftAlertSettings(Section):
+    """When the drift score of the served data alerts (and so starts a retrain)."""
+
+    threshold: float = Field(default=0.2, gt=0, le=10, description="PSI of one feature above which it has drifted.")
+    sustained_for: Duration = Field(default="30m", description="How long the score stays above the threshold.")
+    min_window_rows: int = Field(default=200, ge=1, description="Rows a pod's window holds before its score counts.")
+
+
+class AlertReceivers(Section):
+    """Who an alert reaches: email addresses and the listener's alert route (Azure Monitor common alert schema)."""
+
+    emails: list[Email] = Field(default_factory=list)
+    listener: bool = Field(default=True, description="Send alerts to the webhook listener's alert route.")
+
+    @model_validator(mode="after")
+    def _someone_listens(self) -> Self:
+        if not self.emails and not self.listener:
+            raise ValueError("no receiver: list emails or set listener: true")
+        return self
+
+
+class MonitoringSettings(Section):
+    """Managed Prometheus, Container Insights, the alert rules' thresholds and receivers, optional Grafana."""
+
+    slo: ServingSloSettings = Field(default_factory=ServingSloSettings)
+    drift: DriftAlertSettings = Field(default_factory=DriftAlertSettings)
+    receivers: AlertReceivers = Field(default_factory=AlertReceivers)
+    grafana: bool = Field(default=False, description="Declare Azure Managed Grafana with the serving/drift dashboard.")
+
+
 class StackSettings(Section):
     """Everything one stack file says, validated as a whole."""
 
@@ -259,6 +306,7 @@ class StackSettings(Section):
     cluster: ClusterSettings
     model: ModelSettings
     serving: ServingSettings
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _ownership_and_zones(self) -> Self:

@@ -23,6 +23,8 @@ import orjson
 
 from model_server import SERVER_NAME, SERVER_VERSION, mlflow_compat
 from model_server.batching import MicroBatcher
+from model_server.drift import DriftMonitor, DriftSettings
+from model_server.drift_reference import REFERENCE_FILE
 from model_server.loading import LoadedModel, ModelIdentity, load_model, resolve_identity
 from model_server.logs import ACCESS, PAYLOAD
 from model_server.metrics import Metrics
@@ -117,6 +119,9 @@ class ModelServer:
         self.load_error: str | None = None
         self.draining = False
         self.batcher: MicroBatcher | None = None
+        self.drift: DriftMonitor | None = None
+        self._drift_off_reason = "the model is still loading"
+        self._drift_task: asyncio.Task[None] | None = None
         self._loader = loader
         self._on_fatal = on_fatal
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -264,6 +269,8 @@ class ModelServer:
                 threading.Thread(target=self._load_in_background, name="model-loader", daemon=True).start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._drift_task is not None:
+                    self._drift_task.cancel()
                 if self.batcher is not None:
                     await self.batcher.stop()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -286,16 +293,42 @@ class ModelServer:
 
     def _load_failed(self, error: str) -> None:
         self.load_error = error
+        self._drift_off_reason = "the model failed to load"
         if self._on_fatal is not None:
             self._on_fatal(error)
 
+    def _start_drift(self, loaded: LoadedModel) -> DriftMonitor | None:
+        """The drift monitor, or None with the reason in `_drift_off_reason`."""
+        if not self.settings.drift_monitoring:
+            self._drift_off_reason = "DRIFT_MONITORING is false"
+        elif loaded.drift_reference is None:
+            self._drift_off_reason = f"the model has no drift reference ({REFERENCE_FILE})"
+        elif loaded.schema is None:
+            self._drift_off_reason = "MLflow parses this model's inputs (no column signature), so the rows are not seen"
+        else:
+            s = self.settings
+            settings = DriftSettings(s.drift_window_rows, s.drift_min_rows, s.drift_psi_threshold)
+            monitor = DriftMonitor(loaded.drift_reference, loaded.schema, settings, self.metrics)
+            self._drift_task = asyncio.get_running_loop().create_task(self._refresh_drift(monitor), name="drift")
+            return monitor
+        log.info("drift monitoring is off: %s", self._drift_off_reason)
+        return None
+
+    async def _refresh_drift(self, monitor: DriftMonitor) -> None:
+        # Scrapes refresh the answering worker; this keeps every worker's gauges current when WORKERS > 1.
+        while True:
+            await asyncio.sleep(self.settings.drift_refresh_seconds)
+            monitor.refresh()
+
     def _load_succeeded(self, loaded: LoadedModel) -> None:
+        self.drift = self._start_drift(loaded)
         self.batcher = MicroBatcher(
             loaded.scorer,
             max_rows=self.settings.batch_max_rows,
             mergeable=loaded.mergeable,
             in_thread=self.settings.predict_in_thread,
             observe=self.metrics.observe_batch,
+            on_scored=self.drift.observe if self.drift is not None else None,
         )
         self.batcher.start()
         self.identity = loaded.identity
@@ -319,6 +352,7 @@ class ModelServer:
                     "flavor": loaded.flavor,
                     "scoring_path": loaded.scorer.path.value,
                     "batching": self._batching_description(),
+                    "drift_monitoring": self._drift_description()["monitoring"],
                     "load_seconds": round(loaded.load_seconds, 3),
                     "warmup_seconds": round(loaded.warmup_seconds, 3),
                 }
@@ -329,6 +363,11 @@ class ModelServer:
         if self.loaded is None or not self.loaded.mergeable or self.settings.batch_max_rows <= 1:
             return "off"
         return f"greedy, up to {self.settings.batch_max_rows} rows"
+
+    def _drift_description(self) -> dict[str, Any]:
+        if self.drift is None:
+            return {"monitoring": "off", "reason": self._drift_off_reason}
+        return self.drift.describe()
 
     def _require_model(self) -> tuple[LoadedModel, MicroBatcher]:
         if self.loaded is None or self.batcher is None:
@@ -505,11 +544,14 @@ class ModelServer:
             "model_flavor": loaded.flavor if loaded else None,
             "scoring_path": loaded.scorer.path.value if loaded else None,
             "batching": self._batching_description(),
+            "drift": self._drift_description(),
             "ready": self._readiness()[0],
         }
         return _json(200, document)
 
     async def _metrics(self, request: Request) -> Response:
+        if self.drift is not None:
+            self.drift.refresh()
         body, content_type = self.metrics.render()
         return 200, body, content_type.encode()
 

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,7 @@ from model_server.scoring import Scorer
 log = logging.getLogger("model_server.batching")
 
 BatchObserver = Callable[[int, int, float], None]  # (requests, rows, predict seconds)
+ScoredObserver = Callable[[Sequence[Frame]], None]  # the frames a predict call scored (drift monitoring)
 
 
 @dataclass(eq=False)
@@ -52,12 +53,14 @@ class MicroBatcher:
         mergeable: bool,
         in_thread: bool = False,
         observe: BatchObserver | None = None,
+        on_scored: ScoredObserver | None = None,
     ) -> None:
         self._scorer = scorer
         self._max_rows = max_rows
         self._mergeable = mergeable and max_rows > 1
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict") if in_thread else None
         self._observe = observe
+        self._on_scored = on_scored
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -123,6 +126,11 @@ class MicroBatcher:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
+            if self._on_scored is not None:
+                # On the event loop (also with PREDICT_IN_THREAD), after the answers are handed back.
+                scored = [job.frame for job, (ok, _) in zip(jobs, outcomes, strict=True) if ok and job.frame]
+                if scored:
+                    self._on_scored(scored)
 
     def _take(self) -> list[_Job]:
         while self._queue and self._queue[0].future.done():

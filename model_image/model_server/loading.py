@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from model_server import mlflow_compat
+from model_server.drift import DriftReferenceMismatchError, check_reference
+from model_server.drift_reference import DriftReference, DriftReferenceError, read_reference
 from model_server.parsing import InputError, parse_mlflow_json
 from model_server.schema import Kind, TabularSchema, tabular_schema
 from model_server.scoring import NotSplittableError, Scorer, ScoringPath, mlflow_response_body
@@ -99,6 +101,7 @@ class LoadedModel:
     load_seconds: float
     warmup_seconds: float
     flavor: str
+    drift_reference: DriftReference | None = None
 
     @property
     def input_schema(self) -> Any:
@@ -212,6 +215,10 @@ def load_model(settings: Settings) -> LoadedModel:
     import mlflow.pyfunc
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 
+    try:
+        reference = read_reference(model_dir)
+    except DriftReferenceError as exc:
+        raise ModelLoadError(str(exc)) from exc
     identity = resolve_identity(settings)
     started = time.perf_counter()
     try:
@@ -237,6 +244,11 @@ def load_model(settings: Settings) -> LoadedModel:
         raise ModelLoadError(f"warm-up prediction on the input example failed: {exc!r}") from exc
     warmup_seconds = time.perf_counter() - started
     flavor = mlflow_compat.flavor_name(model)
+    if reference is not None and schema is not None:
+        try:
+            check_reference(reference, schema)
+        except DriftReferenceMismatchError as exc:
+            raise ModelLoadError(str(exc)) from exc
     return LoadedModel(
         model=model,
         identity=identity,
@@ -246,4 +258,5 @@ def load_model(settings: Settings) -> LoadedModel:
         load_seconds=load_seconds,
         warmup_seconds=warmup_seconds,
         flavor=flavor,
+        drift_reference=reference,
     )

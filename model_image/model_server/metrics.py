@@ -22,6 +22,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from model_server import drift_metrics
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
@@ -87,8 +89,42 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        # Drift (model_server.drift): names and labels in drift_metrics, the contract alert rules are written against.
+        # With several workers each keeps its own window; the worst live worker's score is shown.
+        self.drift_enabled = Gauge(
+            drift_metrics.MONITORING_ENABLED,
+            "1 while drift against the training data is measured (the model has a drift reference), else 0.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.drift_score = Gauge(
+            drift_metrics.FEATURE_SCORE,
+            "Population stability index of the scored rows in the window against the training data, per feature.",
+            list(drift_metrics.LABELS[drift_metrics.FEATURE_SCORE]),
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.drift_ratio = Gauge(
+            drift_metrics.DRIFTED_FEATURES_RATIO,
+            "Share of monitored features whose drift score is above the threshold.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.drift_window_rows = Gauge(
+            drift_metrics.WINDOW_ROWS,
+            "Scored rows in the sliding window the drift scores describe.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.drift_threshold = Gauge(
+            drift_metrics.THRESHOLD,
+            "The drift score above which a feature counts as drifted (DRIFT_PSI_THRESHOLD).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         if not self.multiprocess:
             ProcessCollector(registry=r)
+        self.drift_enabled.set(0)
         self.ready.set(0)
         self._request_children: dict[tuple[str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}

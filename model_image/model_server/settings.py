@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 DEFAULT_MODEL_DIR = Path("/opt/model")
 MIB = 1024 * 1024
@@ -67,6 +67,32 @@ class Settings(BaseModel):
         1024, alias="MAX_CONCURRENCY", ge=0, description="Open connections + in-flight requests before 503; 0: none."
     )
 
+    drift_monitoring: bool = Field(
+        True,
+        alias="DRIFT_MONITORING",
+        description="Compare the scored rows with the model's drift reference, if it has one (false: never).",
+    )
+    drift_window_rows: int = Field(
+        5000, alias="DRIFT_WINDOW_ROWS", ge=100, le=1_000_000, description="Rows in the sliding drift window."
+    )
+    drift_min_rows: int = Field(
+        500, alias="DRIFT_MIN_ROWS", ge=1, description="Rows the window needs before drift scores are reported."
+    )
+    drift_psi_threshold: float = Field(
+        0.2, alias="DRIFT_PSI_THRESHOLD", gt=0, le=100, description="A feature whose PSI is above this has drifted."
+    )
+    drift_refresh_seconds: float = Field(
+        10.0, alias="DRIFT_REFRESH_SECONDS", gt=0, le=3600, description="How often scores are recomputed."
+    )
+
+    @field_validator("drift_min_rows")
+    @classmethod
+    def _min_rows_fit_the_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("drift_window_rows")
+        if window is not None and value > window:
+            raise ValueError(f"must not exceed DRIFT_WINDOW_ROWS ({window})")
+        return value
+
     @classmethod
     def env_names(cls) -> dict[str, str]:
         """Field name -> environment variable name."""
@@ -78,7 +104,13 @@ def _normalise(field: str, raw: str) -> Any:
     value = raw.strip()
     if field in {"log_level"}:
         return value.lower()
-    if field in {"payload_log_sample_rate", "keepalive_timeout_seconds", "graceful_shutdown_seconds"}:
+    if field in {
+        "payload_log_sample_rate",
+        "keepalive_timeout_seconds",
+        "graceful_shutdown_seconds",
+        "drift_psi_threshold",
+        "drift_refresh_seconds",
+    }:
         try:
             number = float(value)
         except ValueError:

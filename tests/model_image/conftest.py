@@ -1,7 +1,8 @@
 """Fixtures for the model server tests: real MLflow models trained here, real servers on 127.0.0.1.
 
 Session servers start together (in threads) because each spends seconds importing MLflow:
-* `wine`: our server on the demo model (identity env set, small body/row limits, payload logging on);
+* `wine`: our server on the demo model (identity env set, small body/row limits, payload logging on, a small drift
+  window; the demo's training writes its drift reference);
 * `regression`, `typed`: our server on a float regressor and on a pyfunc over every simple column type;
 * `mlflow_wine`, `mlflow_regression`, `mlflow_typed`: `mlflow models serve` on the same models, for side-by-side
   byte comparisons.
@@ -20,6 +21,7 @@ import pytest
 from demo.wine_model import load_data, save_wine_model
 from tests.model_image.serving_helpers import (
     TYPED_COLUMNS,
+    WINE_DRIFT,
     WINE_IDENTITY,
     WINE_LIMITS,
     Pool,
@@ -114,7 +116,7 @@ def session_servers(
     try:
         registry = pool.start(registry_server(root / "registry"))
         wine_model: Path = request.getfixturevalue("wine_model")
-        wine_env = {**WINE_IDENTITY, **WINE_LIMITS, "PAYLOAD_LOG_SAMPLE_RATE": "1"}
+        wine_env = {**WINE_IDENTITY, **WINE_LIMITS, **WINE_DRIFT, "PAYLOAD_LOG_SAMPLE_RATE": "1"}
         wine = pool.start(our_server(wine_model, root / "wine", wine_env))
         mlflow_wine = pool.start(mlflow_scoring_server(wine_model, root / "mlflow-wine"))
         workers = pool.start(our_server(wine_model, root / "workers", {"WORKERS": "2", **WINE_IDENTITY}))

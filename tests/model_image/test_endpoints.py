@@ -195,6 +195,7 @@ def test_the_server_writes_nothing_outside_its_tmpdir(wine: Served, wine_model: 
     assert sorted(p.name for p in wine_model.iterdir()) == [
         "MLmodel",
         "conda.yaml",
+        "drift-reference.json",
         "input_example.json",
         "model.pkl",
         "python_env.yaml",

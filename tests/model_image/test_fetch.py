@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from demo.wine_model import RegisteredWineModel, log_wine_model
+from demo.wine_model import RegisteredWineModel, load_data, log_wine_model
+from model_server.drift_reference import REFERENCE_FILE, build_reference
 from model_server.fetch import FetchError, fetch_model, parse_model_uri, resolve_uris
 from model_server.loading import load_model
 from model_server.scoring import ScoringPath
@@ -43,7 +44,7 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_fetch_writes_the_model_and_registry_facts_and_it_serves(
+def test_fetch_writes_the_model_its_drift_reference_and_registry_facts_and_it_serves(
     registry_uri: str, registered: RegisteredWineModel, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "mlflow_token"
@@ -75,6 +76,9 @@ def test_fetch_writes_the_model_and_registry_facts_and_it_serves(
     identity = loaded.identity
     assert (identity.name, identity.version, identity.run_id) == (MODEL_NAME, registered.version, registered.run_id)
     assert loaded.scorer.path is ScoringPath.ARRAY
+    # The drift reference the training logged into the model's files came with the version, intact.
+    assert loaded.drift_reference == build_reference(load_data()[0])
+    assert (dest / REFERENCE_FILE).read_text() == build_reference(load_data()[0]).model_dump_json(indent=1) + "\n"
 
 
 @pytest.mark.usefixtures("isolated_mlflow")

@@ -68,3 +68,18 @@ def test_cpu_limit_comes_from_cgroups_not_the_node(tmp_path: Path) -> None:
     (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert cgroup_cpu_limit(v1) == 0.5
     assert cgroup_cpu_limit(tmp_path / "none") is None
+
+
+def test_drift_settings_default_on_and_are_checked_together() -> None:
+    settings = load_settings({})
+    assert settings.drift_monitoring is True
+    assert settings.drift_min_rows <= settings.drift_window_rows
+    assert load_settings({"DRIFT_MONITORING": "false"}).drift_monitoring is False
+    env = {"DRIFT_WINDOW_ROWS": "1000", "DRIFT_MIN_ROWS": "2000", "DRIFT_PSI_THRESHOLD": "-1"}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "DRIFT_MIN_ROWS: Value error, must not exceed DRIFT_WINDOW_ROWS (1000)" in message
+    assert "DRIFT_PSI_THRESHOLD" in message
+    with pytest.raises(SettingsError, match="DRIFT_REFRESH_SECONDS"):
+        load_settings({"DRIFT_REFRESH_SECONDS": "inf"})

@@ -1,0 +1,114 @@
+"""ModelMetricsScrape: tells the cluster's managed Prometheus agent to scrape the model server's pods.
+
+Owns: the ConfigMap `ama-metrics-prometheus-config` in `kube-system`, which the ama-metrics replica reads for
+custom scrape jobs and merges with its default targets (learn.microsoft.com/azure/azure-monitor/containers/
+prometheus-metrics-scrape-configuration, "Configure custom Prometheus scrape jobs"; the replica, not the DaemonSet,
+runs jobs from this ConfigMap: .../prometheus-metrics-troubleshoot). The add-on ships no such ConfigMap, so the
+program owns the whole object.
+
+Why a scrape job and not pod annotations: annotation-based scraping also needs `podannotationnamespaceregex` in
+another add-on ConfigMap (ama-metrics-settings-configmap) and new annotations on the pod template, which would roll
+every model pod once; a job selects the pods by the labels they already carry, and the pods never change.
+Custom jobs are not subject to the minimal ingestion profile: every series the server exports is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from io import StringIO
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from ruamel.yaml import YAML
+
+from monitoring.rules import SCRAPE_JOB
+
+CONFIG_MAP_NAME = "ama-metrics-prometheus-config"
+CONFIG_MAP_NAMESPACE = "kube-system"
+CONFIG_KEY = "prometheus-config"
+SCRAPE_INTERVAL = "30s"
+
+
+@dataclass(frozen=True)
+class ModelMetricsScrapeArgs:
+    """Which pods to scrape, on which named port and path."""
+
+    namespace: pulumi.Input[str]
+    """The model's namespace (ModelDeployment.namespace)."""
+    pod_selector: Mapping[str, str]
+    """The labels that select the serving pods (ModelDeployment.pod_selector)."""
+    port_name: str
+    """The container port name the server listens on (its `/metrics` is on the serving port)."""
+    metrics_path: str = "/metrics"
+
+
+def _label_meta(label: str) -> str:
+    # Prometheus turns a pod label into a meta label with every character that is not [a-zA-Z0-9_] as `_`.
+    return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() or c == "_" else "_" for c in label)
+
+
+def scrape_config(namespace: str, pod_selector: Mapping[str, str], port_name: str, metrics_path: str) -> dict[str, Any]:
+    """The Prometheus config with one job, `SCRAPE_JOB`: the serving pods of `namespace`, on their named port."""
+    labels = sorted(pod_selector.items())
+    return {
+        "scrape_configs": [
+            {
+                "job_name": SCRAPE_JOB,
+                "scrape_interval": SCRAPE_INTERVAL,
+                "metrics_path": metrics_path,
+                "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
+                "relabel_configs": [
+                    {
+                        "action": "keep",
+                        "source_labels": [_label_meta(k) for k, _ in labels],
+                        "regex": ";".join(v for _, v in labels),
+                    },
+                    # One target per pod: the container port that serves, not every port of the pod.
+                    {
+                        "action": "keep",
+                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                        "regex": port_name,
+                    },
+                    {
+                        "action": "replace",
+                        "source_labels": ["__meta_kubernetes_namespace"],
+                        "target_label": "namespace",
+                    },
+                    {"action": "replace", "source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ]
+    }
+
+
+def _yaml(document: dict[str, Any]) -> str:
+    yaml = YAML()
+    yaml.width = 4096
+    out = StringIO()
+    yaml.dump(document, out)
+    return out.getvalue()
+
+
+class ModelMetricsScrape(pulumi.ComponentResource):
+    """The managed Prometheus scrape job for the model server's pods (a ConfigMap in kube-system)."""
+
+    config_map: k8s.core.v1.ConfigMap
+
+    def __init__(self, name: str, args: ModelMetricsScrapeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:monitoring:ModelMetricsScrape", name, None, opts)
+        config = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: _yaml(scrape_config(ns, args.pod_selector, args.port_name, args.metrics_path))
+        )
+        self.config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=CONFIG_MAP_NAME,
+                namespace=CONFIG_MAP_NAMESPACE,
+                labels={"app.kubernetes.io/managed-by": "pulumi"},
+            ),
+            data={CONFIG_KEY: config},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})

@@ -1,0 +1,215 @@
+"""Monitoring in Azure, from the real stack files: managed Prometheus and Container Insights wired to each stack's
+cluster, the scrape job selecting the model's own pods, and the alert rules Azure evaluates being the rules file."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from monitoring.__main__ import rules_path
+from stacks.harness import ProgramRun, RecordedResource
+from stacks.preview import StackRun
+from tests.conftest import run_variant
+
+CLUSTER = "azure-native:containerservice:ManagedCluster"
+AMW = "azure-native:monitor:AzureMonitorWorkspace"
+DCE = "azure-native:monitor:DataCollectionEndpoint"
+DCR = "azure-native:monitor:DataCollectionRule"
+DCRA = "azure-native:monitor:DataCollectionRuleAssociation"
+RULE_GROUP = "azure-native:alertsmanagement:PrometheusRuleGroup"
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
+LOG_ANALYTICS = "azure-native:operationalinsights:Workspace"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+def _run(request: pytest.FixtureRequest, stack: str) -> ProgramRun:
+    result: StackRun = request.getfixturevalue(stack)
+    return result.run
+
+
+def _id_of(run: ProgramRun, type_: str, name: str | None = None) -> str:
+    """The resource id the mock cloud gave a resource: read back from whoever references it."""
+    resource = run.one(type_, name)
+    own = {
+        CLUSTER: "resourceName",
+        AMW: "azureMonitorWorkspaceName",
+        DCE: "dataCollectionEndpointName",
+        DCR: "dataCollectionRuleName",
+        LOG_ANALYTICS: "workspaceName",
+    }[type_]
+    provider = {
+        CLUSTER: "Microsoft.ContainerService/managedClusters",
+        AMW: "Microsoft.Monitor/accounts",
+        DCE: "Microsoft.Insights/dataCollectionEndpoints",
+        DCR: "Microsoft.Insights/dataCollectionRules",
+        LOG_ANALYTICS: "Microsoft.OperationalInsights/workspaces",
+    }[type_]
+    return f"/resourceGroups/{resource.inputs['resourceGroupName']}/providers/{provider}/{resource.inputs[own]}"
+
+
+def _ends_with(value: str, suffix: str) -> bool:
+    return value.endswith(suffix) and value.startswith("/subscriptions/")
+
+
+def _association(run: ProgramRun, name: str) -> RecordedResource:
+    return next(r for r in run.all(DCRA) if r.inputs["associationName"] == name)
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_cluster_sends_prometheus_metrics_to_the_stack_workspace(request: pytest.FixtureRequest, stack: str) -> None:
+    run = _run(request, stack)
+    cluster = run.one(CLUSTER)
+    assert cluster.inputs["azureMonitorProfile"] == {"metrics": {"enabled": True}}
+    rule = run.one(DCR, "prometheus-rule")
+    inputs = rule.inputs
+    assert inputs["kind"] == "Linux"
+    assert _ends_with(inputs["dataCollectionEndpointId"], _id_of(run, DCE))
+    assert inputs["dataSources"] == {
+        "prometheusForwarder": [
+            {"name": "PrometheusDataSource", "streams": ["Microsoft-PrometheusMetrics"], "labelIncludeFilter": {}}
+        ]
+    }
+    (account,) = inputs["destinations"]["monitoringAccounts"]
+    assert _ends_with(account["accountResourceId"], _id_of(run, AMW))
+    assert inputs["dataFlows"] == [{"streams": ["Microsoft-PrometheusMetrics"], "destinations": [account["name"]]}]
+    association = _association(run, "ContainerInsightsMetricsExtension")
+    assert _ends_with(association.inputs["resourceUri"], _id_of(run, CLUSTER))
+    assert _ends_with(association.inputs["dataCollectionRuleId"], _id_of(run, DCR, "prometheus-rule"))
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_container_insights_has_the_rule_its_managed_identity_mode_needs(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    run = _run(request, stack)
+    addon = run.one(CLUSTER).inputs["addonProfiles"]["omsagent"]
+    assert addon["enabled"] is True
+    assert addon["config"]["useAADAuth"] == "true"
+    rule = run.one(DCR, "container-insights-rule").inputs
+    (extension,) = rule["dataSources"]["extensions"]
+    assert extension["extensionName"] == "ContainerInsights"
+    assert extension["streams"] == ["Microsoft-ContainerInsights-Group-Default"]
+    assert extension["extensionSettings"]["dataCollectionSettings"]["enableContainerLogV2"] is True
+    (destination,) = rule["destinations"]["logAnalytics"]
+    # The same workspace the add-on is configured with: logs (sampled payloads included) land beside the rest.
+    assert destination["workspaceResourceId"] == addon["config"]["logAnalyticsWorkspaceResourceID"]
+    assert _ends_with(destination["workspaceResourceId"], _id_of(run, LOG_ANALYTICS))
+    assert rule["dataFlows"] == [
+        {"streams": ["Microsoft-ContainerInsights-Group-Default"], "destinations": [destination["name"]]}
+    ]
+    association = _association(run, "ContainerInsightsExtension")
+    assert _ends_with(association.inputs["resourceUri"], _id_of(run, CLUSTER))
+    assert _ends_with(association.inputs["dataCollectionRuleId"], _id_of(run, DCR, "container-insights-rule"))
+
+
+def _relabel_keeps(config: dict[str, Any], labels: dict[str, str], port_name: str) -> bool:
+    """Applies the job's `keep` relabel steps to a pod target with these labels and this container port."""
+    meta = {"__meta_kubernetes_pod_container_port_name": port_name}
+    for key, value in labels.items():
+        meta["__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in key)] = value
+    for step in config["relabel_configs"]:
+        if step["action"] != "keep":
+            continue
+        joined = ";".join(meta.get(label, "") for label in step["source_labels"])
+        if not re.fullmatch(step["regex"], joined):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_scrape_job_selects_the_model_server_pods(request: pytest.FixtureRequest, stack: str) -> None:
+    run = _run(request, stack)
+    config_map = run.one(CONFIG_MAP)
+    cluster_provider = run.one("pulumi:providers:kubernetes")
+    assert config_map.provider.split("::")[-1].startswith(cluster_provider.name)
+    assert config_map.inputs["metadata"]["name"] == "ama-metrics-prometheus-config"
+    assert config_map.inputs["metadata"]["namespace"] == "kube-system"
+    config = YAML(typ="safe").load(config_map.inputs["data"]["prometheus-config"])
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "model-server"
+    deployment = run.one(DEPLOYMENT).inputs
+    namespace = deployment["metadata"]["namespace"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": [namespace]}}]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    (port,) = container["ports"]
+    assert _relabel_keeps(job, pod["metadata"]["labels"], port["name"])
+    # Not another pod of the namespace (the smoke-test Job's), not another port.
+    smoke = run.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["metadata"]["labels"]
+    assert not _relabel_keeps(job, smoke, port["name"])
+    assert not _relabel_keeps(job, pod["metadata"]["labels"], "metrics-other")
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_azure_evaluates_the_rules_file_on_the_stack_cluster(request: pytest.FixtureRequest, stack: str) -> None:
+    run = _run(request, stack)
+    rules_file = YAML(typ="safe").load(rules_path(stack).read_text())
+    cluster = run.one(CLUSTER)
+    action_group = run.one(ACTION_GROUP)
+    groups = {g.inputs["ruleGroupName"]: g for g in run.all(RULE_GROUP)}
+    assert set(groups) == {g["name"] for g in rules_file["groups"]}
+    for file_group in rules_file["groups"]:
+        group = groups[file_group["name"]].inputs
+        scopes = group["scopes"]
+        assert len(scopes) == 2
+        assert _ends_with(scopes[0], _id_of(run, AMW))
+        assert _ends_with(scopes[1], _id_of(run, CLUSTER))
+        assert group["clusterName"] == cluster.inputs["resourceName"]
+        assert group["interval"] == "PT1M"
+        assert [(r["alert"], r["expression"].strip(), r["labels"], r["annotations"]) for r in group["rules"]] == [
+            (r["alert"], r["expr"].strip(), r["labels"], r["annotations"]) for r in file_group["rules"]
+        ]
+        for rule, file_rule in zip(group["rules"], file_group["rules"], strict=True):
+            minutes = int(file_rule["for"][:-1]) * {"m": 1, "h": 60}[file_rule["for"][-1]]
+            assert rule["for"] in (f"PT{minutes}M", f"PT{minutes // 60}H")
+            (action,) = rule["actions"]
+            assert action["actionGroupId"].endswith(f"/actionGroups/{action_group.inputs['actionGroupName']}")
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_alerts_reach_the_listener_with_the_common_schema_and_stay_secret(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    run = _run(request, stack)
+    group = run.one(ACTION_GROUP)
+    assert group.inputs["location"] == "global"
+    assert "webhookReceivers" in group.secret_inputs
+    assert "webhookReceivers" in group.additional_secret_outputs
+    (webhook,) = group.inputs["webhookReceivers"]
+    assert webhook["useCommonAlertSchema"] is True
+    listener_host = "mlops-serving-staging-listener-"
+    assert webhook["serviceUri"].startswith(f"https://{listener_host}")
+    assert "/api/alerts/azure-monitor?code=" in webhook["serviceUri"]
+    emails = [r["emailAddress"] for r in group.inputs["emailReceivers"]]
+    settings: StackRun = request.getfixturevalue(stack)
+    assert emails == settings.settings["monitoring"]["receivers"]["emails"]
+
+
+def test_prod_alerts_call_the_listener_staging_exports(staging: StackRun, prod: StackRun) -> None:
+    (webhook,) = prod.run.one(ACTION_GROUP).inputs["webhookReceivers"]
+    assert webhook["serviceUri"] == staging.run.outputs["listenerAlertUrl"]
+    assert "listenerAlertUrl" in staging.run.secret_outputs
+
+
+def test_without_the_listener_receiver_only_email_is_declared() -> None:
+    def edit(values: dict[str, Any]) -> None:
+        values["mlops-serving:monitoring"]["receivers"] = {"emails": ["a@example.com"], "listener": False}
+
+    run = run_variant("staging", edit)
+    group = run.one(ACTION_GROUP)
+    assert not group.inputs.get("webhookReceivers")
+    assert [r["emailAddress"] for r in group.inputs["emailReceivers"]] == ["a@example.com"]
+
+
+def test_a_stack_without_a_monitoring_section_gets_the_defaults() -> None:
+    def edit(values: dict[str, Any]) -> None:
+        del values["mlops-serving:monitoring"]
+
+    run = run_variant("staging", edit)
+    drift = next(g for g in run.all(RULE_GROUP) if g.inputs["ruleGroupName"].endswith("-drift"))
+    assert drift.inputs["rules"][0]["expression"].rstrip().endswith("> 0.2")
+    assert drift.inputs["rules"][0]["for"] == "PT30M"
