@@ -68,6 +68,7 @@ class ReleaseLoop:
         self.servers = Servers()
         self.webhook_secret = secrets.token_urlsafe(32)
         self.ci_token = secrets.token_urlsafe(32)
+        self.alert_token = secrets.token_urlsafe(32)  # Alertmanager -> the listener's alert route
         self.worktree = workdir / "worktree"
         self.serving: dict[int, tuple[ManagedProcess, str]] = {}
 
@@ -118,6 +119,9 @@ class ReleaseLoop:
             self._release(1)
             self._forged_webhook_is_rejected()
             self._release(2)
+            from demo.monitoring_steps import drift_alert_reaches_ci
+
+            drift_alert_reaches_ci(self)
             self._summary()
         except BaseException:
             self.servers.stop()
@@ -173,6 +177,7 @@ class ReleaseLoop:
                         "LISTENER_GITHUB_TOKEN": self.ci_token,
                         "LISTENER_WORKER_POLL_SECONDS": "0.2",
                         "LISTENER_RETRY_BASE_SECONDS": "1",
+                        "LISTENER_ALERTMANAGER_TOKEN": self.alert_token,
                     },
                     ready_url=f"{self.listener_url}/api/health",
                 )
