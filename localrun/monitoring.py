@@ -99,6 +99,8 @@ def alertmanager(
     webhook_url: str,
     token: str,
     group_wait: str = "1s",
+    group_interval: str = "5s",
+    repeat_interval: str = "1m",
     port: int | None = None,
 ) -> ManagedProcess:
     """Alertmanager routing every alert to `webhook_url` with `Authorization: Bearer <token>`."""
@@ -112,8 +114,8 @@ def alertmanager(
             "receiver": "listener",
             "group_by": ["alertname"],
             "group_wait": group_wait,
-            "group_interval": "5s",
-            "repeat_interval": "1m",
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
         },
         "receivers": [
             {

@@ -27,3 +27,19 @@ uv pip sync --quiet -p .tools/checkov/bin/python tools/checkov.txt
 if [ ! -x node_modules/.bin/azurite-queue ]; then
   npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 fi
+
+# Prometheus and Alertmanager from Debian: the demo's monitoring step runs them (127.0.0.1, our own config), and
+# `promtool test rules` tests the alert rules. The packages' own services are stopped: they would listen on every
+# interface with the packaged config.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo -n"
+  if $as_root true 2>/dev/null; then
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      $as_root systemctl disable --now prometheus prometheus-alertmanager >/dev/null 2>&1 || true
+    fi
+  else
+    echo "bootstrap: cannot install prometheus and prometheus-alertmanager (needs root): the demo's monitoring step and promtool need them" >&2
+  fi
+fi

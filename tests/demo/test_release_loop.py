@@ -15,7 +15,9 @@ from localrun.processes import REPO_ROOT, child_env
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_release_loop_ends_with_version_2_serving_and_a_forged_webhook_refused(tmp_path: Path) -> None:
+def test_the_release_loop_ends_with_version_2_serving_a_forged_webhook_refused_and_drift_dispatched(
+    tmp_path: Path,
+) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "demo", "--headless", "--timeout", "1200", "--workdir", str(tmp_path / "demo")],
         cwd=REPO_ROOT,
@@ -36,6 +38,10 @@ def test_the_release_loop_ends_with_version_2_serving_and_a_forged_webhook_refus
     assert "✓ a forged webhook is rejected and changes nothing" in out
     assert "version 1 stopped" in out
     assert "final check: version 2 answers /invocations with 200" in out
+    # Shifted traffic fired the staging drift rule in a real Prometheus; Alertmanager → listener → CI as model-drift.
+    assert "✓ traffic like the training data" in out
+    assert "Prometheus: ModelDataDrift firing" in out
+    assert re.search(r'dispatch received \(model-drift\): \{"alert": "ModelDataDrift", "model": "wine-quality"', out)
     # Every process it started is gone: nothing answers on the addresses it printed any more.
     urls = set(re.findall(r"http://127\.0\.0\.1:\d+", out))
     assert len(urls) >= 4  # mlflow, listener, GitHub stand-in, model servers
