@@ -52,14 +52,17 @@ class AlertRoutes:
             token = secret.get_secret_value() if secret is not None else None
             _authenticated(lambda: verify_bearer(request.headers, token, route="alertmanager"))
             notification = _parse(body, AlertmanagerNotification)
+            if missing := alerts.drift_dispatch_missing(self.settings):
+                return self._ignored("alertmanager", [missing.reason], started)
+            try:
+                drifts, ignored = alerts.from_alertmanager(notification, self.settings)
+            except ValidationError as exc:  # a label unfit for the event (e.g. a 600-character severity)
+                raise Rejection(400, f"alert fields unfit for the event: {_describe(exc)}") from None
         except Rejection as exc:
             return self._rejected("alertmanager", exc)
         if notification.truncatedAlerts:
             # `max_alerts` in the receiver cut the list: the cut alerts come again with the next notification.
             log_event(_log, logging.WARNING, "alerts truncated by the sender", truncated=notification.truncatedAlerts)
-        if missing := alerts.drift_dispatch_missing(self.settings):
-            return self._ignored("alertmanager", [missing.reason], started)
-        drifts, ignored = alerts.from_alertmanager(notification, self.settings)
         if not drifts:
             return self._ignored("alertmanager", ignored, started)
         return await self._hand_off("alertmanager", drifts, len(ignored), started)
@@ -76,8 +79,8 @@ class AlertRoutes:
                 decision = alerts.drift_dispatch_missing(self.settings) or alerts.from_azure_monitor(
                     alert, self.settings
                 )
-            except ValidationError as exc:  # alertContext.labels/annotations of the wrong shape
-                raise Rejection(400, f"unexpected shape: data.alertContext.{_describe(exc)}") from None
+            except ValidationError as exc:  # alertContext labels of the wrong shape, or fields unfit for the event
+                raise Rejection(400, f"alert fields unfit for the event: {_describe(exc)}") from None
         except Rejection as exc:
             return self._rejected("azure-monitor", exc)
         if isinstance(decision, Ignored):

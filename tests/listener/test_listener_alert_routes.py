@@ -244,6 +244,7 @@ async def test_the_token_is_checked_before_the_body_is_read_as_json(alerting: Li
         (am_notification(am_alert(fingerprint="not/a-key")), "fingerprint"),
         ({k: v for k, v in am_notification().items() if k != "status"}, "status"),
         ([am_alert()], "not a JSON object"),
+        (am_notification(am_alert(labels={"severity": "s" * 60})), "severity"),
     ],
 )
 async def test_malformed_alertmanager_bodies_are_400(alerting: Listener, document: Any, reason_part: str) -> None:
@@ -341,7 +342,17 @@ async def test_azure_monitor_token_in_a_header_is_not_accepted(alerting: Listene
         ),
         (
             {**azure_alert(), "data": {**azure_alert()["data"], "alertContext": {"labels": {"alertname": 3}}}},
-            "alertContext.labels",
+            "labels",
+        ),
+        (
+            {
+                **azure_alert(),
+                "data": {
+                    **azure_alert()["data"],
+                    "essentials": {**azure_alert()["data"]["essentials"], "severity": "S" * 60},
+                },
+            },
+            "severity",
         ),
     ],
 )
