@@ -27,17 +27,20 @@ _Labels = dict[Annotated[str, StringConstraints(max_length=200)], Annotated[str,
 _FINGERPRINT = re.compile(r"^[0-9a-fA-F]{1,32}$")
 
 
+def parse_timestamp(value: str) -> datetime.datetime:
+    """An RFC 3339 timestamp as an aware datetime (a naive one is taken as UTC)."""
+    # Go prints nanoseconds (9 digits), which Python 3.11 cannot parse: drop the digits beyond microseconds.
+    trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value.strip()).replace("Z", "+00:00").replace("z", "+00:00")
+    parsed = datetime.datetime.fromisoformat(trimmed)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
+
+
 def _rfc3339(value: str) -> str:
     """Keep the sender's text (it is part of a dedupe key) but refuse what is not a timestamp."""
     try:
-        datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parse_timestamp(value)
     except ValueError:
-        # Go prints nanoseconds (9 digits), which Python 3.11 cannot parse: drop the digits beyond microseconds.
-        trimmed = re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00")
-        try:
-            datetime.datetime.fromisoformat(trimmed)
-        except ValueError:
-            raise ValueError("must be an RFC 3339 timestamp") from None
+        raise ValueError("must be an RFC 3339 timestamp") from None
     return value
 
 

@@ -7,13 +7,17 @@ The dedupe keys follow how each sender repeats itself:
 
 * Alertmanager resends every firing alert of a group each `repeat_interval` (and on every group change) with the
   same `fingerprint` (hash of its label set) and the same `startsAt`; a new episode of the same alert has a new
-  `startsAt`. So fingerprint + startsAt is one alert episode.
+  `startsAt`. So fingerprint + startsAt is one alert episode. A drift rule may fire one alert per feature (the
+  stack's rule does, so the alert says which feature drifted); of the firing drift alerts of one notification for
+  the same model version, only the one that started first becomes an event, so one drift episode retrains once,
+  and the repeats and the features that join later map to the same key.
 * Azure Monitor gives each alert instance an `alertId`, notifies once per `monitorCondition` change (Fired,
   Resolved), and its action group may deliver one notification more than once. So alertId + monitorCondition.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 
 from webhook_listener.alert_schemas import (
@@ -21,6 +25,7 @@ from webhook_listener.alert_schemas import (
     AlertmanagerNotification,
     AzureCommonAlert,
     PrometheusAlertContext,
+    parse_timestamp,
 )
 from webhook_listener.promotion import Ignored
 from webhook_listener.schemas import DriftAlert, Source
@@ -81,7 +86,8 @@ def from_alertmanager(
     notification: AlertmanagerNotification, settings: ListenerSettings
 ) -> tuple[list[DriftAlert], list[str]]:
     """The firing drift alerts of the notification, and why each other alert was ignored."""
-    drifts: list[DriftAlert] = []
+    drifts: dict[tuple[str, str | None, str | None], DriftAlert] = {}
+    started: dict[tuple[str, str | None, str | None], tuple[datetime.datetime, str]] = {}
     ignored: list[str] = []
     for alert in notification.alerts:
         name = alert.labels.get("alertname", "")
@@ -95,20 +101,29 @@ def from_alertmanager(
         if _not_ours(model, settings):
             ignored.append(f"model {model!r} is not one of the configured models")
             continue
-        drifts.append(
-            DriftAlert(
-                source=Source.ALERTMANAGER,
-                delivery_id=alertmanager_delivery_id(alert),
-                alert=name,
-                model=model,
-                version=_version(alert.labels),
-                target_stack=settings.target_stack,
-                fired_at=alert.startsAt,
-                severity=(alert.labels.get("severity") or None),
-                summary=_summary(alert.annotations),
+        version = _version(alert.labels)
+        episode = (name, model, version)
+        order = (parse_timestamp(alert.startsAt), alert.fingerprint)
+        if episode in started and started[episode] <= order:
+            ignored.append(
+                f"alert {name!r} ({alert.fingerprint}) is part of a drift episode already in this notification"
             )
+            continue
+        if episode in started:
+            ignored.append(f"alert {name!r} ({drifts[episode].delivery_id}) is part of an earlier-started drift alert")
+        started[episode] = order
+        drifts[episode] = DriftAlert(
+            source=Source.ALERTMANAGER,
+            delivery_id=alertmanager_delivery_id(alert),
+            alert=name,
+            model=model,
+            version=version,
+            target_stack=settings.target_stack,
+            fired_at=alert.startsAt,
+            severity=(alert.labels.get("severity") or None),
+            summary=_summary(alert.annotations),
         )
-    return drifts, ignored
+    return list(drifts.values()), ignored
 
 
 def _azure_alert_name(alert: AzureCommonAlert, context: PrometheusAlertContext) -> str:

@@ -195,7 +195,7 @@ async def test_only_the_firing_drift_alerts_of_a_group_are_queued(alerting: List
         am_alert(fingerprint="aa01"),
         am_alert(fingerprint="aa02", status="resolved"),
         am_alert(fingerprint="aa03", name="ModelServerLatencyP99"),
-        am_alert(fingerprint="aa04", labels={"pod": "model-7d9f"}),
+        am_alert(fingerprint="aa04", labels={"model_version": "3"}),
     )
     response = await post_am(alerting, notification)
     assert response.json()["status"] == "accepted"
@@ -252,6 +252,26 @@ async def test_malformed_alertmanager_bodies_are_400(alerting: Listener, documen
     assert response.status_code == 400
     assert reason_part in response.json()["reason"]
     assert await queued(alerting) == []
+
+
+async def test_per_feature_drift_alerts_of_one_model_version_are_one_event_the_first_started(
+    alerting: Listener,
+) -> None:
+    features = [
+        am_alert(fingerprint="f003", starts_at="2026-11-30T06:03:00Z", labels={"feature": "proline"}),
+        am_alert(fingerprint="f001", starts_at="2026-11-30T06:01:00.5+00:00", labels={"feature": "alcohol"}),
+        am_alert(fingerprint="f002", starts_at="2026-11-30T06:02:00Z", labels={"feature": "flavanoids"}),
+    ]
+    first = await post_am(alerting, am_notification(*features))
+    assert (first.json()["status"], first.json()["ignored"], len(first.json()["delivery_ids"])) == ("accepted", 2, 1)
+    [event] = await queued(alerting)
+    assert isinstance(event, DriftAlert)
+    assert event.fired_at == "2026-11-30T06:01:00.5+00:00"
+    # The repeat, with one more feature drifting since: the same episode.
+    later = am_alert(fingerprint="f004", starts_at="2026-11-30T06:09:00Z", labels={"feature": "hue"})
+    again = await post_am(alerting, am_notification(*features, later))
+    assert again.json()["status"] == "duplicate"
+    assert len(await queued(alerting)) == 1
 
 
 async def test_alert_bodies_must_be_json_and_not_too_large(make_listener: MakeListener) -> None:
