@@ -105,6 +105,8 @@ if settings.shared.owner:
             key_vault_id=vault.vault_id,
             webhook_secret_uri=vault.webhook_secret_uri,
             job_token_secret_uri=vault.job_token_uri,
+            azure_monitor_token_secret_uri=vault.azure_monitor_token_uri,
+            alertmanager_token_secret_uri=vault.alertmanager_token_uri,
             dispatch_token_secret_uri=vault.dispatch_token_uri,
             release=release,
             model_names=[model.name],
@@ -149,7 +151,9 @@ if settings.shared.owner:
     pulumi.export("listenerWebhookUrl", listener.databricks_webhook_url)
     pulumi.export("keyVaultUri", vault.vault_uri)
     # Every stack's action group calls the listener's alert route; other stacks read it from here.
-    alert_url: pulumi.Output[str] = listener_alert_url(listener.default_host_name, listener.host_key)
+    alert_url: pulumi.Output[str] = listener_alert_url(
+        listener.default_host_name, listener.host_key, vault.azure_monitor_token
+    )
     pulumi.export("listenerAlertUrl", alert_url)
 else:
     assert settings.shared.stack is not None  # guaranteed by the settings model for non-owner stacks

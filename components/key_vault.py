@@ -47,6 +47,9 @@ class PlatformKeyVault(pulumi.ComponentResource):
     webhook_secret_uri: pulumi.Output[str]
     job_token: pulumi.Output[str]
     job_token_uri: pulumi.Output[str]
+    azure_monitor_token: pulumi.Output[str]
+    azure_monitor_token_uri: pulumi.Output[str]
+    alertmanager_token_uri: pulumi.Output[str]
     dispatch_token_uri: pulumi.Output[str]
 
     def __init__(self, name: str, args: PlatformKeyVaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -100,6 +103,11 @@ class PlatformKeyVault(pulumi.ComponentResource):
 
         self.webhook_secret, self.webhook_secret_uri = generated("webhook-hmac", "webhook-hmac-secret")
         self.job_token, self.job_token_uri = generated("job-token", "listener-job-token")
+        # The listener's alert routes: the action group's URL carries the first; a team's Alertmanager reads the second.
+        self.azure_monitor_token, self.azure_monitor_token_uri = generated(
+            "alert-token", "listener-azure-monitor-token"
+        )
+        _, self.alertmanager_token_uri = generated("alertmanager-token", "listener-alertmanager-token")
         self.vault_id = vault.id
         self.vault_uri = uri
         self.dispatch_token_uri = uri.apply(lambda u: f"{u.rstrip('/')}/secrets/{DISPATCH_TOKEN_SECRET}")

@@ -30,10 +30,15 @@ TIME_TO_RESOLVE_SECONDS = 10 * 60
 _SHORT_NAME_MAX = 12
 
 
-def listener_alert_url(default_host_name: pulumi.Input[str], function_key: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The listener's alert route with its function key: a secret, like every listener URL that carries the key."""
+def listener_alert_url(
+    default_host_name: pulumi.Input[str], function_key: pulumi.Input[str], route_token: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """The listener's alert route with its function key and the route's own token (the listener checks `token`, an
+    action group webhook can send no header of ours): a secret, like every listener URL that carries the key."""
     return pulumi.Output.secret(
-        pulumi.Output.concat("https://", default_host_name, AZURE_MONITOR_ALERT_ROUTE, "?code=", function_key)
+        pulumi.Output.concat(
+            "https://", default_host_name, AZURE_MONITOR_ALERT_ROUTE, "?code=", function_key, "&token=", route_token
+        )
     )
 
 

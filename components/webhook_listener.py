@@ -97,6 +97,19 @@ class WebhookListenerArgs:
     """The stack a promotion releases to first (the pin the dispatched workflow bumps)."""
     protect: bool
     """Protect the stateful children (identity, storage, queues, table, app) from deletion."""
+    azure_monitor_token_secret_uri: pulumi.Input[str] | None = None
+    """Versionless Key Vault URI of the secret the action group's webhook URL carries; None: that route refuses all."""
+    alertmanager_token_secret_uri: pulumi.Input[str] | None = None
+    """Versionless Key Vault URI of the bearer token Alertmanager sends; None: that route refuses all."""
+
+
+def _alert_token_settings(args: WebhookListenerArgs) -> list[tuple[str, pulumi.Input[str]]]:
+    """The alert routes' tokens (issue 13), as Key Vault references, for those that are configured."""
+    pairs = (
+        ("LISTENER_AZURE_MONITOR_TOKEN", args.azure_monitor_token_secret_uri),
+        ("LISTENER_ALERTMANAGER_TOKEN", args.alertmanager_token_secret_uri),
+    )
+    return [(name, key_vault_reference(uri)) for name, uri in pairs if uri is not None]
 
 
 def key_vault_reference(secret_uri: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -135,6 +148,7 @@ def listener_app_settings(
         ("AZURE_CLIENT_ID", identity_client_id),
         ("LISTENER_WEBHOOK_SECRET", key_vault_reference(args.webhook_secret_uri)),
         ("LISTENER_JOB_TOKEN", key_vault_reference(args.job_token_secret_uri)),
+        *_alert_token_settings(args),
         ("LISTENER_MODELS", ",".join(args.model_names)),
         ("LISTENER_PROMOTE_ALIAS", release.promote_alias),
         ("LISTENER_PROMOTE_STAGES", ",".join(release.promote_stages)),
@@ -217,7 +231,13 @@ def _validate(args: WebhookListenerArgs) -> None:
     for i, model in enumerate(args.model_names):
         if not model or "," in model:
             problem(f"model_names[{i}]", f"{model!r} is not a model name (non-empty, no commas)")
-    for field in ("webhook_secret_uri", "job_token_secret_uri", "dispatch_token_secret_uri"):
+    for field in (
+        "webhook_secret_uri",
+        "job_token_secret_uri",
+        "dispatch_token_secret_uri",
+        "azure_monitor_token_secret_uri",
+        "alertmanager_token_secret_uri",
+    ):
         uri = getattr(args, field)
         if isinstance(uri, str):
             match = _SECRET_URI.match(uri)
@@ -419,7 +439,10 @@ class WebhookListener(pulumi.ComponentResource):
                 ("webhook-secret", args.webhook_secret_uri),
                 ("job-token", args.job_token_secret_uri),
                 ("dispatch-token", args.dispatch_token_secret_uri),
+                ("azure-monitor-token", args.azure_monitor_token_secret_uri),
+                ("alertmanager-token", args.alertmanager_token_secret_uri),
             )
+            if uri is not None
         ]
         grant(MONITORING_METRICS_PUBLISHER, "app-insights-publisher", args.app_insights_id)
 

@@ -184,6 +184,7 @@ def test_alerts_reach_the_listener_with_the_common_schema_and_stay_secret(
     listener_host = "mlops-serving-staging-listener-"
     assert webhook["serviceUri"].startswith(f"https://{listener_host}")
     assert "/api/alerts/azure-monitor?code=" in webhook["serviceUri"]
+    assert "&token=" in webhook["serviceUri"]  # the alert route's own secret (listener settings: azure_monitor_token)
     emails = [r["emailAddress"] for r in group.inputs["emailReceivers"]]
     settings: StackRun = request.getfixturevalue(stack)
     assert emails == settings.settings["monitoring"]["receivers"]["emails"]

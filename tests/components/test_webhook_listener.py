@@ -38,6 +38,8 @@ KEY_VAULT_ID = (
 WEBHOOK_SECRET_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/webhook-hmac-secret"
 JOB_TOKEN_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/listener-job-token"
 DISPATCH_TOKEN_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/dispatch-token"
+AZURE_MONITOR_TOKEN_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/listener-azure-monitor-token"
+ALERTMANAGER_TOKEN_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/listener-alertmanager-token"
 APP_INSIGHTS_ID = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RG}/providers/Microsoft.Insights/components/ai"
 APP_INSIGHTS_CONNECTION = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/"
 # Every secret the mock cloud makes up for this run (the function keys) starts with this.
@@ -60,9 +62,7 @@ HOST_SETTINGS = {
 # string (Azure uses the identity and account URLs instead). A new listener setting fails the match test until it
 # is either set by the component or added here.
 LEFT_TO_LISTENER_DEFAULTS = {
-    # The alert routes (issue 13): their secrets are not wired into the component yet, so the routes refuse all.
-    "LISTENER_ALERTMANAGER_TOKEN",
-    "LISTENER_AZURE_MONITOR_TOKEN",
+    # The alert routes' defaults: alert name `ModelDataDrift` (the stack's rule), event type `model-drift`.
     "LISTENER_DRIFT_ALERT_NAMES",
     "LISTENER_GITHUB_DRIFT_EVENT_TYPE",
     "LISTENER_AZURE_DEVOPS_DRIFT_PIPELINE_ID",
@@ -135,6 +135,8 @@ def make_args(release: ReleaseSettings, **changes: Any) -> WebhookListenerArgs:
         model_names=["wine-quality"],
         target_stack="staging",
         protect=True,
+        azure_monitor_token_secret_uri=AZURE_MONITOR_TOKEN_URI,
+        alertmanager_token_secret_uri=ALERTMANAGER_TOKEN_URI,
     )
     return dataclasses.replace(args, **changes)
 
@@ -288,6 +290,8 @@ def test_every_secret_setting_is_a_key_vault_reference_and_nothing_else_is(
     expected = {
         "LISTENER_WEBHOOK_SECRET": WEBHOOK_SECRET_URI,
         "LISTENER_JOB_TOKEN": JOB_TOKEN_URI,
+        "LISTENER_AZURE_MONITOR_TOKEN": AZURE_MONITOR_TOKEN_URI,
+        "LISTENER_ALERTMANAGER_TOKEN": ALERTMANAGER_TOKEN_URI,
         "LISTENER_GITHUB_TOKEN": DISPATCH_TOKEN_URI,
         "LISTENER_AZURE_DEVOPS_TOKEN": DISPATCH_TOKEN_URI,
     }
@@ -446,6 +450,14 @@ def test_identity_gets_exactly_the_roles_it_uses_each_at_the_narrowest_scope(run
             "4633458b-17de-408a-b874-0445c86b69e6",
             f"{KEY_VAULT_ID}/secrets/dispatch-token",
         ),
+        "listener-kv-azure-monitor-token": (
+            "4633458b-17de-408a-b874-0445c86b69e6",
+            f"{KEY_VAULT_ID}/secrets/listener-azure-monitor-token",
+        ),
+        "listener-kv-alertmanager-token": (
+            "4633458b-17de-408a-b874-0445c86b69e6",
+            f"{KEY_VAULT_ID}/secrets/listener-alertmanager-token",
+        ),
         "listener-app-insights-publisher": ("3913510d-42f4-4e42-8a64-420c390055eb", APP_INSIGHTS_ID),
     }
     assignments = {r.name: r for r in run.all(ROLE)}
@@ -470,6 +482,8 @@ def test_app_waits_for_the_roles_its_first_start_needs(run: ProgramRun) -> None:
         "listener-kv-webhook-secret",
         "listener-kv-job-token",
         "listener-kv-dispatch-token",
+        "listener-kv-azure-monitor-token",
+        "listener-kv-alertmanager-token",
     ]
     for name in needed:
         assert run.one(ROLE, name).urn in app.dependencies, name
@@ -536,11 +550,13 @@ def test_invalid_args_are_reported_together_naming_each_property(
         model_names=["wine-quality", "a,b"],
         job_token_secret_uri="https://other-vault.vault.azure.net/secrets/listener-job-token",
         webhook_secret_uri="https://mlops-kv-abc123.vault.azure.net/secrets/webhook-hmac-secret/0123abcd",
+        azure_monitor_token_secret_uri="https://other-vault.vault.azure.net/secrets/listener-azure-monitor-token",
     )
     with pytest.raises(pulumi.InputPropertiesError) as caught:
         run_listener(args)
     errors = caught.value.errors or []
     assert sorted(e["property_path"] for e in errors) == [
+        "azure_monitor_token_secret_uri",
         "job_token_secret_uri",
         "model_names[1]",
         "source_dir",
