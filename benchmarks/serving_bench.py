@@ -149,6 +149,7 @@ class Measurement:
     errors: int
     ext_cores: float
     attempts: int = 1
+    server_cpu_us: float = 0.0  # the server's CPU time per request (less sensitive to other load than req/s)
 
 
 def _pin(cpu: int | None) -> list[str]:
@@ -352,13 +353,17 @@ def measure(args: argparse.Namespace, server: Server, body: Path, conns: int, se
             run_wrk(server.url, body, conns, args.warmup, args.load_cpu)
         else:
             run_httpx(server.url, body, conns, args.warmup, args.max_requests)
+        server_session = {server.process.proc.pid} if server.process.proc is not None else set()
         with CpuWindow(sessions) as window:
+            server_ticks = _our_ticks(server_session)
             if use_wrk:
                 result = run_wrk(server.url, body, conns, args.duration, args.load_cpu)
             else:
                 result = run_httpx(server.url, body, conns, args.duration, args.max_requests)
+            server_seconds = (_our_ticks(server_session) - server_ticks) / CLOCK_TICKS
             ext = window.external_cores()
-        current = Measurement(**result, ext_cores=round(ext, 3), attempts=attempt)
+        cpu_us = server_seconds / max(result["requests"], 1) * 1e6
+        current = Measurement(**result, ext_cores=round(ext, 3), attempts=attempt, server_cpu_us=round(cpu_us, 1))
         if best is None or current.ext_cores < best.ext_cores:
             best = current
         if ext <= args.max_ext_cores:
@@ -381,6 +386,7 @@ def summarise(results: dict[str, dict[tuple[int, int], list[Measurement]]]) -> d
                 "rps": median([m.rps for m in runs]),
                 "p50_ms": median([m.p50_ms for m in runs]),
                 "p99_ms": median([m.p99_ms for m in runs]),
+                "server_cpu_us": median([m.server_cpu_us for m in runs]),
                 "errors": sum(m.errors for m in runs),
                 "ext_cores_max": max(m.ext_cores for m in runs),
                 "runs": len(runs),
@@ -405,6 +411,56 @@ def targets(summary: dict[str, dict[str, dict[str, float]]], key: str = "ours") 
         detail = f"req/s {ratio(cell, 'rps'):.2f}x, p50 {ratio(cell, 'p50_ms'):.2f}x, p99 {ratio(cell, 'p99_ms'):.2f}x"
         checks.append((f"100 rows, {conns} conn(s): no worse", ok, detail))
     return checks
+
+
+def render_cpu(
+    summary: dict[str, dict[str, dict[str, float]]], labels: dict[str, str], cells_measured: list[tuple[int, int]]
+) -> str:
+    """The servers' own CPU time per request (medians), a figure other processes on the machine disturb less."""
+    lines = [
+        "| server CPU per request, µs | " + " | ".join(f"{rows} x c={conns}" for rows, conns in cells_measured) + " |",
+        "|---" * (len(cells_measured) + 1) + "|",
+    ]
+    for key, cells in summary.items():
+        values = [f"{cells[f'{rows}x{conns}']['server_cpu_us']:.0f}" for rows, conns in cells_measured]
+        lines.append(f"| {labels[key]} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def drift_costs_in_process(model_dir: Path) -> dict[str, float]:
+    """The drift monitor's own costs, timed in this process (no HTTP, best of 5): what the request path pays per
+    request (batches of 16 one-row requests, as at 16 connections) and what one scrape pays to recompute the scores."""
+    import timeit
+
+    import numpy as np
+
+    from demo.wine_model import load_data
+    from model_server.drift import DriftMonitor, DriftSettings
+    from model_server.drift_reference import read_reference
+    from model_server.metrics import Metrics
+    from model_server.parsing import Frame
+    from model_server.schema import Column, Kind, TabularSchema
+    from model_server.settings import load_settings
+
+    features = load_data()[0]
+    reference = read_reference(model_dir)
+    assert reference is not None, "the demo model carries a drift reference"
+    double = np.dtype(np.float64)
+    schema = TabularSchema(tuple(Column(str(n), "double", Kind.FLOAT, double, "FP64") for n in features.columns))
+    settings = load_settings({})
+    monitor = DriftMonitor(
+        reference,
+        schema,
+        DriftSettings(settings.drift_window_rows, settings.drift_min_rows, settings.drift_psi_threshold),
+        Metrics(),
+    )
+    rows = features.to_numpy()
+    batch = [Frame(1, matrix=rows[i : i + 1].copy()) for i in range(16)]
+    observe = min(timeit.repeat(lambda: monitor.observe(batch), number=2000, repeat=5)) / 2000 / 16
+
+    assert monitor.window_rows == settings.drift_window_rows  # the timing above filled the window
+    refresh_seconds = min(timeit.repeat(lambda: monitor.refresh(force=True), number=20, repeat=5)) / 20
+    return {"observe_us_per_request": observe * 1e6, "refresh_ms_per_scrape": refresh_seconds * 1e3}
 
 
 def drift_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, bool, str]]:
@@ -498,6 +554,13 @@ def main() -> int:
         keys, cells, baseline = ["ours", DRIFT_BASELINE], DRIFT_CELLS, DRIFT_BASELINE
     else:
         keys, cells, baseline = ["mlflow", "ours", *args.variants, "ceiling"], CELLS, BASELINE
+    in_process = drift_costs_in_process(model_dir) if args.drift_overhead else {}
+    if in_process:
+        print(
+            f"drift monitor in-process: {in_process['observe_us_per_request']:.2f} µs per request (window copy), "
+            f"{in_process['refresh_ms_per_scrape']:.2f} ms per recomputation (scrape or refresh)",
+            flush=True,
+        )
     servers = build_servers(model_dir, server_cpu, keys)
     results: dict[str, dict[tuple[int, int], list[Measurement]]] = {s.key: {c: [] for c in cells} for s in servers}
     generator = "wrk" if shutil.which("wrk") and not args.httpx else "httpx"
@@ -519,7 +582,8 @@ def main() -> int:
                     results[server.key][(rows, conns)].append(m)
                     print(
                         f"round {round_no} {rows:>3} rows c={conns:<2} {server.key:<13} {m.rps:7.0f} req/s "
-                        f"p50 {m.p50_ms:6.1f} ms p99 {m.p99_ms:6.1f} ms errors {m.errors} ext {m.ext_cores:.2f}",
+                        f"p50 {m.p50_ms:6.1f} ms p99 {m.p99_ms:6.1f} ms errors {m.errors} ext {m.ext_cores:.2f} "
+                        f"server cpu {m.server_cpu_us:.0f} us/req",
                         flush=True,
                     )
     summary = summarise(results)
@@ -527,6 +591,9 @@ def main() -> int:
     print()
     print(render(summary, labels, cells, baseline))
     print()
+    if args.drift_overhead:
+        print(render_cpu(summary, labels, cells))
+        print()
     if generator == "httpx":
         print(
             "NOTE: the httpx client runs in Python on one core and tops out at a few hundred requests per second;\n"
@@ -545,6 +612,7 @@ def main() -> int:
                 "summary": summary,
                 "raw": raw,
                 "generator": generator,
+                "drift_in_process": in_process,
                 "seconds": round(time.monotonic() - started),
                 "settings": {k: v for k, v in vars(args).items() if k != "out"},
                 "loadavg": Path("/proc/loadavg").read_text().split()[:3],

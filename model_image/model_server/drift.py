@@ -228,9 +228,9 @@ class DriftMonitor:
 
     # -------------------------------------------------------------------------------------------- scores
 
-    def refresh(self) -> None:
-        """Recompute every score from the window and set the gauges (no-op if no row arrived since the last time)."""
-        if not self._dirty or self.failure is not None:
+    def refresh(self, *, force: bool = False) -> None:
+        """Recompute every score from the window and set the gauges (unless no row arrived since the last time)."""
+        if not (self._dirty or force) or self.failure is not None:
             return
         self._dirty = False
         filled = self._filled
