@@ -213,3 +213,17 @@ def test_a_stack_without_a_monitoring_section_gets_the_defaults() -> None:
     drift = next(g for g in run.all(RULE_GROUP) if g.inputs["ruleGroupName"].endswith("-drift"))
     assert drift.inputs["rules"][0]["expression"].rstrip().endswith("> 0.2")
     assert drift.inputs["rules"][0]["for"] == "PT30M"
+
+
+def test_grafana_is_declared_only_where_a_stack_asks(staging: StackRun, prod: StackRun) -> None:
+    assert staging.settings["monitoring"]["grafana"] is False
+    assert staging.run.all("azure-native:dashboard:Grafana") == []
+    assert prod.settings["monitoring"]["grafana"] is True
+    grafana = prod.run.one("azure-native:dashboard:Grafana").inputs
+    (integration,) = grafana["properties"]["grafanaIntegrations"]["azureMonitorWorkspaceIntegrations"]
+    assert _ends_with(integration["azureMonitorWorkspaceResourceId"], _id_of(prod.run, AMW))
+    assert grafana["properties"]["apiKey"] == "Disabled"
+    reader = prod.run.one("azure-native:authorization:RoleAssignment", "grafana-reads-prometheus").inputs
+    assert reader["roleDefinitionId"].endswith("/b0d8363b-8ddd-447d-831f-62ca05bff136")  # Monitoring Data Reader
+    assert _ends_with(reader["scope"], _id_of(prod.run, AMW))
+    assert prod.run.outputs["grafanaEndpoint"].endswith(".grafana.azure.com")
