@@ -24,6 +24,22 @@ if [ ! -x .tools/checkov/bin/checkov ]; then
 fi
 uv pip sync --quiet -p .tools/checkov/bin/python tools/checkov.txt
 
+# promtool (Debian's `prometheus` package) runs the alert rules' tests (tests/components/test_monitoring_rules.py).
+if ! command -v promtool >/dev/null 2>&1; then
+  as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  # The package would start a Prometheus server on :9090 on every interface: policy-rc.d (exit 101) keeps
+  # invoke-rc.d and deb-systemd-invoke from starting any service while it installs (init-system-helpers README.policy-rc.d).
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $as_root tee /usr/sbin/policy-rc.d >/dev/null
+    $as_root chmod +x /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ -n "$guard" ]; then $as_root rm -f "$guard"; fi
+fi
+
 if [ ! -x node_modules/.bin/azurite-queue ]; then
   npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 fi
