@@ -15,6 +15,7 @@ from components.container_insights import ContainerInsights, ContainerInsightsAr
 from components.container_registry import ContainerRegistry, ContainerRegistryArgs
 from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
 from components.key_vault import PlatformKeyVault, PlatformKeyVaultArgs
+from components.managed_grafana import ManagedGrafana, ManagedGrafanaArgs
 from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
 from components.model_deployment import PORT_NAME, ModelDeployment, ModelDeploymentArgs, kubernetes_name
@@ -233,6 +234,20 @@ ModelAlerts(
         tags=tags,
     ),
 )
+if monitoring.grafana:
+    grafana = ManagedGrafana(
+        "grafana",
+        ManagedGrafanaArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            subscription_id=client.subscription_id,
+            azure_monitor_workspace_id=prometheus.workspace_id,
+            admin_group_object_ids=settings.cluster.admin_group_object_ids,
+            tags=tags,
+        ),
+    )
+    pulumi.export("grafanaEndpoint", grafana.endpoint)
 pulumi.export("azureMonitorWorkspaceId", prometheus.workspace_id)
 pulumi.export("prometheusQueryEndpoint", prometheus.query_endpoint)
 

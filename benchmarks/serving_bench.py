@@ -11,8 +11,13 @@ What it does (all on 127.0.0.1, every process it starts is stopped at the end, e
    measurement while that is above --max-ext-cores (keeping the quietest attempt);
 5. prints the medians over --rounds as a Markdown table with ratios to `mlflow models serve` and the targets.
 
-    .venv/bin/python benchmarks/serving_bench.py             # about 8 minutes
-    .venv/bin/python benchmarks/serving_bench.py --quick     # about 2 minutes, one round of 3 s measurements
+With --drift-overhead it compares model_server with drift monitoring on (the default: the demo model carries a drift
+reference) and off (DRIFT_MONITORING=false) instead, at 1 row x 1 and 16 connections and 100 rows x 16, reversing the
+order of the two servers every other round; the target is at most 5 % fewer req/s at 1 row and 16 connections.
+
+    .venv/bin/python benchmarks/serving_bench.py                   # about 8 minutes
+    .venv/bin/python benchmarks/serving_bench.py --quick           # about 2 minutes, one round of 3 s measurements
+    .venv/bin/python benchmarks/serving_bench.py --drift-overhead  # about 4 minutes
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ from localrun.processes import LOOPBACK, ManagedProcess, free_port  # noqa: E402
 
 BENCH_DIR = REPO_ROOT / ".bench" / "serving"
 CELLS = [(1, 1), (1, 16), (100, 1), (100, 16)]  # (rows per request, connections)
+DRIFT_CELLS = [(1, 1), (1, 16), (100, 16)]
 BASELINE = "mlflow"
+DRIFT_BASELINE = "ours-nodrift"
+DRIFT_MAX_LOSS = 0.05
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -141,6 +149,7 @@ class Measurement:
     errors: int
     ext_cores: float
     attempts: int = 1
+    server_cpu_us: float = 0.0  # the server's CPU time per request (less sensitive to other load than req/s)
 
 
 def _pin(cpu: int | None) -> list[str]:
@@ -228,7 +237,7 @@ class Server:
         self.url = f"http://{LOOPBACK}:{self.port}/invocations"
 
 
-def build_servers(model_dir: Path, cpu: int | None, variants: list[str]) -> list[Server]:
+def build_servers(model_dir: Path, cpu: int | None, keys: list[str]) -> list[Server]:
     common = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     python = sys.executable
     specs: dict[str, tuple[str, list[str], dict[str, str]]] = {
@@ -248,6 +257,11 @@ def build_servers(model_dir: Path, cpu: int | None, variants: list[str]) -> list
             [python, "-m", "model_server", "serve", "--model-dir", str(model_dir)],
             {"PREDICT_IN_THREAD": "true"},
         ),
+        "ours-nodrift": (
+            "model_server, DRIFT_MONITORING=false",
+            [python, "-m", "model_server", "serve", "--model-dir", str(model_dir)],
+            {"DRIFT_MONITORING": "false"},
+        ),
         "ceiling": (
             "bare uvicorn endpoint, predict only",
             [
@@ -266,7 +280,7 @@ def build_servers(model_dir: Path, cpu: int | None, variants: list[str]) -> list
         ),
     }
     servers = []
-    for key in ["mlflow", "ours", *variants, "ceiling"]:
+    for key in keys:
         label, argv, env = specs[key]
         port = free_port()
         if key == "mlflow":
@@ -307,6 +321,14 @@ def check_answer(server: Server, body: bytes, rows: int) -> None:
         raise RuntimeError(f"{server.key} answered {len(predictions)} predictions for {rows} rows")
 
 
+def drift_state(server: Server) -> str:
+    """model_server's drift monitoring as /version reports it ("on", or "off: <reason>")."""
+    import httpx
+
+    drift = httpx.get(server.url.replace("/invocations", "/version"), timeout=30).json()["drift"]
+    return "on" if drift["monitoring"] == "on" else f"off: {drift['reason']}"
+
+
 # ------------------------------------------------------------------------------------------------ the run
 
 
@@ -331,13 +353,17 @@ def measure(args: argparse.Namespace, server: Server, body: Path, conns: int, se
             run_wrk(server.url, body, conns, args.warmup, args.load_cpu)
         else:
             run_httpx(server.url, body, conns, args.warmup, args.max_requests)
+        server_session = {server.process.proc.pid} if server.process.proc is not None else set()
         with CpuWindow(sessions) as window:
+            server_ticks = _our_ticks(server_session)
             if use_wrk:
                 result = run_wrk(server.url, body, conns, args.duration, args.load_cpu)
             else:
                 result = run_httpx(server.url, body, conns, args.duration, args.max_requests)
+            server_seconds = (_our_ticks(server_session) - server_ticks) / CLOCK_TICKS
             ext = window.external_cores()
-        current = Measurement(**result, ext_cores=round(ext, 3), attempts=attempt)
+        cpu_us = server_seconds / max(result["requests"], 1) * 1e6
+        current = Measurement(**result, ext_cores=round(ext, 3), attempts=attempt, server_cpu_us=round(cpu_us, 1))
         if best is None or current.ext_cores < best.ext_cores:
             best = current
         if ext <= args.max_ext_cores:
@@ -360,6 +386,7 @@ def summarise(results: dict[str, dict[tuple[int, int], list[Measurement]]]) -> d
                 "rps": median([m.rps for m in runs]),
                 "p50_ms": median([m.p50_ms for m in runs]),
                 "p99_ms": median([m.p99_ms for m in runs]),
+                "server_cpu_us": median([m.server_cpu_us for m in runs]),
                 "errors": sum(m.errors for m in runs),
                 "ext_cores_max": max(m.ext_cores for m in runs),
                 "runs": len(runs),
@@ -386,23 +413,88 @@ def targets(summary: dict[str, dict[str, dict[str, float]]], key: str = "ours") 
     return checks
 
 
-def render(summary: dict[str, dict[str, dict[str, float]]], labels: dict[str, str]) -> str:
+def render_cpu(
+    summary: dict[str, dict[str, dict[str, float]]], labels: dict[str, str], cells_measured: list[tuple[int, int]]
+) -> str:
+    """The servers' own CPU time per request (medians), a figure other processes on the machine disturb less."""
+    lines = [
+        "| server CPU per request, µs | " + " | ".join(f"{rows} x c={conns}" for rows, conns in cells_measured) + " |",
+        "|---" * (len(cells_measured) + 1) + "|",
+    ]
+    for key, cells in summary.items():
+        values = [f"{cells[f'{rows}x{conns}']['server_cpu_us']:.0f}" for rows, conns in cells_measured]
+        lines.append(f"| {labels[key]} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def drift_costs_in_process(model_dir: Path) -> dict[str, float]:
+    """The drift monitor's own costs, timed in this process (no HTTP, best of 5): what the request path pays per
+    request (batches of 16 one-row requests, as at 16 connections) and what one scrape pays to recompute the scores."""
+    import timeit
+
+    import numpy as np
+
+    from demo.wine_model import load_data
+    from model_server.drift import DriftMonitor, DriftSettings
+    from model_server.drift_reference import read_reference
+    from model_server.metrics import Metrics
+    from model_server.parsing import Frame
+    from model_server.schema import Column, Kind, TabularSchema
+    from model_server.settings import load_settings
+
+    features = load_data()[0]
+    reference = read_reference(model_dir)
+    assert reference is not None, "the demo model carries a drift reference"
+    double = np.dtype(np.float64)
+    schema = TabularSchema(tuple(Column(str(n), "double", Kind.FLOAT, double, "FP64") for n in features.columns))
+    settings = load_settings({})
+    monitor = DriftMonitor(
+        reference,
+        schema,
+        DriftSettings(settings.drift_window_rows, settings.drift_min_rows, settings.drift_psi_threshold),
+        Metrics(),
+    )
+    rows = features.to_numpy()
+    batch = [Frame(1, matrix=rows[i : i + 1].copy()) for i in range(16)]
+    observe = min(timeit.repeat(lambda: monitor.observe(batch), number=2000, repeat=5)) / 2000 / 16
+
+    assert monitor.window_rows == settings.drift_window_rows  # the timing above filled the window
+    refresh_seconds = min(timeit.repeat(lambda: monitor.refresh(force=True), number=20, repeat=5)) / 20
+    return {"observe_us_per_request": observe * 1e6, "refresh_ms_per_scrape": refresh_seconds * 1e3}
+
+
+def drift_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[tuple[str, bool, str]]:
+    on, off = summary["ours"]["1x16"]["rps"], summary[DRIFT_BASELINE]["1x16"]["rps"]
+    loss = 1 - on / off
+    detail = f"{loss:+.1%} ({on:.0f} req/s with drift monitoring, {off:.0f} without)"
+    name = f"1 row, 16 conns: drift monitoring costs <= {DRIFT_MAX_LOSS:.0%} of req/s"
+    return [(name, loss <= DRIFT_MAX_LOSS, detail)]
+
+
+def render(
+    summary: dict[str, dict[str, dict[str, float]]],
+    labels: dict[str, str],
+    cells_measured: list[tuple[int, int]] = CELLS,
+    baseline: str = BASELINE,
+) -> str:
     header = (
-        "| server | " + " | ".join(f"{rows} row{'s' if rows > 1 else ''}, c={conns}" for rows, conns in CELLS) + " |"
+        "| server | "
+        + " | ".join(f"{rows} row{'s' if rows > 1 else ''}, c={conns}" for rows, conns in cells_measured)
+        + " |"
     )
     lines = [
-        "Cells: req/s / p50 ms / p99 ms (medians); second line: ratio to `mlflow models serve` (req/s, p50, p99).",
+        f"Cells: req/s / p50 ms / p99 ms (medians); second line: ratio to {labels[baseline]} (req/s, p50, p99).",
         "",
         header,
-        "|---" * (len(CELLS) + 1) + "|",
+        "|---" * (len(cells_measured) + 1) + "|",
     ]
-    base = summary[BASELINE]
+    base = summary[baseline]
     for key, cells in summary.items():
         row = [labels[key]]
-        for rows, conns in CELLS:
+        for rows, conns in cells_measured:
             cell = cells[f"{rows}x{conns}"]
             text = f"{cell['rps']:.0f} / {cell['p50_ms']:.1f} / {cell['p99_ms']:.1f}"
-            if key != BASELINE:
+            if key != baseline:
                 b = base[f"{rows}x{conns}"]
                 text += (
                     f"<br>x{cell['rps'] / b['rps']:.2f} / x{cell['p50_ms'] / b['p50_ms']:.2f}"
@@ -416,7 +508,7 @@ def render(summary: dict[str, dict[str, dict[str, float]]], labels: dict[str, st
     return "\n".join(lines)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measurement")
@@ -424,14 +516,25 @@ def main() -> int:
     parser.add_argument("--max-tries", type=int, default=3, help="attempts per measurement while the machine is busy")
     parser.add_argument("--max-ext-cores", type=float, default=0.15, help="busy threshold (cores used by others)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per measurement (httpx client)")
-    parser.add_argument("--variants", nargs="*", default=[], choices=["ours-nobatch", "ours-thread"])
+    parser.add_argument("--variants", nargs="*", default=[], choices=["ours-nobatch", "ours-thread", "ours-nodrift"])
+    parser.add_argument(
+        "--drift-overhead",
+        action="store_true",
+        help="only model_server with drift monitoring on and off (DRIFT_MONITORING=false), at 1 row and 100 rows",
+    )
     parser.add_argument("--httpx", action="store_true", help="use the async httpx client even if wrk is installed")
     parser.add_argument("--quick", action="store_true", help="one round of 3 s measurements")
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.json")
+    parser.add_argument("--out", type=Path, help="raw results (default .bench/serving/results[-drift].json)")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = BENCH_DIR / ("results-drift.json" if args.drift_overhead else "results.json")
     if args.quick:
         args.duration, args.warmup, args.rounds, args.max_tries = 3.0, 1.0, 1, 2
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     cores = sorted(os.sched_getaffinity(0))
     server_cpu = cores[0] if len(cores) >= 2 else None
     args.load_cpu = cores[-1] if len(cores) >= 2 else None
@@ -447,8 +550,19 @@ def main() -> int:
     print("training the demo model ...", flush=True)
     save_wine_model(model_dir)
     payloads = write_payloads()
-    servers = build_servers(model_dir, server_cpu, args.variants)
-    results: dict[str, dict[tuple[int, int], list[Measurement]]] = {s.key: {c: [] for c in CELLS} for s in servers}
+    if args.drift_overhead:
+        keys, cells, baseline = ["ours", DRIFT_BASELINE], DRIFT_CELLS, DRIFT_BASELINE
+    else:
+        keys, cells, baseline = ["mlflow", "ours", *args.variants, "ceiling"], CELLS, BASELINE
+    in_process = drift_costs_in_process(model_dir) if args.drift_overhead else {}
+    if in_process:
+        print(
+            f"drift monitor in-process: {in_process['observe_us_per_request']:.2f} µs per request (window copy), "
+            f"{in_process['refresh_ms_per_scrape']:.2f} ms per recomputation (scrape or refresh)",
+            flush=True,
+        )
+    servers = build_servers(model_dir, server_cpu, keys)
+    results: dict[str, dict[tuple[int, int], list[Measurement]]] = {s.key: {c: [] for c in cells} for s in servers}
     generator = "wrk" if shutil.which("wrk") and not args.httpx else "httpx"
     print(f"load generator: {generator}; server core {server_cpu}, load core {args.load_cpu}", flush=True)
     started = time.monotonic()
@@ -457,28 +571,36 @@ def main() -> int:
         for server in servers:
             for rows, path in payloads.items():
                 check_answer(server, path.read_bytes(), rows)
+            if server.key.startswith("ours"):
+                print(f"{server.key}: drift monitoring {drift_state(server)}", flush=True)
         for round_no in range(1, args.rounds + 1):
-            for rows, conns in CELLS:
-                for server in servers:
+            # With two servers compared head to head, alternate who goes first so a trend in the load hits both.
+            order = servers[::-1] if args.drift_overhead and round_no % 2 == 0 else servers
+            for rows, conns in cells:
+                for server in order:
                     m = measure(args, server, payloads[rows], conns, sessions)
                     results[server.key][(rows, conns)].append(m)
                     print(
                         f"round {round_no} {rows:>3} rows c={conns:<2} {server.key:<13} {m.rps:7.0f} req/s "
-                        f"p50 {m.p50_ms:6.1f} ms p99 {m.p99_ms:6.1f} ms errors {m.errors} ext {m.ext_cores:.2f}",
+                        f"p50 {m.p50_ms:6.1f} ms p99 {m.p99_ms:6.1f} ms errors {m.errors} ext {m.ext_cores:.2f} "
+                        f"server cpu {m.server_cpu_us:.0f} us/req",
                         flush=True,
                     )
     summary = summarise(results)
     labels = {s.key: s.label for s in servers}
     print()
-    print(render(summary, labels))
+    print(render(summary, labels, cells, baseline))
     print()
+    if args.drift_overhead:
+        print(render_cpu(summary, labels, cells))
+        print()
     if generator == "httpx":
         print(
             "NOTE: the httpx client runs in Python on one core and tops out at a few hundred requests per second;\n"
             "      cells where the server is faster than that measure the client, not the server. Install wrk\n"
             "      (apt-get install -y wrk) for figures to compare with the README.\n"
         )
-    for name, ok, detail in targets(summary):
+    for name, ok, detail in drift_targets(summary) if args.drift_overhead else targets(summary):
         print(f"{'MET ' if ok else 'MISS'}  {name}: {detail}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     raw = {
@@ -490,6 +612,7 @@ def main() -> int:
                 "summary": summary,
                 "raw": raw,
                 "generator": generator,
+                "drift_in_process": in_process,
                 "seconds": round(time.monotonic() - started),
                 "settings": {k: v for k, v in vars(args).items() if k != "out"},
                 "loadavg": Path("/proc/loadavg").read_text().split()[:3],

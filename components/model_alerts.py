@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 import pulumi
 from pulumi_azure_native import alertsmanagement, monitor
@@ -31,15 +32,16 @@ _SHORT_NAME_MAX = 12
 
 
 def listener_alert_url(
-    default_host_name: pulumi.Input[str], function_key: pulumi.Input[str], route_token: pulumi.Input[str]
+    default_host_name: pulumi.Input[str],
+    function_key: pulumi.Input[str],
+    token: pulumi.Input[str] | None = None,
 ) -> pulumi.Output[str]:
-    """The listener's alert route with its function key and the route's own token (the listener checks `token`, an
-    action group webhook can send no header of ours): a secret, like every listener URL that carries the key."""
-    return pulumi.Output.secret(
-        pulumi.Output.concat(
-            "https://", default_host_name, AZURE_MONITOR_ALERT_ROUTE, "?code=", function_key, "&token=", route_token
-        )
-    )
+    """The listener's alert route, with its function key (`code`) and, when given, the route's own shared secret
+    (`token`, the listener's LISTENER_AZURE_MONITOR_TOKEN): a secret, like every listener URL that carries a key."""
+    query = pulumi.Output.concat("?code=", pulumi.Output.from_input(function_key).apply(quote_plus))
+    if token is not None:
+        query = pulumi.Output.concat(query, "&token=", pulumi.Output.from_input(token).apply(quote_plus))
+    return pulumi.Output.secret(pulumi.Output.concat("https://", default_host_name, AZURE_MONITOR_ALERT_ROUTE, query))
 
 
 @dataclass(frozen=True)

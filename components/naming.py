@@ -28,9 +28,11 @@ _RULES: dict[str, tuple[int, int, str, str]] = {
         r"^[a-z0-9][a-z0-9-]*[a-z0-9]$",
         "2-60 letters, digits and hyphens (<name>.azurewebsites.net)",
     ),
+    # Azure Managed Grafana (Microsoft.Dashboard/grafana): the portal's rule (its name prefixes the endpoint's host).
+    "grafana": (2, 23, r"^[a-z][a-z0-9-]*[a-z0-9]$", "2-23 letters, digits and hyphens, starting with a letter"),
 }
 # Kinds whose names may carry hyphens between their parts.
-_HYPHENATED = frozenset({"keyvault", "functionapp"})
+_HYPHENATED = frozenset({"keyvault", "functionapp", "grafana"})
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,20 @@
 """`python -m monitoring [<stack> ...] [--out FILE | --check]`: writes the Prometheus rules file of each stack.
 
 Without a stack, every stack of the project; each goes to `monitoring/rules/<stack>.rules.yml` (checked in, and kept
-in sync by the tests). `--out FILE` writes one stack's file elsewhere; `--check` writes nothing and fails (exit 1)
+in sync by the tests), with the stack's Grafana dashboard beside it (`<stack>.dashboard.json`). `--out FILE` writes
+one stack's rules file elsewhere; `--check` writes nothing and fails (exit 1)
 when a checked-in file differs from what the stack's settings give.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from components.model_deployment import kubernetes_name
+from monitoring.dashboard import dashboard_document
 from monitoring.rules import render_rules_file, rule_groups
 from stacks.files import load_stack_config, stack_names
 from stacks.settings import SettingsError
@@ -23,6 +26,21 @@ RULES_DIR = ROOT / "monitoring" / "rules"
 def rules_path(stack: str) -> Path:
     """Where the checked-in rules file of `stack` lives."""
     return RULES_DIR / f"{stack}.rules.yml"
+
+
+def dashboard_path(stack: str) -> Path:
+    """Where the checked-in Grafana dashboard of `stack` lives."""
+    return RULES_DIR / f"{stack}.dashboard.json"
+
+
+def stack_dashboard(project_dir: Path, stack: str) -> str:
+    """The serving and drift dashboard of `stack`, as Grafana JSON, with the stack's thresholds drawn in."""
+    config = load_stack_config(project_dir, stack)
+    settings = config.settings()
+    document = dashboard_document(
+        settings.monitoring, kubernetes_name(settings.model.name), f"{config.project} {stack} model"
+    )
+    return json.dumps(document, indent=2) + "\n"
 
 
 def stack_rules_file(project_dir: Path, stack: str) -> str:
@@ -51,18 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for stack in stacks:
         try:
-            text = stack_rules_file(args.project_dir, stack)
+            outputs = [(args.out or rules_path(stack), stack_rules_file(args.project_dir, stack))]
+            if args.out is None:
+                outputs.append((dashboard_path(stack), stack_dashboard(args.project_dir, stack)))
         except SettingsError as exc:
             print("\n".join(exc.problems), file=sys.stderr)
             return 2
-        target = args.out or rules_path(stack)
-        if args.check:
-            if not target.exists() or target.read_text() != text:
-                stale.append(str(target))
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-        print(target)
+        for target, text in outputs:
+            if args.check:
+                if not target.exists() or target.read_text() != text:
+                    stale.append(str(target))
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+            print(target)
     if stale:
         print(f"out of date (run `python -m monitoring`): {', '.join(stale)}", file=sys.stderr)
         return 1

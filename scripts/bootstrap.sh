@@ -24,22 +24,25 @@ if [ ! -x .tools/checkov/bin/checkov ]; then
 fi
 uv pip sync --quiet -p .tools/checkov/bin/python tools/checkov.txt
 
-if [ ! -x node_modules/.bin/azurite-queue ]; then
-  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+# promtool (Debian's `prometheus` package) runs the alert rules' tests (tests/components/test_monitoring_rules.py);
+# the demo's monitoring step runs Prometheus and Alertmanager (`prometheus-alertmanager`) on 127.0.0.1 with its own
+# config (localrun/monitoring.py).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  # The packages would start servers on :9090/:9093 on every interface: policy-rc.d (exit 101) keeps
+  # invoke-rc.d and deb-systemd-invoke from starting any service while it installs (init-system-helpers README.policy-rc.d).
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $as_root tee /usr/sbin/policy-rc.d >/dev/null
+    $as_root chmod +x /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
+  if [ -n "$guard" ]; then $as_root rm -f "$guard"; fi
 fi
 
-# Prometheus and Alertmanager from Debian: the demo's monitoring step runs them (127.0.0.1, our own config), and
-# `promtool test rules` tests the alert rules. The packages' own services are stopped: they would listen on every
-# interface with the packaged config.
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
-  as_root=""; [ "$(id -u)" = 0 ] || as_root="sudo -n"
-  if $as_root true 2>/dev/null; then
-    $as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
-    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-      $as_root systemctl disable --now prometheus prometheus-alertmanager >/dev/null 2>&1 || true
-    fi
-  else
-    echo "bootstrap: cannot install prometheus and prometheus-alertmanager (needs root): the demo's monitoring step and promtool need them" >&2
-  fi
+if [ ! -x node_modules/.bin/azurite-queue ]; then
+  npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 fi

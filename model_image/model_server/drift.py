@@ -166,6 +166,15 @@ class DriftMonitor:
         self._metrics.drift_enabled.set(0)
 
     def _observe(self, frames: Sequence[Frame]) -> None:
+        matrices = [f.matrix for f in frames if f.matrix is not None]
+        if not self.categorical and len(matrices) == len(frames):
+            # The common case (every column a double): the batch's rows in one copy.
+            block = matrices[0] if len(matrices) == 1 else np.concatenate(matrices)
+            if self._matrix_columns is not None:
+                block = block[:, self._matrix_columns]
+            self._append(block, None, len(block))
+            self._dirty = True
+            return
         for frame in frames:
             n = frame.n_rows
             if n == 0:
@@ -219,9 +228,9 @@ class DriftMonitor:
 
     # -------------------------------------------------------------------------------------------- scores
 
-    def refresh(self) -> None:
-        """Recompute every score from the window and set the gauges (no-op if no row arrived since the last time)."""
-        if not self._dirty or self.failure is not None:
+    def refresh(self, *, force: bool = False) -> None:
+        """Recompute every score from the window and set the gauges (unless no row arrived since the last time)."""
+        if not (self._dirty or force) or self.failure is not None:
             return
         self._dirty = False
         filled = self._filled

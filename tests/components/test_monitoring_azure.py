@@ -6,11 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pulumi
 import pytest
 from ruamel.yaml import YAML
 
+from components.model_alerts import listener_alert_url
 from monitoring.__main__ import rules_path
-from stacks.harness import ProgramRun, RecordedResource
+from stacks.harness import ProgramRun, RecordedResource, run_program
 from stacks.preview import StackRun
 from tests.conftest import run_variant
 
@@ -214,3 +216,31 @@ def test_a_stack_without_a_monitoring_section_gets_the_defaults() -> None:
     drift = next(g for g in run.all(RULE_GROUP) if g.inputs["ruleGroupName"].endswith("-drift"))
     assert drift.inputs["rules"][0]["expression"].rstrip().endswith("> 0.2")
     assert drift.inputs["rules"][0]["for"] == "PT30M"
+
+
+def test_grafana_is_declared_only_where_a_stack_asks(staging: StackRun, prod: StackRun) -> None:
+    assert staging.settings["monitoring"]["grafana"] is False
+    assert staging.run.all("azure-native:dashboard:Grafana") == []
+    assert prod.settings["monitoring"]["grafana"] is True
+    grafana = prod.run.one("azure-native:dashboard:Grafana").inputs
+    (integration,) = grafana["properties"]["grafanaIntegrations"]["azureMonitorWorkspaceIntegrations"]
+    assert _ends_with(integration["azureMonitorWorkspaceResourceId"], _id_of(prod.run, AMW))
+    assert grafana["properties"]["apiKey"] == "Disabled"
+    reader = prod.run.one("azure-native:authorization:RoleAssignment", "grafana-reads-prometheus").inputs
+    assert reader["roleDefinitionId"].endswith("/b0d8363b-8ddd-447d-831f-62ca05bff136")  # Monitoring Data Reader
+    assert _ends_with(reader["scope"], _id_of(prod.run, AMW))
+    assert prod.run.outputs["grafanaEndpoint"].endswith(".grafana.azure.com")
+
+
+def test_the_alert_url_carries_the_function_key_and_the_route_token_encoded_and_secret() -> None:
+    def program() -> None:
+        url = listener_alert_url("listener.azurewebsites.net", "k3y/abc==", pulumi.Output.secret("t0ken+&x"))
+        pulumi.export("url", url)
+        pulumi.export("withoutToken", listener_alert_url("listener.azurewebsites.net", "k3y"))
+
+    run = run_program(program, {}, project="mlops-serving", stack="staging")
+    assert run.outputs["url"] == (
+        "https://listener.azurewebsites.net/api/alerts/azure-monitor?code=k3y%2Fabc%3D%3D&token=t0ken%2B%26x"
+    )
+    assert run.outputs["withoutToken"] == "https://listener.azurewebsites.net/api/alerts/azure-monitor?code=k3y"
+    assert {"url", "withoutToken"} <= set(run.secret_outputs)

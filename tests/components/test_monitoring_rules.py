@@ -7,6 +7,7 @@ export (model_image/model_server/metrics.py; kube-state-metrics as Azure managed
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -19,8 +20,8 @@ from ruamel.yaml import YAML
 
 from components.model_deployment import kubernetes_name
 from model_server.metrics import LATENCY_BUCKETS
+from monitoring.__main__ import dashboard_path, rules_path, stack_dashboard, stack_rules_file
 from monitoring.__main__ import main as monitoring_main
-from monitoring.__main__ import rules_path, stack_rules_file
 from monitoring.rules import (
     DRIFT_ALERT,
     DRIFT_SCORE,
@@ -281,6 +282,41 @@ def test_rules_file_passes_promtool_check(tmp_path: Path, stack: str) -> None:
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_checked_in_rules_files_match_the_stack_settings(stack: str) -> None:
     assert rules_path(stack).read_text() == stack_rules_file(ROOT, stack), "run `python -m monitoring`"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_checked_in_dashboards_match_the_stack_settings(stack: str) -> None:
+    assert dashboard_path(stack).read_text() == stack_dashboard(ROOT, stack), "run `python -m monitoring`"
+
+
+@needs_promtool
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_dashboard_queries_are_valid_promql_on_the_rules_series(tmp_path: Path, stack: str) -> None:
+    # promtool parses expressions only inside rule files: each panel query becomes a recording rule.
+    assert PROMTOOL is not None
+    document = json.loads(stack_dashboard(ROOT, stack))
+    queries = [t["expr"].replace("${datasource}", "") for p in document["panels"] for t in p["targets"]]
+    assert any(DRIFT_SCORE in q for q in queries)
+    assert any("model_server_request_duration_seconds_bucket" in q for q in queries)
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"panel:q{i}", "expr": q} for i, q in enumerate(queries)]}
+        ]
+    }
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(json.dumps(rules))
+    command = [PROMTOOL, "check", "rules", str(path)]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    thresholds = [
+        step["value"]
+        for p in document["panels"]
+        for step in p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        if step["value"] is not None
+    ]
+    monitoring = load_stack_config(ROOT, stack).settings().monitoring
+    assert monitoring.drift.threshold in thresholds
+    assert monitoring.slo.error_ratio in thresholds
 
 
 def test_monitoring_cli_check_flags_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -182,6 +182,22 @@ def test_signature_columns_without_a_reference_are_not_monitored(
     assert "new_feature" not in drift.describe()["features"]
 
 
+def test_a_reference_for_some_double_columns_scores_those_alike(wine_features: Any) -> None:
+    # All-double signatures arrive as one matrix per request; a reference for some of the columns takes those.
+    schema = signature([("double", str(name)) for name in wine_features.columns])
+    full = build_reference(wine_features)
+    some = DriftReference(rows=full.rows, features={n: full.features[n] for n in ("proline", "alcohol")})
+    rng = np.random.default_rng(9)
+    rows = wine_features.iloc[rng.integers(0, len(wine_features), WINDOW)] * 1.1
+    parsed = frames(schema, rows, rows_per_request=7)
+    assert all(f.matrix is not None for f in parsed)
+    everything, part = monitor(full, schema), monitor(some, schema)
+    for drift in (everything, part):
+        drift.observe(parsed)
+        drift.refresh()
+    assert part.scores == {"alcohol": everything.scores["alcohol"], "proline": everything.scores["proline"]}
+
+
 # ------------------------------------------------------------------------------------------------ the reference file
 
 
