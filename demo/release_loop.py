@@ -142,7 +142,10 @@ class ReleaseLoop:
         with self.step("start mlflow server (SQLite), Azurite, the local GitHub stand-in and the listener") as detail:
             from cryptography.fernet import Fernet
 
-            self.mlflow = self.start(mlflow_server(self.workdir / "mlflow", fernet_key=Fernet.generate_key().decode()))
+            # ~50 s on an idle 2-core machine; allow for a loaded one (a shared CI runner).
+            self.mlflow = self.start(
+                mlflow_server(self.workdir / "mlflow", fernet_key=Fernet.generate_key().decode()), timeout=300
+            )
             assert self.mlflow.ready_url is not None
             self.tracking_uri = self.mlflow.ready_url.removesuffix("/health")
             storage, ports = azurite(self.workdir / "azurite")
