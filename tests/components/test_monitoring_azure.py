@@ -144,6 +144,13 @@ def test_scrape_job_selects_the_model_server_pods(request: pytest.FixtureRequest
     smoke = run.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["metadata"]["labels"]
     assert not _relabel_keeps(job, smoke, port["name"])
     assert not _relabel_keeps(job, pod["metadata"]["labels"], "metrics-other")
+    # The namespace denies all ingress but the serving port; the agent in kube-system scrapes that port, so it passes.
+    allow = next(
+        r.inputs for r in run.all("kubernetes:networking.k8s.io/v1:NetworkPolicy") if r.inputs["spec"].get("ingress")
+    )
+    (rule,) = allow["spec"]["ingress"]
+    assert "from" not in rule
+    assert [p["port"] for p in rule["ports"]] == [port["containerPort"]]
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

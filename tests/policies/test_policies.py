@@ -45,6 +45,7 @@ STORAGE = "azure-native:storage:StorageAccount"
 WEB_APP = "azure-native:web:WebApp"
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
 IMAGE = "docker-build:index:Image"
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 JOB = "kubernetes:batch/v1:Job"
 POD_SPEC = "spec.template.spec"
@@ -500,6 +501,24 @@ BROKEN = [
         "properties is not in additionalSecretOutputs",
     ),
     Broken("image-build-secret-plain", "staging", IMAGE, None, _not_secret("secrets"), SECRETS, "secrets"),
+    Broken(
+        "alert-webhook-url-plain",
+        "prod",
+        ACTION_GROUP,
+        None,
+        _not_secret("webhookReceivers"),
+        SECRETS,
+        "webhookReceivers",
+    ),
+    Broken(
+        "alert-webhook-url-plain-in-state",
+        "staging",
+        ACTION_GROUP,
+        None,
+        _not_in_additional_secret_outputs("webhookReceivers"),
+        SECRETS,
+        "webhookReceivers is not in additionalSecretOutputs",
+    ),
     Broken(
         "container-runs-as-root",
         "prod",
