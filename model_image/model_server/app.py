@@ -308,7 +308,12 @@ class ModelServer:
         else:
             s = self.settings
             settings = DriftSettings(s.drift_window_rows, s.drift_min_rows, s.drift_psi_threshold)
-            monitor = DriftMonitor(loaded.drift_reference, loaded.schema, settings, self.metrics)
+            try:
+                monitor = DriftMonitor(loaded.drift_reference, loaded.schema, settings, self.metrics)
+            except Exception as exc:  # the model was checked at load; never let monitoring stop it from serving
+                log.exception("drift monitoring could not start")
+                self._drift_off_reason = f"drift monitoring could not start: {type(exc).__name__}: {exc}"
+                return None
             self._drift_task = asyncio.get_running_loop().create_task(self._refresh_drift(monitor), name="drift")
             return monitor
         log.info("drift monitoring is off: %s", self._drift_off_reason)
