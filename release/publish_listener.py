@@ -49,13 +49,14 @@ def publish(
     app: str,
     package: Path,
     *,
-    run: Runner = _run,
+    run: Runner | None = None,
     attempts: int = ATTEMPTS,
     backoff: float = BACKOFF_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Runs the publish command until it succeeds, `attempts` times at most; returns the last exit code."""
     command = publish_command(resource_group, app, package)
+    run = run or _run
     code = 1
     for attempt in range(1, attempts + 1):
         code = run(command)
