@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from localrun.processes import child_env
-from release import proposal
 from release.promote import main
-from release.proposal import OfflineDiff
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
@@ -147,20 +145,6 @@ def test_staging_pin_is_proposed_for_prod_with_its_diff(project_repo: ProjectRep
 
 
 # --- the mechanics, with the offline diff replaced ------------------------------------------------------------
-
-
-@pytest.fixture
-def quick_diff(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    calls: list[tuple[str, str]] = []
-
-    def fake(repo_dir: Path, base: str, stack: str) -> OfflineDiff:
-        calls.append((base, stack))
-        pinned = (repo_dir / f"Pulumi.{stack}.yaml").read_text()
-        version = next(line for line in pinned.splitlines() if line.strip().startswith("version:"))
-        return OfflineDiff(True, f"### diff of {stack} against {base[:12]}: {version.strip()}")
-
-    monkeypatch.setattr(proposal, "offline_diff", fake)
-    return calls
 
 
 def test_redelivery_after_main_moved_updates_the_same_branch_and_pull_request(
