@@ -23,7 +23,7 @@ def client(uri: str):  # type: ignore[no-untyped-def]
 
 
 def dispatch(repo: ProjectRepo, version: int, *extra: str, **payload: object) -> int:
-    body = {"model": MODEL, "version": str(version), "alias": "champion", "target_stack": "staging"}
+    body: dict[str, object] = {"model": MODEL, "version": str(version), "alias": "champion", "target_stack": "staging"}
     body |= {"delivery_id": f"d-{version}", "source": "mlflow"} | payload
     return main(["--payload", json.dumps(body), "--repo-dir", str(repo.work), "--base", "main", *extra])
 
