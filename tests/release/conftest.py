@@ -87,7 +87,8 @@ def live_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from cryptography.fernet import Fernet
 
     server = mlflow_server(tmp_path_factory.mktemp("live-registry"), fernet_key=Fernet.generate_key().decode())
-    with running(server, timeout=240):
+    # Starting takes ~50 s on an idle 2-core machine, several minutes when it is shared.
+    with running(server, timeout=600):
         uri = str(server.ready_url).removesuffix("/health")
         make_registry(uri, versions=4)
         yield uri
