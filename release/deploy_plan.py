@@ -13,15 +13,18 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 ZERO = "0" * 40
 
 
-def changed_files(before: str, after: str) -> list[str] | None:
-    """Paths changed between the commits, or None when `before` is unknown."""
+def changed_files(before: str, after: str, repo_dir: Path | None = None) -> list[str] | None:
+    """Paths changed between the commits (in the checkout `repo_dir`, default the current directory), or None when
+    `before` is unknown."""
     if not before or before == ZERO:
         return None
-    proc = subprocess.run(["git", "diff", "--name-only", before, after], capture_output=True, text=True, check=False)
+    argv = ["git", "diff", "--name-only", before, after]
+    proc = subprocess.run(argv, cwd=repo_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return None
     return [line for line in proc.stdout.splitlines() if line.strip()]
