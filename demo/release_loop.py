@@ -222,7 +222,7 @@ class ReleaseLoop:
         with self.step(f"the promote workflow pins version {expected_version} on staging and shows the diff") as detail:
             report = self.run_tool(
                 "-m", "release.promote", "--payload", json.dumps(payload), "--repo-dir", str(self.worktree),
-                "--no-push",
+                "--no-push", "--tracking-uri", self.tracking_uri,
             )  # fmt: skip
             self.out("\n".join("  │ " + line for line in report.rstrip().splitlines()))
             branch = f"promote/staging/{MODEL}-v{expected_version}"

@@ -115,8 +115,8 @@ class Retrainer(Protocol):
 
 
 class DatabricksRetrainer:
-    """The Jobs API through the Databricks SDK; authentication from the environment (in the workflow: the Azure CLI
-    session that azure/login opened with the OIDC identity, `DATABRICKS_AUTH_TYPE=azure-cli`)."""
+    """The Jobs API through the Databricks SDK; authentication from the environment (in the workflow: a fresh GitHub
+    OIDC token exchanged for an Entra token, `DATABRICKS_AUTH_TYPE=github-oidc-azure`)."""
 
     def __init__(self, host: str | None = None, **config: Any) -> None:
         from databricks.sdk import WorkspaceClient

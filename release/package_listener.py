@@ -3,9 +3,9 @@
     python -m release.package_listener --out listener.zip
 
 Flex Consumption only runs a package published through its "one deploy" endpoint (which also runs the remote
-build that installs requirements.txt), so the deploy workflow publishes this zip with
-`az functionapp deploy --type zip --src-path listener.zip` after `pulumi up`. The same file list as the component's
-upload keeps the two identical.
+build that installs requirements.txt), so the deploy workflow publishes this zip after every `pulumi up` with
+`python -m release.publish_listener` (`az functionapp deployment source config-zip --build-remote true`). The file
+list is the component's, so what is published is what the program describes.
 """
 
 from __future__ import annotations

@@ -3,18 +3,23 @@
     python -m release.promote [--event-path $GITHUB_EVENT_PATH | --payload '{...}']   # the listener's dispatch
     python -m release.promote --from-stack staging --to-stack prod                      # staging's pin, for prod
 
-The dispatch path validates the `model-promoted` payload the webhook listener sends, pins the version in the
-target stack's file on `promote/<stack>/<model>-v<version>`, commits (`Promote <model> v<version> to <stack>` with a
-`Delivery-Id:` trailer), pushes, and opens or updates the pull request. A redelivered webhook updates the same
-branch and pull request. Exit codes: 0 proposed or nothing to do; 1 proposed but the offline diff failed, or a
-git/GitHub failure; 2 invalid payload or stack file.
+The dispatch path validates the `model-promoted` payload the webhook listener sends, asks the registry whether the
+version holds the promoted alias or stage now (a dispatch that does not match is logged and ignored), pins the
+version in the target stack's file on `promote/<stack>/<model>-v<version>`, commits (`Promote <model> v<version> to
+<stack>` with a `Delivery-Id:` trailer), pushes, and opens or updates the pull request. A redelivered webhook
+updates the same branch and pull request; a pull request a reviewer closed unmerged is not opened again; open
+promotion pull requests of older versions are closed with a comment. The stack-to-stack path does not propose a
+version the target stack was rolled back from. Exit codes: 0 proposed, ignored or nothing to do; 1 proposed but
+the offline diff failed, or a git/GitHub/registry failure; 2 invalid payload or stack file.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
-from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
-from release.record_deployment import RecordError, image_from_outputs
+from release.proposal import Change, ProposalError, close_superseded, pin_at, propose, report, settings_at
+from release.record_deployment import RecordError, RegistryError, image_from_outputs, registry_client
 from stacks.files import stack_file
 from stacks.pin import Pinned, pin
 from stacks.settings import SettingsError
@@ -90,8 +95,69 @@ def payload_from_event(path: Path) -> PromotionPayload:
     return parse_payload(event["client_payload"])
 
 
+class NothingToDo(Exception):
+    """Nothing is proposed, on purpose; the message says why (it is logged, and the run succeeds)."""
+
+
+# MLflow's answer when the model, the version or the alias does not exist (a REST 404), as opposed to a failure.
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+
+
 def branch_name(stack: str, model: str, version: int | str) -> str:
     return f"promote/{stack}/{model}-v{version}"
+
+
+def branch_pattern(stack: str, model: str) -> re.Pattern[str]:
+    """The promotion branches of `model` for `stack`, the version as group `version`."""
+    return re.compile(rf"promote/{re.escape(stack)}/{re.escape(model)}-v(?P<version>[0-9]+)")
+
+
+def registry_mismatch(payload: PromotionPayload, client: Any) -> str | None:
+    """None when the registry says the version holds the promoted alias (or is in the promoted stage) now; else why
+    not. A registry failure (not an answer) raises RegistryError."""
+    from mlflow.exceptions import MlflowException
+
+    model, version = payload.model, payload.version
+    try:
+        if payload.alias:
+            try:
+                holder = client.get_model_version_by_alias(model, payload.alias)
+            except MlflowException as exc:
+                if exc.error_code in _ABSENT:
+                    return f"the registry has no alias {payload.alias!r} on {model}"
+                raise
+            if str(holder.version) != version:
+                return f"alias {payload.alias!r} of {model} is on v{holder.version}, not v{version}"
+            return None
+        if payload.stage:
+            try:
+                found = client.get_model_version(model, version)
+            except MlflowException as exc:
+                if exc.error_code in _ABSENT:
+                    return f"the registry has no {model} v{version}"
+                raise
+            if str(found.current_stage).lower() != payload.stage.lower():
+                return f"{model} v{version} is in stage {found.current_stage!r}, not {payload.stage!r}"
+            return None
+    except MlflowException as exc:
+        raise RegistryError(f"{model} v{version}: {exc.message}") from None
+    return "the payload names neither an alias nor a stage: nothing the registry can confirm"
+
+
+def rolled_back_versions(git: Git, base: str, stack: str, model: str) -> dict[int, str]:
+    """The versions of `model` that `stack` was rolled back from on `base` (the rollback commits' `Rolled-Back-From:`
+    trailer), each with the rollback commit."""
+    path = stack_file(Path(), stack).name
+    log = git.out("log", "--format=%H%x1f%B%x1e", base, "--", path)
+    found: dict[int, str] = {}
+    for entry in log.split("\x1e"):
+        sha, _, body = entry.strip().partition("\x1f")
+        if not body.startswith(f"Roll back {model} to v"):
+            continue
+        trailer = re.search(r"^Rolled-Back-From: v([0-9]+)\s*$", body, re.MULTILINE)
+        if trailer:
+            found.setdefault(int(trailer.group(1)), sha)
+    return found
 
 
 def marker(stack: str) -> str:
@@ -161,8 +227,12 @@ def stack_to_stack_change(
     *,
     built_image: str | None = None,
     allow_model_change: bool = False,
+    allow_rolled_back: bool = False,
 ) -> Change | None:
     """`target` pinned to what `source` pins at `base`; None if it already is.
+
+    A version `target` was rolled back from is not proposed again (NothingToDo) unless `allow_rolled_back`: the next
+    proposal is the next version `source` runs.
 
     With `built_image` (the `modelImage` output of the deploy of `source` that just succeeded), its digest is pinned
     as `imageDigest`: `target` then runs exactly the image `source` tested, whatever `source` runs later. Without it,
@@ -175,6 +245,12 @@ def stack_to_stack_change(
     now = pin_at(git, base, target)
     if (now.name, now.version, now.image_digest) == (wanted.name, wanted.version, wanted.image_digest):
         return None
+    rolled_back = rolled_back_versions(git, base, target, wanted.name)
+    if wanted.version in rolled_back and not allow_rolled_back and now.version != wanted.version:
+        raise NothingToDo(
+            f"{target} was rolled back from {wanted.name} v{wanted.version} ({rolled_back[wanted.version][:12]}); "
+            f"not proposing it again (a newer version will be, or run with --allow-rolled-back)"
+        )
     base_sha = git.rev(base) or base
     if wanted.image_digest:
         image = f"the image `{source}` built and deployed, `{wanted.image_digest}`"
@@ -222,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pr", action="store_true", help="push, but do not call the GitHub API")
     parser.add_argument("--allow-model-change", action="store_true", help="with --from-stack: the model may differ")
     parser.add_argument(
+        "--allow-rolled-back", action="store_true", help="with --from-stack: propose even a version rolled back from"
+    )
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI of the registry (default: $MLFLOW_TRACKING_URI)")
+    parser.add_argument("--registry-uri", help="MLflow registry URI (default: $MLFLOW_REGISTRY_URI, or the tracking)")
+    parser.add_argument(
+        "--no-registry-check",
+        action="store_true",
+        help="dispatch: do not confirm the promotion with the registry (local use only; CI always confirms)",
+    )
+    parser.add_argument(
         "--built-image",
         help="with --from-stack: the source stack's modelImage output (JSON) from its deploy; its digest is pinned",
     )
@@ -247,7 +333,24 @@ def _payload(args: argparse.Namespace) -> PromotionPayload:
     return payload_from_event(Path(event_path))
 
 
-def _change(args: argparse.Namespace, repo_dir: Path, base: str) -> tuple[Change | None, str]:
+def confirm_with_registry(args: argparse.Namespace, repo_dir: Path, payload: PromotionPayload, base: str) -> None:
+    """Raises NothingToDo unless the registry confirms the promotion the payload reports."""
+    if args.no_registry_check:
+        print("warning: the promotion is not confirmed with the registry (--no-registry-check)", file=sys.stderr)
+        return
+    if not (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        raise RecordError("no registry to confirm the promotion with: set MLFLOW_TRACKING_URI or pass --tracking-uri")
+    model = settings_at(Git(repo_dir), base, payload.target_stack).model
+    catalog = model.catalog if model is not None else "workspace"
+    mismatch = registry_mismatch(payload, registry_client(args.tracking_uri, args.registry_uri, catalog))
+    if mismatch is not None:
+        raise NothingToDo(
+            f"dispatch {payload.delivery_id} ignored: it reports {payload.model} v{payload.version} promoted, "
+            f"but {mismatch}"
+        )
+
+
+def _change(args: argparse.Namespace, repo_dir: Path, base: str) -> tuple[Change | None, str, re.Pattern[str] | None]:
     if args.from_stack:
         if not args.to_stack:
             raise PayloadError(["--from-stack needs --to-stack"])
@@ -258,12 +361,17 @@ def _change(args: argparse.Namespace, repo_dir: Path, base: str) -> tuple[Change
             base,
             built_image=args.built_image or None,
             allow_model_change=args.allow_model_change,
+            allow_rolled_back=args.allow_rolled_back,
         )
-        return change, f"promote {args.from_stack} -> {args.to_stack}"
+        pattern = None
+        if change is not None:
+            pattern = branch_pattern(args.to_stack, pin_at(Git(repo_dir), base, args.from_stack).name)
+        return change, f"promote {args.from_stack} -> {args.to_stack}", pattern
     payload = _payload(args)
-    return dispatch_change(
-        repo_dir, payload, base
-    ), f"promote {payload.model} v{payload.version} -> {payload.target_stack}"
+    what = f"promote {payload.model} v{payload.version} -> {payload.target_stack}"
+    change = dispatch_change(repo_dir, payload, base)
+    confirm_with_registry(args, repo_dir, payload, base)
+    return change, what, branch_pattern(payload.target_stack, payload.model)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     repo_dir = args.repo_dir.resolve()
     try:
         base = _base(args, Git(repo_dir))
-        change, what = _change(args, repo_dir, base)
+        change, what, superseding = _change(args, repo_dir, base)
         if change is None:
             print(f"{what}: {args.to_stack} already pins what {args.from_stack} pins on {base}; nothing to do")
             return 0
@@ -285,13 +393,25 @@ def main(argv: list[str] | None = None) -> int:
                 push=not args.no_push,
                 remote=args.remote,
                 github=github,
+                respect_rejection=True,
             )
+            if github is not None and superseding is not None and proposal.pr_number is not None:
+                proposal = dataclasses.replace(proposal, superseded=close_superseded(github, superseding))
         finally:
             if github is not None:
                 github.close()
+    except NothingToDo as exc:
+        print(f"nothing proposed: {exc}")
+        return 0
     except PayloadError as exc:
         print("invalid model-promoted payload:", *exc.problems, sep="\n  ", file=sys.stderr)
         return 2
+    except RecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:
+        print(f"error: the model registry could not confirm the promotion: {exc}", file=sys.stderr)
+        return 1
     except SettingsError as exc:
         print(*exc.problems, sep="\n", file=sys.stderr)
         return 2

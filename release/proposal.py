@@ -8,12 +8,14 @@ open pull request is updated in place.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from release.git import Git
 from release.github import GitHub, GitHubError
@@ -23,6 +25,9 @@ from stacks.settings import SettingsError, StackSettings
 
 MAX_BODY = 60_000  # GitHub's limit is 65,536 characters
 DIFF_TIMEOUT = 900.0
+# Put in the body of a pull request the release workflow closed because a newer one replaced it: such a pull
+# request was not rejected by a reviewer, so the same proposal may be opened again.
+SUPERSEDED = "<!-- mlops-serving:superseded -->"
 
 
 class ProposalError(RuntimeError):
@@ -61,6 +66,8 @@ class Proposal:
     pr_number: int | None = None
     pr_url: str | None = None
     pr_action: str = "none"  # "created" | "updated" | "unchanged" | "none"
+    skipped: str = ""  # why nothing was proposed although the base lacks the change (e.g. a reviewer rejected it)
+    superseded: tuple[int, ...] = ()  # pull requests closed because this one replaces them
 
 
 def settings_at(git: Git, ref: str, stack: str) -> StackSettings:
@@ -154,6 +161,54 @@ def upsert_pull_request(github: GitHub, *, branch: str, base: str, title: str, b
     return "updated", number, str(updated["html_url"])
 
 
+def rejected_pull(github: GitHub, branch: str) -> dict[str, Any] | None:
+    """A pull request from `branch` that was closed without merging, not by the release workflow: a reviewer's no."""
+    closed = github.paginate(
+        f"/repos/{github.repository}/pulls",
+        {"head": f"{github.owner}:{branch}", "state": "closed"},
+        what=f"listing closed pull requests of {branch}",
+    )
+    for pull in closed:
+        if not pull.get("merged_at") and SUPERSEDED not in str(pull.get("body") or ""):
+            return dict(pull)
+    return None
+
+
+def close_superseded(github: GitHub, pattern: re.Pattern[str]) -> tuple[int, ...]:
+    """Of the open pull requests whose head branch matches `pattern` (group `version`), keep the newest version;
+    close the others with a comment naming the one that replaces them. Returns the numbers closed.
+
+    Every proposal run does this after opening its own pull request, so two runs racing end with one open."""
+    pulls_path = f"/repos/{github.repository}/pulls"
+    open_pulls = github.paginate(pulls_path, {"state": "open"}, what="listing open pull requests")
+    matching = []
+    for pull in open_pulls:
+        found = pattern.fullmatch(str(pull.get("head", {}).get("ref", "")))
+        if found:
+            matching.append((int(found.group("version")), int(pull["number"]), pull))
+    if len(matching) < 2:
+        return ()
+    newest_version, newest_number, _ = max(matching)
+    closed = []
+    for version, number, pull in sorted(matching):
+        if (version, number) == (newest_version, newest_number):
+            continue
+        github.request(
+            "POST",
+            f"/repos/{github.repository}/issues/{number}/comments",
+            json={"body": f"Superseded by #{newest_number} (v{newest_version}); closed by the release workflow."},
+            what=f"commenting on superseded pull request #{number}",
+        )
+        github.request(
+            "PATCH",
+            f"{pulls_path}/{number}",
+            json={"state": "closed", "body": f"{pull.get('body') or ''}\n{SUPERSEDED}\n"},
+            what=f"closing superseded pull request #{number}",
+        )
+        closed.append(number)
+    return tuple(closed)
+
+
 def propose(
     repo_dir: Path,
     change: Change,
@@ -163,8 +218,11 @@ def propose(
     push: bool = True,
     remote: str = "origin",
     github: GitHub | None = None,
+    respect_rejection: bool = False,
 ) -> Proposal:
-    """Commit `change` on a branch from `base`, push it, and open or update its pull request."""
+    """Commit `change` on a branch from `base`, push it, and open or update its pull request.
+
+    With `respect_rejection`, a proposal whose pull request a reviewer closed unmerged is not made again."""
     git = Git(repo_dir)
     git.check_branch_name(change.branch)
     if not git.is_clean():
@@ -182,6 +240,12 @@ def propose(
         git.run("add", "--update")
         if git.run("diff", "--cached", "--quiet", check=False).returncode == 0:
             return Proposal(change.branch, base_sha, None, False, False, "", True)
+        if github is not None and respect_rejection:
+            rejected = rejected_pull(github, change.branch)
+            if rejected is not None:
+                number = rejected["number"]
+                why = f"pull request #{number} from {change.branch} was closed without merging; not reopening it"
+                return Proposal(change.branch, base_sha, None, False, False, "", True, skipped=why)
         commit = git.commit(change.message)
         reused = False
         if existing is not None:
@@ -212,7 +276,9 @@ def propose(
 
 def report(proposal: Proposal, what: str) -> str:
     """One line for the log, and the same facts for the Actions job summary and step outputs."""
-    if proposal.commit is None:
+    if proposal.skipped:
+        line = f"{what}: nothing proposed: {proposal.skipped}"
+    elif proposal.commit is None:
         line = f"{what}: nothing to propose, the base already has it"
     else:
         state = "reused" if proposal.reused else ("pushed" if proposal.pushed else "committed (not pushed)")
@@ -221,6 +287,8 @@ def report(proposal: Proposal, what: str) -> str:
             line += f"; pull request {proposal.pr_action}: {proposal.pr_url}"
         if not proposal.diff_ok:
             line += "; the offline diff FAILED (see the pull request body)"
+        if proposal.superseded:
+            line += f"; closed as superseded: {', '.join(f'#{n}' for n in proposal.superseded)}"
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:

@@ -12,8 +12,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
   uv venv --quiet -p 3.11 .venv
 fi
-# `sync` makes the venv exactly the lock: nothing missing, nothing extra.
-uv pip sync --quiet -p .venv/bin/python requirements-dev.txt
+# `sync` makes the venv exactly the lock: nothing missing, nothing extra; every file checked against its hash.
+uv pip sync --quiet --require-hashes -p .venv/bin/python requirements-dev.txt
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 # The program, the listener and the model server are three separate deployables; in the dev venv all three import.
 printf '%s\n' "$REPO_ROOT" "$REPO_ROOT/listener" "$REPO_ROOT/model_image" > "$site/mlops_serving_dev.pth"
@@ -22,7 +22,7 @@ printf '%s\n' "$REPO_ROOT" "$REPO_ROOT/listener" "$REPO_ROOT/model_image" > "$si
 if [ ! -x .tools/checkov/bin/checkov ]; then
   uv venv --quiet -p 3.11 .tools/checkov
 fi
-uv pip sync --quiet -p .tools/checkov/bin/python tools/checkov.txt
+uv pip sync --quiet --require-hashes -p .tools/checkov/bin/python tools/checkov.txt
 
 # promtool (Debian's `prometheus` package) runs the alert rules' tests (tests/components/test_monitoring_rules.py);
 # the demo's monitoring step runs Prometheus and Alertmanager (`prometheus-alertmanager`) on 127.0.0.1 with its own

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from localrun.processes import mlflow_server, running
+from release import proposal
+from release.proposal import OfflineDiff
 from tests.release.ghfake import FakeGitHub, GitHubServer
 from tests.release.gitrepo import ProjectRepo, clone_project, make_template
 from tests.release.registry import make_registry
@@ -74,3 +77,34 @@ def registry(registry_template: Path, tmp_path: Path) -> str:
     copy = tmp_path / "mlflow.db"
     shutil.copy2(registry_template, copy)
     return f"sqlite:///{copy}"
+
+
+@pytest.fixture(scope="session")
+def live_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on loopback with wine-quality v1..v4: the registry API the workflows call.
+
+    Shared by the tests that set aliases, stages and tags; each sets what it asserts on before asserting."""
+    from cryptography.fernet import Fernet
+
+    server = mlflow_server(tmp_path_factory.mktemp("live-registry"), fernet_key=Fernet.generate_key().decode())
+    # Starting takes ~50 s on an idle 2-core machine, several minutes when it is shared.
+    with running(server, timeout=600):
+        uri = str(server.ready_url).removesuffix("/health")
+        make_registry(uri, versions=4)
+        yield uri
+
+
+@pytest.fixture
+def quick_diff(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The offline diff (a minute per run) replaced by a marker naming the pinned version, for the tests of the git
+    and pull-request mechanics; the tests of the diff itself run it for real."""
+    calls: list[tuple[str, str]] = []
+
+    def fake(repo_dir: Path, base: str, stack: str) -> OfflineDiff:
+        calls.append((base, stack))
+        pinned = (repo_dir / f"Pulumi.{stack}.yaml").read_text()
+        version = next(line for line in pinned.splitlines() if line.strip().startswith("version:"))
+        return OfflineDiff(True, f"### diff of {stack} against {base[:12]}: {version.strip()}")
+
+    monkeypatch.setattr(proposal, "offline_diff", fake)
+    return calls

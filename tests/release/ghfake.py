@@ -68,11 +68,28 @@ class FakeGitHub:
                 "title": title,
                 "body": body,
                 "state": "open",
+                "merged_at": None,
                 "head": {"ref": head, "sha": head_sha, "label": f"{self.repository.split('/')[0]}:{head}"},
                 "base": {"ref": base},
                 "html_url": f"https://github.test/{self.repository}/pull/{number}",
             }
         return number
+
+    def merge(self, number: int, at: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+        """What merging in the web UI leaves on the pull request: closed, with `merged_at` set."""
+        with self._lock:
+            pull = self.pulls[number]
+            pull.update({"state": "closed", "merged_at": at})
+        return pull
+
+    def close(self, number: int) -> dict[str, Any]:
+        """A reviewer closes the pull request without merging it."""
+        with self._lock:
+            self.pulls[number]["state"] = "closed"
+        return self.pulls[number]
+
+    def open_pulls(self) -> list[dict[str, Any]]:
+        return [p for p in self.pulls.values() if p["state"] == "open"]
 
     # --- request handling ---------------------------------------------------------------------------------------
 

@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from localrun.processes import child_env
-from release import proposal
 from release.promote import main
-from release.proposal import OfflineDiff
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
@@ -75,7 +73,7 @@ def test_dispatch_opens_a_pull_request_with_the_offline_diff_and_redelivery_chan
 ) -> None:
     base = project_repo.git("rev-parse", "main")
 
-    first = run_promote(project_repo, "--event-path", str(event(tmp_path)))
+    first = run_promote(project_repo, "--no-registry-check", "--event-path", str(event(tmp_path)))
 
     assert first.returncode == 0, first.stderr
     pushed = project_repo.origin_git("rev-parse", f"refs/heads/{BRANCH}")
@@ -98,7 +96,7 @@ def test_dispatch_opens_a_pull_request_with_the_offline_diff_and_redelivery_chan
     assert "0 to add, 0 to delete" in body
     assert f"pull request created: {pull['html_url']}" in first.stdout
 
-    again = run_promote(project_repo, "--event-path", str(event(tmp_path)))
+    again = run_promote(project_repo, "--no-registry-check", "--event-path", str(event(tmp_path)))
 
     assert again.returncode == 0, again.stderr
     assert project_repo.origin_git("rev-parse", f"refs/heads/{BRANCH}") == pushed, "no new commit on redelivery"
@@ -149,25 +147,11 @@ def test_staging_pin_is_proposed_for_prod_with_its_diff(project_repo: ProjectRep
 # --- the mechanics, with the offline diff replaced ------------------------------------------------------------
 
 
-@pytest.fixture
-def quick_diff(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    calls: list[tuple[str, str]] = []
-
-    def fake(repo_dir: Path, base: str, stack: str) -> OfflineDiff:
-        calls.append((base, stack))
-        pinned = (repo_dir / f"Pulumi.{stack}.yaml").read_text()
-        version = next(line for line in pinned.splitlines() if line.strip().startswith("version:"))
-        return OfflineDiff(True, f"### diff of {stack} against {base[:12]}: {version.strip()}")
-
-    monkeypatch.setattr(proposal, "offline_diff", fake)
-    return calls
-
-
 def test_redelivery_after_main_moved_updates_the_same_branch_and_pull_request(
     project_repo: ProjectRepo, github: FakeGitHub, tmp_path: Path, quick_diff: list[tuple[str, str]]
 ) -> None:
     path = event(tmp_path)
-    args = ["--event-path", str(path), "--repo-dir", str(project_repo.work), "--base", "main"]
+    args = ["--no-registry-check", "--event-path", str(path), "--repo-dir", str(project_repo.work), "--base", "main"]
     assert main(args) == 0
     first = project_repo.origin_git("rev-parse", f"refs/heads/{BRANCH}")
 
@@ -197,7 +181,10 @@ def test_already_pinned_proposes_nothing(
     project_repo: ProjectRepo, github: FakeGitHub, tmp_path: Path, quick_diff: list[tuple[str, str]]
 ) -> None:
     path = event(tmp_path, version=1)
-    assert main(["--event-path", str(path), "--repo-dir", str(project_repo.work), "--base", "main"]) == 0
+    assert (
+        main(["--no-registry-check", "--event-path", str(path), "--repo-dir", str(project_repo.work), "--base", "main"])
+        == 0
+    )
     assert project_repo.origin_git("branch", "--list", "promote/*") == ""
     assert github.requests == []
     assert quick_diff == []
@@ -211,6 +198,7 @@ def test_no_push_commits_locally_only(
         | {"delivery_id": "job-1-wine-quality-7-champion", "source": "databricks-job", "alias": "champion"}
     )
     args = ["--payload", payload, "--repo-dir", str(project_repo.work), "--base", "main", "--no-push"]
+    args.append("--no-registry-check")
 
     assert main(args) == 0
     assert main(args) == 0
@@ -246,7 +234,10 @@ def test_invalid_payload_exits_2_with_a_clear_message(
 ) -> None:
     overrides, expected = case
     path = event(tmp_path, **overrides)
-    assert main(["--event-path", str(path), "--repo-dir", str(project_repo.work), "--base", "main"]) == 2
+    assert (
+        main(["--no-registry-check", "--event-path", str(path), "--repo-dir", str(project_repo.work), "--base", "main"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("invalid model-promoted payload:")
     assert expected in err
@@ -259,15 +250,46 @@ def test_wrong_event_and_a_stack_that_does_not_build_are_refused(
 ) -> None:
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"action": "something-else", "client_payload": {}}))
-    assert main(["--event-path", str(wrong), "--repo-dir", str(project_repo.work), "--base", "main"]) == 2
+    assert (
+        main(
+            ["--no-registry-check", "--event-path", str(wrong), "--repo-dir", str(project_repo.work), "--base", "main"]
+        )
+        == 2
+    )
     assert "event type is 'something-else', expected 'model-promoted'" in capsys.readouterr().err
 
     to_prod = event(tmp_path, target_stack="prod")
-    assert main(["--event-path", str(to_prod), "--repo-dir", str(project_repo.work), "--base", "main"]) == 2
+    assert (
+        main(
+            [
+                "--no-registry-check",
+                "--event-path",
+                str(to_prod),
+                "--repo-dir",
+                str(project_repo.work),
+                "--base",
+                "main",
+            ]
+        )
+        == 2
+    )
     assert "target_stack 'prod' does not build images" in capsys.readouterr().err
 
     to_nowhere = event(tmp_path, target_stack="qa")
-    assert main(["--event-path", str(to_nowhere), "--repo-dir", str(project_repo.work), "--base", "main"]) == 2
+    assert (
+        main(
+            [
+                "--no-registry-check",
+                "--event-path",
+                str(to_nowhere),
+                "--repo-dir",
+                str(project_repo.work),
+                "--base",
+                "main",
+            ]
+        )
+        == 2
+    )
     assert "Pulumi.qa.yaml: no such stack file at main" in capsys.readouterr().err
     assert github.requests == []
 
@@ -276,7 +298,20 @@ def test_a_dirty_checkout_is_left_alone(
     project_repo: ProjectRepo, github: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project_repo.file("prod").write_text(project_repo.file("prod").read_text() + "# local edit\n")
-    assert main(["--event-path", str(event(tmp_path)), "--repo-dir", str(project_repo.work), "--base", "main"]) == 1
+    assert (
+        main(
+            [
+                "--no-registry-check",
+                "--event-path",
+                str(event(tmp_path)),
+                "--repo-dir",
+                str(project_repo.work),
+                "--base",
+                "main",
+            ]
+        )
+        == 1
+    )
     assert "uncommitted changes" in capsys.readouterr().err
     assert project_repo.file("prod").read_text().endswith("# local edit\n")
     assert github.requests == []
@@ -290,7 +325,20 @@ def test_github_failure_is_reported(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     github.fail_next(403, "Resource not accessible by integration")
-    assert main(["--event-path", str(event(tmp_path)), "--repo-dir", str(project_repo.work), "--base", "main"]) == 1
+    assert (
+        main(
+            [
+                "--no-registry-check",
+                "--event-path",
+                str(event(tmp_path)),
+                "--repo-dir",
+                str(project_repo.work),
+                "--base",
+                "main",
+            ]
+        )
+        == 1
+    )
     assert "forbidden (403 Resource not accessible by integration)" in capsys.readouterr().err
     assert project_repo.git("rev-parse", "--abbrev-ref", "HEAD") == "main"
 
