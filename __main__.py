@@ -101,6 +101,7 @@ if settings.shared.owner:
             webhook_secret_uri=vault.webhook_secret_uri,
             job_token_secret_uri=vault.job_token_uri,
             dispatch_token_secret_uri=vault.dispatch_token_uri,
+            secrets=vault.secrets,
             release=release,
             model_names=[model.name],
             target_stack=stack,
@@ -131,6 +132,7 @@ if settings.shared.owner:
                 project_dir=ROOT,
                 workspace_url=workspace.workspace_url,
                 registry_token=pulumi.Output.secret(token.token),
+                push_after=registry.push_ready,
             ),
         )
         image_ref = image.ref
@@ -163,6 +165,7 @@ cluster = AksCluster(
         registry_id=registry_id,
         tags=tags,
         protect=settings.protect,
+        enable_app_routing=settings.serving.exposure == "ingress",
     ),
 )
 deployment = ModelDeployment(
