@@ -109,6 +109,7 @@ if settings.shared.owner:
             azure_monitor_token_secret_uri=vault.azure_monitor_token_uri,
             alertmanager_token_secret_uri=vault.alertmanager_token_uri,
             dispatch_token_secret_uri=vault.dispatch_token_uri,
+            secrets=vault.secrets,
             release=release,
             model_names=[model.name],
             target_stack=stack,
@@ -139,6 +140,7 @@ if settings.shared.owner:
                 project_dir=ROOT,
                 workspace_url=workspace.workspace_url,
                 registry_token=pulumi.Output.secret(token.token),
+                push_after=registry.push_ready,
             ),
         )
         image_ref = image.ref
@@ -177,6 +179,7 @@ cluster = AksCluster(
         registry_id=registry_id,
         tags=tags,
         protect=settings.protect,
+        enable_app_routing=settings.serving.exposure == "ingress",
     ),
 )
 deployment = ModelDeployment(

@@ -1,9 +1,11 @@
 """AksCluster: one stack's AKS cluster, the identity that pulls its images, and a Kubernetes provider for it.
 
 Owns: the `ManagedCluster` (system pool inline), the user node pool for models (a separate `AgentPool`), the
-AcrPull role assignment of the kubelet identity on the registry, and a `pulumi_kubernetes.Provider` whose
-kubeconfig is a secret.
-Exports: `cluster`, `cluster_name`, `oidc_issuer_url`, `kubelet_object_id`, `kubeconfig` (secret), `provider`.
+AcrPull role assignment of the kubelet identity on the registry, the deploying identity's Kubernetes data-plane
+role on this cluster, a wait for both grants to take effect, and a `pulumi_kubernetes.Provider` that
+authenticates with an Entra token (secret) obtained through the azure-native provider's own credentials.
+Exports: `cluster`, `cluster_name`, `oidc_issuer_url`, `kubelet_object_id`, `kubeconfig` (secret, for people),
+`provider`.
 
 Secure by default: Entra ID with Azure RBAC and local accounts disabled (no static admin credential exists),
 OIDC issuer and workload identity on, Azure CNI overlay with Cilium network policy, images pulled by the kubelet
@@ -13,18 +15,34 @@ identity through AcrPull (no image pull secret, no registry admin credential any
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumiverse_time as time
 from pulumi_azure_native import authorization, containerservice
+from ruamel.yaml import YAML
 
+from components.caller import caller_principal_type
 from components.naming import Naming
 from stacks.regions import ZONE_REGIONS
 from stacks.settings import ClusterSettings, NodePool
 
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+# "Azure Kubernetes Service RBAC Cluster Admin". The deployer creates a Namespace, and of the built-in AKS data-plane
+# roles only Cluster Admin may write namespaces ("RBAC Admin ... doesn't allow write access to resource quota or to
+# the namespace itself", learn.microsoft.com/azure/aks/manage-azure-rbac); a custom role would need
+# roleDefinitions/write, which "Role Based Access Control Administrator" (the README's deployer) does not have.
+AKS_RBAC_CLUSTER_ADMIN_ROLE_ID = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+# The Entra server application of every AKS-managed Entra ID cluster: the audience its API server accepts
+# (kubelogin's `--server-id`, learn.microsoft.com/azure/aks/kubelogin-authentication).
+AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+# "New role assignments can take up to five minutes to propagate and be updated by the authorization server"
+# (learn.microsoft.com/azure/aks/manage-azure-rbac). Slept once, when a grant is created or replaced.
+DATA_PLANE_PROPAGATION = "5m"
 SYSTEM_POOL_TAINT = "CriticalAddonsOnly=true:NoSchedule"
 # The label the user pool carries and ModelDeployment selects.
 MODEL_POOL_LABEL = ("workload", "models")
@@ -62,6 +80,14 @@ class AksClusterArgs:
     """Azure tags on the cluster and its pools."""
     protect: bool
     """Protect the cluster and its user pool from deletion."""
+    enable_app_routing: bool = False
+    """Turn on the application routing add-on (the `webapprouting.kubernetes.azure.com` ingress class), for
+    stacks that expose the model through an Ingress."""
+    deployer_object_id: pulumi.Input[str] | None = None
+    """Who deploys workloads through `provider`: gets the data-plane role that needs, on this cluster only.
+    Defaults to the caller of the azure-native provider (the identity running `pulumi up`)."""
+    deployer_principal_type: pulumi.Input[str] | None = None
+    """`User` or `ServicePrincipal`; defaults to what the caller is (read from its own token, components/caller.py)."""
 
 
 def _validate(args: AksClusterArgs) -> None:
@@ -117,6 +143,8 @@ class AksCluster(pulumi.ComponentResource):
     cluster: containerservice.ManagedCluster
     user_pool: containerservice.AgentPool
     acr_pull: authorization.RoleAssignment
+    deployer_access: authorization.RoleAssignment
+    data_plane_ready: time.Sleep
     cluster_name: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
     kubelet_object_id: pulumi.Output[str]
@@ -178,6 +206,14 @@ class AksCluster(pulumi.ComponentResource):
                 upgrade_channel=settings.upgrade_channel,
                 node_os_upgrade_channel=containerservice.NodeOSUpgradeChannel.NODE_IMAGE,
             ),
+            # The app routing add-on creates the `webapprouting.kubernetes.azure.com` IngressClass and its managed
+            # NGINX controller (learn.microsoft.com/azure/aks/app-routing); only stacks that serve through an
+            # Ingress pay for it.
+            ingress_profile=containerservice.ManagedClusterIngressProfileArgs(
+                web_app_routing=containerservice.ManagedClusterIngressProfileWebAppRoutingArgs(enabled=True)
+            )
+            if args.enable_app_routing
+            else None,
             # Managed Prometheus: AKS runs the ama-metrics agents; components/managed_prometheus.py associates
             # the data collection rule that sends their metrics to the stack's Azure Monitor workspace.
             azure_monitor_profile=containerservice.ManagedClusterAzureMonitorProfileArgs(
@@ -247,9 +283,38 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        # format=exec: the kubelogin exec plugin (the legacy azure auth-provider is gone from client-go). With
-        # local accounts disabled this is the only kubeconfig there is; it holds no static credential, but it is
-        # kept secret all the same (it names the API server and the tenant).
+        # With Azure RBAC for Kubernetes and local accounts off, Owner or Contributor on the cluster grant nothing
+        # on the Kubernetes API: the deployer needs a data-plane role, here and nowhere else. Its principal type is
+        # what the caller is (a person from a laptop, an Entra app in CI), never a constant.
+        self.deployer_access = authorization.RoleAssignment(
+            f"{name}-deployer-cluster-admin",
+            scope=self.cluster.id,
+            principal_id=args.deployer_object_id if args.deployer_object_id is not None else client.object_id,
+            principal_type=args.deployer_principal_type
+            if args.deployer_principal_type is not None
+            else caller_principal_type(pulumi.InvokeOutputOptions(parent=self)),
+            role_definition_id=pulumi.Output.concat(
+                "/subscriptions/",
+                client.subscription_id,
+                "/providers/Microsoft.Authorization/roleDefinitions/",
+                AKS_RBAC_CLUSTER_ADMIN_ROLE_ID,
+            ),
+            description=pulumi.Output.concat("deploys the model to AKS ", self.cluster.name),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Nothing may reach the API server, and no pod may pull, before both grants are in effect. A grant that
+        # exists is not yet one that is enforced (see DATA_PLANE_PROPAGATION), and a 403 fails `pulumi up`;
+        # the sleep runs only when a grant is created or replaced (its triggers), never on a routine update.
+        self.data_plane_ready = time.Sleep(
+            f"{name}-data-plane-propagation",
+            create_duration=DATA_PLANE_PROPAGATION,
+            triggers={"deployer": self.deployer_access.id, "kubelet": self.acr_pull.id},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployer_access, self.acr_pull]),
+        )
+
+        # For people: the kubeconfig AKS hands out (kubelogin exec in device-code mode; convert it with
+        # `kubelogin convert-kubeconfig -l azurecli`). It holds no credential but names the API server and the
+        # tenant, so it stays secret.
         credentials = containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=args.resource_group_name,
             resource_name=self.cluster.name,
@@ -257,12 +322,30 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         self.kubeconfig = pulumi.Output.secret(credentials.kubeconfigs.apply(_decode_kubeconfig))
+        # For the provider: the same cluster and CA, with an Entra access token for the AKS server application as
+        # a bearer token. Why not that exec kubeconfig: it runs `kubelogin --login devicecode`, which waits for a
+        # person to type a code (pulumi-azure-native#2399, Azure/kubelogin#193), and GitHub's runners do not ship
+        # kubelogin; its non-interactive `azurecli` mode would lean on the Azure CLI, whose OIDC login in CI
+        # cannot mint new tokens after about ten minutes (azure-cli#28708). The token comes from the azure-native
+        # provider's own credentials (get_client_token; in CI ARM_USE_OIDC fetches a fresh federated token, on a
+        # laptop it is the az login), after the grants have taken effect, so it is fresh when the first
+        # Kubernetes call is made and lives 60-90 minutes, longer than one `pulumi up`. It lands in the
+        # provider's state as a secret and expires there: run `pulumi refresh` and `pulumi destroy` with
+        # `--run-program` so the program fetches a new one.
+        token = authorization.get_client_token_output(
+            endpoint=AKS_SERVER_APP_ID,
+            opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[self.data_plane_ready]),
+        )
+        with_token: pulumi.Output[str] = pulumi.Output.all(self.kubeconfig, token.token).apply(
+            lambda v: bearer_kubeconfig(str(v[0]), str(v[1]))
+        )
+        provider_kubeconfig: pulumi.Output[str] = pulumi.Output.secret(with_token)
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
+            kubeconfig=provider_kubeconfig,
             enable_server_side_apply=True,
-            # Workloads deployed through this provider land on the user pool: wait until it exists.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.user_pool]),
+            # Workloads land on the user pool, and the API server and the kubelet must accept us first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.user_pool, self.data_plane_ready]),
         )
 
         self.register_outputs(
@@ -296,3 +379,18 @@ def _decode_kubeconfig(
     if not kubeconfigs or not kubeconfigs[0].value:
         raise ValueError("listManagedClusterUserCredentials returned no kubeconfig")
     return base64.b64decode(kubeconfigs[0].value).decode()
+
+
+def bearer_kubeconfig(kubeconfig: str, token: str) -> str:
+    """`kubeconfig` (as AKS returns it) with every user replaced by one that sends `token` as a bearer token.
+
+    Clusters, contexts and the CA stay as AKS gave them; only how the client authenticates changes. The result is
+    JSON, which every kubeconfig reader accepts (YAML is a superset).
+    """
+    loaded: Any = YAML(typ="safe").load(kubeconfig)
+    if not isinstance(loaded, dict) or not loaded.get("users") or not loaded.get("clusters"):
+        raise ValueError("listManagedClusterUserCredentials returned a kubeconfig without clusters or users")
+    if not token:
+        raise ValueError("get_client_token returned no token for the AKS server application")
+    loaded["users"] = [{"name": user["name"], "user": {"token": token}} for user in loaded["users"]]
+    return json.dumps(loaded, indent=2, sort_keys=True)

@@ -6,12 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
+import pulumiverse_time as time
 from pulumi_azure_native import authorization, containerregistry
 
+from components.caller import caller_principal_type
 from components.naming import Naming
 from stacks.settings import RegistrySettings
 
 ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
+# "When you assign roles ..., it can take up to 10 minutes for changes to take effect"
+# (learn.microsoft.com/azure/role-based-access-control/troubleshooting). Slept once, when the grant is created.
+PUSH_GRANT_PROPAGATION = "10m"
 
 
 @dataclass(frozen=True)
@@ -25,19 +30,23 @@ class ContainerRegistryArgs:
     settings: RegistrySettings
     tags: Mapping[str, str]
     protect: bool
-    # The identity that builds and pushes images (the CI deploy identity); gets AcrPush, nothing more.
+    # The identity that builds and pushes images (whoever runs `pulumi up`); gets AcrPush, nothing more.
     pusher_object_id: pulumi.Input[str] | None = None
+    # `User` or `ServicePrincipal`; defaults to what the caller is (the pusher is the caller unless told otherwise).
+    pusher_principal_type: pulumi.Input[str] | None = None
 
 
 class ContainerRegistry(pulumi.ComponentResource):
     """Owns the registry: admin user off (no shared password exists to leak), anonymous pull off, SKU per config,
     zone redundancy and untagged-manifest retention where the SKU allows; AcrPush for the deploy identity.
 
-    Exports `registry_id` (the scope each cluster's AcrPull is granted on) and `login_server`.
+    Exports `registry_id` (the scope each cluster's AcrPull is granted on), `login_server` and `push_ready`
+    (what a push must depend on: the AcrPush grant, once in effect).
     """
 
     registry_id: pulumi.Output[str]
     login_server: pulumi.Output[str]
+    push_ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ContainerRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:platform:ContainerRegistry", name, None, opts)
@@ -68,12 +77,18 @@ class ContainerRegistry(pulumi.ComponentResource):
             tags=dict(args.tags),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
+        self.push_ready = []
         if args.pusher_object_id is not None:
-            authorization.RoleAssignment(
+            # The pusher is whoever runs `pulumi up`, a person from a laptop or CI's Entra app: a fixed
+            # "ServicePrincipal" fails for a person with UnmatchedPrincipalType, and azure-native sends "User"
+            # when none is given, which fails for CI. The type is read from the caller itself.
+            push = authorization.RoleAssignment(
                 f"{name}-acrpush",
                 scope=registry.id,
                 principal_id=args.pusher_object_id,
-                principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                principal_type=args.pusher_principal_type
+                if args.pusher_principal_type is not None
+                else caller_principal_type(pulumi.InvokeOutputOptions(parent=self)),
                 role_definition_id=pulumi.Output.concat(
                     "/subscriptions/",
                     args.subscription_id,
@@ -82,6 +97,16 @@ class ContainerRegistry(pulumi.ComponentResource):
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            # A push right after the grant may be refused while the grant propagates, and a refused push fails
+            # `pulumi up`; the sleep runs only when the grant is created or replaced.
+            self.push_ready = [
+                time.Sleep(
+                    f"{name}-acrpush-propagation",
+                    create_duration=PUSH_GRANT_PROPAGATION,
+                    triggers={"grant": push.id},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[push]),
+                )
+            ]
         self.registry_id = registry.id
         self.login_server = registry.login_server
         self.register_outputs({"registryId": self.registry_id, "loginServer": self.login_server})

@@ -17,6 +17,20 @@ from stacks.settings import KeyVaultSettings
 # `az keyvault secret set --vault-name <vault> --name dispatch-token --file token.txt`; the listener reads it through
 # a Key Vault reference to this name.
 DISPATCH_TOKEN_SECRET = "dispatch-token"
+# What the dispatch-token secret holds until the operator sets the token: a version that names the command, not a
+# credential. `az keyvault secret set` adds a new version, which the versionless reference then resolves to.
+DISPATCH_TOKEN_PLACEHOLDER = "unset: az keyvault secret set --name dispatch-token --file token.txt"
+# Random characters appended to the vault name, kept in the stack's state (see PlatformKeyVault).
+VAULT_NAME_SUFFIX_LENGTH = 5
+_VAULT_NAME_MAX = 24
+
+
+def vault_name(base: str, suffix: str) -> str:
+    """`base` (a Naming global name: `<stem>-<fingerprint>`) with the random `suffix` in place of its fingerprint,
+    still a valid vault name: 3-24 characters, letters, digits and single hyphens, starting with a letter and
+    ending with a letter or digit. The suffix already makes the name unique; the fingerprint would only crowd it."""
+    stem = base.rsplit("-", 1)[0][: _VAULT_NAME_MAX - len(suffix) - 1].rstrip("-")
+    return f"{stem}-{suffix}"
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,12 @@ class PlatformKeyVault(pulumi.ComponentResource):
     the registry webhook's HMAC secret and the bearer token of the Unity Catalog job, both made by pulumi_random and
     kept only as Pulumi secrets and Key Vault secrets.
 
-    Exports the vault id and URI, the versionless URI of each secret (what Key Vault references point at), and the
-    generated values as secret Outputs for the resources that must hold them (the Databricks webhook).
+    Also declares the dispatch-token secret with a placeholder (the operator sets the real token; Pulumi never
+    writes it again), so that every secret the listener is granted exists before its grant.
+
+    Exports the vault id and URI, the versionless URI of each secret (what Key Vault references point at), the
+    secret resources (`secrets`, what grants scoped to them wait for), and the generated values as secret Outputs
+    for the resources that must hold them (the Databricks webhook).
     """
 
     vault_id: pulumi.Output[str]
@@ -51,14 +69,28 @@ class PlatformKeyVault(pulumi.ComponentResource):
     azure_monitor_token_uri: pulumi.Output[str]
     alertmanager_token_uri: pulumi.Output[str]
     dispatch_token_uri: pulumi.Output[str]
+    vault_name: pulumi.Output[str]
+    secrets: list[keyvault.Secret]
 
     def __init__(self, name: str, args: PlatformKeyVaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:platform:PlatformKeyVault", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        vault_name = args.naming.global_name("keyvault", "kv")
+        # A deleted vault keeps its name for the soft-delete retention period, and with purge protection no one can
+        # purge it sooner (learn.microsoft.com/azure/key-vault/general/soft-delete-overview): a stack destroyed and
+        # created again would ask for a name that is still taken. A random suffix made when the stack is created
+        # and kept in its state gives every incarnation of the stack its own name, and the same name for its life.
+        suffix = random.RandomString(
+            f"{name}-name-suffix",
+            length=VAULT_NAME_SUFFIX_LENGTH,
+            special=False,
+            upper=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        base_name = args.naming.global_name("keyvault", "kv")
+        self.vault_name = suffix.result.apply(lambda s: vault_name(base_name, s))
         vault = keyvault.Vault(
             f"{name}-vault",
-            vault_name=vault_name,
+            vault_name=self.vault_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
             properties=keyvault.VaultPropertiesArgs(
@@ -98,9 +130,11 @@ class PlatformKeyVault(pulumi.ComponentResource):
                 tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
             )
+            self.secrets.append(secret)
             secret_uri = secret.properties.apply(lambda p: p.secret_uri or "")
             return pulumi.Output.secret(value.result), secret_uri
 
+        self.secrets = []
         self.webhook_secret, self.webhook_secret_uri = generated("webhook-hmac", "webhook-hmac-secret")
         self.job_token, self.job_token_uri = generated("job-token", "listener-job-token")
         # The listener's alert routes: the action group's URL carries the first; a team's Alertmanager reads the second.
@@ -108,7 +142,27 @@ class PlatformKeyVault(pulumi.ComponentResource):
             "alert-token", "listener-azure-monitor-token"
         )
         _, self.alertmanager_token_uri = generated("alertmanager-token", "listener-alertmanager-token")
+        # The dispatch token's secret exists from the first run, so the listener's grant on it has a scope that
+        # exists and its Key Vault reference resolves. Pulumi writes only the placeholder, once: no diff on
+        # `properties` or `tags` ever sends a new version over the operator's token (ignore_changes), and the
+        # secret is kept if the resource is ever removed from the program (retain_on_delete).
+        dispatch = keyvault.Secret(
+            f"{name}-dispatch-token-secret",
+            secret_name=DISPATCH_TOKEN_SECRET,
+            vault_name=vault.name,
+            resource_group_name=args.resource_group_name,
+            properties=keyvault.SecretPropertiesArgs(
+                value=pulumi.Output.secret(DISPATCH_TOKEN_PLACEHOLDER), content_type="text/plain"
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                additional_secret_outputs=["properties"],
+                ignore_changes=["properties", "tags"],
+                retain_on_delete=True,
+            ),
+        )
+        self.secrets.append(dispatch)
         self.vault_id = vault.id
         self.vault_uri = uri
-        self.dispatch_token_uri = uri.apply(lambda u: f"{u.rstrip('/')}/secrets/{DISPATCH_TOKEN_SECRET}")
+        self.dispatch_token_uri = dispatch.properties.apply(lambda p: p.secret_uri or "")
         self.register_outputs({"vaultId": self.vault_id, "vaultUri": self.vault_uri})

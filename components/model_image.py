@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ class ModelImageArgs:
     workspace_url: pulumi.Input[str]
     registry_token: pulumi.Input[str]
     context: str = "model_image"
+    # What the push must wait for: the pusher's AcrPush grant, once in effect (ContainerRegistry.push_ready).
+    push_after: Sequence[pulumi.Resource] = ()
 
 
 class ModelImage(pulumi.ComponentResource):
@@ -139,7 +141,7 @@ class ModelImage(pulumi.ComponentResource):
                     )
                 )
             ],
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=list(args.push_after)),
         )
         self.digest = image.digest
         self.ref = image.ref

@@ -2,11 +2,13 @@
 
 Owns: the app's user-assigned identity, the Flex Consumption plan and app, its host storage account (identity only,
 shared keys off) with the hand-off queue, the poison queue and the dedupe table, a separate code-package account
-holding the zip of `listener/`, and the role assignments the identity needs, each at the narrowest scope that works.
-Secrets never enter the app's settings: they are Key Vault references resolved by the platform with the identity.
+with the deployment container the app runs its package from, and the role assignments the identity needs, each at
+the narrowest scope that works. Secrets never enter the app's settings: they are Key Vault references resolved by
+the platform with the identity. The code package itself is not Pulumi's: the deploy workflow's publish step owns it.
 
-Exports the app, its host name, the function key and the two webhook URLs that carry it (secret), the health URL,
-the identity's principal id, the storage account, the queue names and the code package's content hash.
+Exports the app, its host name, the two webhook URLs (secret: they point at the release trigger), the health URL,
+the identity's principal id, the storage account, the queue names and the content hash of the package the publish
+step must deploy.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ PACKAGE_BLOB_NAME = "released-package.zip"
 
 PYTHON_VERSION = "3.11"
 INSTANCE_MEMORY_MB = 2048
-# A webhook receiver sees a handful of requests per release; a low ceiling bounds cost and the blast radius of a
-# flood of forged requests (each is refused at the signature check, but still runs).
-MAXIMUM_INSTANCE_COUNT = 10
+# A webhook receiver sees a handful of requests per release, and the plan scales to zero, so the ceiling only caps
+# a burst (forged requests are refused at the signature check, but still run). 40: the lowest ceiling the Flex
+# Consumption API has accepted since its preview ("The lowest maximum scale in preview is 40",
+# flex-consumption-plan.md); current docs allow 1 (event-driven-scaling.md, "Limit scale-out") and default to 100.
+MAXIMUM_INSTANCE_COUNT = 40
 
 # Built-in role definition ids (the same in every tenant).
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
@@ -97,6 +101,8 @@ class WebhookListenerArgs:
     """The stack a promotion releases to first (the pin the dispatched workflow bumps)."""
     protect: bool
     """Protect the stateful children (identity, storage, queues, table, app) from deletion."""
+    secrets: Sequence[pulumi.Resource] = ()
+    """The Key Vault secrets behind those URIs: each role assignment scoped to a secret is made after them."""
     azure_monitor_token_secret_uri: pulumi.Input[str] | None = None
     """Versionless Key Vault URI of the secret the action group's webhook URL carries; None: that route refuses all."""
     alertmanager_token_secret_uri: pulumi.Input[str] | None = None
@@ -277,7 +283,6 @@ class WebhookListener(pulumi.ComponentResource):
 
     function_app: web.WebApp
     default_host_name: pulumi.Output[str]
-    host_key: pulumi.Output[str]
     databricks_webhook_url: pulumi.Output[str]
     job_webhook_url: pulumi.Output[str]
     health_url: pulumi.Output[str]
@@ -285,7 +290,6 @@ class WebhookListener(pulumi.ComponentResource):
     storage_account_name: pulumi.Output[str]
     queue_name: pulumi.Output[str]
     poison_queue_name: pulumi.Output[str]
-    code_package: storage.Blob
     package_sha256: str
 
     def __init__(self, name: str, args: WebhookListenerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -342,10 +346,9 @@ class WebhookListener(pulumi.ComponentResource):
             opts=stateful,
         )
 
-        # The code package lives in an account of its own. azure-native's Blob uploads with the account's shared
-        # key (it lists the keys; pulumi-azure-native#3719, #2015 still open), which the host account refuses by
-        # design; keeping keys on a second account that holds nothing but the package keeps them away from the
-        # queue, the dedupe table and the host's secrets. The app reads the package with its identity.
+        # The deployment container lives in an account of its own, holding nothing but the package, so the only
+        # writer there (one deploy, as the app's identity) can touch nothing of the host's. Shared keys off: nothing
+        # uploads with a key (Pulumi does not upload the package).
         package_account = storage.StorageAccount(
             f"{name}-package-storage",
             account_name=naming.global_name("storage", "pkg"),
@@ -353,14 +356,12 @@ class WebhookListener(pulumi.ComponentResource):
             location=args.location,
             kind=storage.Kind.STORAGE_V2,
             sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
-            allow_shared_key_access=True,
+            allow_shared_key_access=False,
             allow_blob_public_access=False,
             allow_cross_tenant_replication=False,
             default_to_o_auth_authentication=True,
             enable_https_traffic_only=True,
             minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
-            # Account SAS is never used; flag keys older than 90 days for rotation.
-            key_policy=storage.KeyPolicyArgs(key_expiration_period_in_days=90),
             tags=tags,
             opts=child,
         )
@@ -373,44 +374,23 @@ class WebhookListener(pulumi.ComponentResource):
             opts=child,
         )
 
-        # The code package: a zip of the source folder. Pulumi hashes an archive's contents, so the blob changes
-        # only when a packaged file changes; `sourceSha256` records the same content hash where it can be read
-        # (`az storage blob show ... --query metadata`) and compared by the deploy workflow.
-        #
-        # How Flex Consumption picks the package up (functions-infrastructure-as-code.md, "Deployment sources"):
-        # the app runs the zip named `released-package.zip` in the container set in
-        # `functionAppConfig.deployment.storage`, but only a *one deploy* publishes it (the `/api/publish` endpoint
-        # behind `az functionapp deploy` / `func azure functionapp publish`, or an ARM `sites/extensions/onedeploy`);
-        # "if you choose to instead directly upload your package to the container, the package doesn't get
-        # automatically deployed" (no restart, no trigger sync). A Python app also needs its requirements
-        # installed, which one deploy does with a remote build. So after `pulumi up` reports this blob changed,
-        # the deploy workflow must publish the same package with one deploy and a remote build, e.g.
-        # `az functionapp deploy -g <rg> -n <app> --src-path listener.zip --type zip --build-remote true`
-        # (Entra auth; basic publishing credentials are off). That rewrites `released-package.zip` with the built
-        # package; Pulumi does not upload again until the source changes (`pulumi refresh` would show the drift).
-        # azure-native has no onedeploy resource, and its generic Resource cannot hand the platform a package URL
-        # it could read without a SAS, so the publish step stays outside Pulumi.
-        files = package_files(args.source_dir)
-        self.package_sha256 = package_sha256(files)
-        self.code_package = storage.Blob(
-            f"{name}-code-package",
-            account_name=package_account.name,
-            resource_group_name=rg,
-            container_name=container.name,
-            blob_name=PACKAGE_BLOB_NAME,
-            type=storage.BlobType.BLOCK,
-            content_type="application/zip",
-            source=pulumi.AssetArchive({arc: pulumi.FileAsset(str(path)) for arc, path in files}),
-            metadata={"sourceSha256": self.package_sha256},
-            # A new package replaces the blob under the same name: create-before-delete would upload the new
-            # package and then delete it with the old one.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
+        # The code package has one owner: the deploy workflow's publish step. Flex Consumption runs the zip named
+        # `released-package.zip` in the deployment container, but only a *one deploy* publishes it (the
+        # `/api/publish` endpoint behind `az functionapp deploy`); "if you choose to instead directly upload your
+        # package to the container, the package doesn't get automatically deployed", and a Python app also needs
+        # the remote build that installs its requirements (functions-infrastructure-as-code.md, "Deployment
+        # sources"). A blob Pulumi uploaded would be a second owner of the same name: a `pulumi up` that changed
+        # `listener/` without the publish step would swap in a package without its dependencies. Pulumi only
+        # exports the content hash of the package this commit's `listener/` makes (`packageSha256`, the same
+        # function release/package_listener.py uses), so the publish step can compare it with what it deploys.
+        self.package_sha256 = package_sha256(package_files(args.source_dir))
 
         # Role assignments: exactly what the identity uses, each at the narrowest scope that works.
         client_config = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
-        def grant(role: str, suffix: str, scope: pulumi.Input[str]) -> authorization.RoleAssignment:
+        def grant(
+            role: str, suffix: str, scope: pulumi.Input[str], depends_on: Sequence[pulumi.Resource] = ()
+        ) -> authorization.RoleAssignment:
             return authorization.RoleAssignment(
                 f"{name}-{suffix}",
                 principal_id=identity.principal_id,
@@ -422,7 +402,7 @@ class WebhookListener(pulumi.ComponentResource):
                     role,
                 ),
                 scope=scope,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
             )
 
         # Host storage: the host creates its own containers (keys, leases) at start, hence Owner on the account.
@@ -433,8 +413,15 @@ class WebhookListener(pulumi.ComponentResource):
         grant(STORAGE_QUEUE_DATA_CONTRIBUTOR, "poison-queue-contributor", poison_queue.id)
         grant(STORAGE_TABLE_DATA_CONTRIBUTOR, "dedupe-table-contributor", table.id)
         # One secret each rather than the whole vault: the vault holds other secrets the listener has no use for.
+        # Each grant is made after the secrets exist: a role assignment names its scope, and the scope must be a
+        # secret the vault holds, not one an operator will set later.
         secret_readers = [
-            grant(KEY_VAULT_SECRETS_USER, f"kv-{role}", _secret_resource_id(args.key_vault_id, uri))
+            grant(
+                KEY_VAULT_SECRETS_USER,
+                f"kv-{role}",
+                _secret_resource_id(args.key_vault_id, uri),
+                depends_on=list(args.secrets),
+            )
             for role, uri in (
                 ("webhook-secret", args.webhook_secret_uri),
                 ("job-token", args.job_token_secret_uri),
@@ -514,28 +501,16 @@ class WebhookListener(pulumi.ComponentResource):
         web.WebAppFtpAllowed(f"{name}-ftp-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
         web.WebAppScmAllowed(f"{name}-scm-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
 
-        # Function-level auth: callers get the app's *default function key* (never the master key) in the `code`
-        # query parameter. The host enforces it only for functions declared with `AuthLevel.FUNCTION` in
-        # function_app.py; the listener's own signature and bearer-token checks apply either way.
-        keys = web.list_web_app_host_keys_output(
-            name=app.name, resource_group_name=rg, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-
-        def default_key(function_keys: Mapping[str, str] | None) -> str:
-            if not function_keys or "default" not in function_keys:
-                raise ValueError(f"the function app {name!r} has no default function key")
-            return function_keys["default"]
-
+        # No function key in the URLs: the functions are anonymous at the host and every route verifies its own
+        # HMAC signature or bearer token (listener/function_app.py). Reading the app's host keys here would fail
+        # on the first `pulumi up`: the app has no code until the publish step deploys it, and a codeless app's
+        # host runtime does not answer the keys API (Azure/azure-functions-host#5722, Azure/azure-cli#20892).
+        # The URLs stay secret: they are where a release is triggered.
         self.function_app = app
         self.default_host_name = app.default_host_name
-        self.host_key = pulumi.Output.secret(keys.function_keys.apply(default_key))
         base = pulumi.Output.concat("https://", app.default_host_name)
-        self.databricks_webhook_url = pulumi.Output.secret(
-            pulumi.Output.concat(base, "/api/webhooks/databricks?code=", self.host_key)
-        )
-        self.job_webhook_url = pulumi.Output.secret(
-            pulumi.Output.concat(base, "/api/webhooks/databricks-job?code=", self.host_key)
-        )
+        self.databricks_webhook_url = pulumi.Output.secret(pulumi.Output.concat(base, "/api/webhooks/databricks"))
+        self.job_webhook_url = pulumi.Output.secret(pulumi.Output.concat(base, "/api/webhooks/databricks-job"))
         self.health_url = pulumi.Output.concat(base, "/api/health")
         self.identity_principal_id = identity.principal_id
         self.storage_account_name = account.name

@@ -1,8 +1,10 @@
 """Azure Functions entry point (Python v2 model, Flex Consumption): one app object with two functions.
 
 * `http_app_func` (made by `AsgiFunctionApp`): every HTTP route, served by the Starlette app in `webhook_listener.app`.
-  Function-level auth at the host: a request without the function key (`?code=`, which the registry webhook's URL
-  carries) never reaches our code; each route then verifies its own signature or token as well.
+  Anonymous at the host: each route verifies its own HMAC signature or bearer token before acting, so no function
+  key is needed. A function key would have to be read from the host after it first runs, and a new app has no
+  code to run until the publish step deploys it (reading its keys then fails: Azure/azure-functions-host#5722,
+  Azure/azure-cli#20892), which would make the first `pulumi up` fail.
 * `health`: `GET /api/health`, anonymous so that probes need no key. A literal route outranks the catch-all, and it
   is served by the same ASGI app.
 * `dispatch_promotion`: the queue trigger; it calls the same handler the local worker does.
@@ -26,7 +28,7 @@ configure_logging(settings.log_level, settings.secret_values(), stream_to_stderr
 runtime = Runtime(settings)
 
 asgi = create_app(settings, runtime=runtime)
-app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.FUNCTION)
+app = func.AsgiFunctionApp(app=asgi, http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
 @app.function_name(name="health")

@@ -252,10 +252,10 @@ STORAGE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
         "items": {"type": "string"},
         "description": (
             "Logical names of storage accounts allowed to keep shared keys on, each with a key expiration policy. "
-            "listener-package-storage holds only the listener's code package: azure-native's Blob uploads with "
-            "the account key (pulumi-azure-native#3719)."
+            "None by default: no account of this program needs keys (Pulumi uploads no blob; the listener's "
+            "package is published by one deploy as the app's identity)."
         ),
-        "default": ["listener-package-storage"],
+        "default": [],
     }
 }
 _TLS_STORAGE = ("TLS1_2", "TLS1_3")

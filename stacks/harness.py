@@ -22,7 +22,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from stacks.mockcloud import MockCloud
+from stacks.mockcloud import MockCloud, PrincipalType
 
 # The marker Pulumi's RPC layer wraps secret values in.
 _SECRET_SIG = rpc._special_sig_key
@@ -152,12 +152,29 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.stack_urn = ""
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
             self.stack_urn = response.urn
             return response
+        # The cloud sees what the engine would send it: the inputs, and (for its ordering rules) what this
+        # resource waits for: its dependencies and its provider.
+        raw_inputs = rpc.deserialize_properties(request.object)
+        dependencies = {*request.dependencies, *(u for v in request.propertyDependencies.values() for u in v.urns)}
+        provider = request.provider.rsplit("::", 1)[0] if request.provider else ""
+        self.cloud.admit(request.type, request.name, raw_inputs, dependencies, provider)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        outputs = rpc.deserialize_properties(response.object) if response.object else {}
+        self.cloud.record(
+            response.urn,
+            typ=request.type,
+            name=request.name,
+            inputs=raw_inputs,
+            outputs=outputs,
+            dependencies=dependencies,
+            provider=provider,
+        )
         secret_paths: list[str] = []
-        inputs = _unwrap(rpc.deserialize_properties(request.object), "", secret_paths)
+        inputs = _unwrap(raw_inputs, "", secret_paths)
         top_level_secrets = sorted({p.split(".")[0].split("[")[0] for p in secret_paths})
         self.registrations.append(
             RecordedResource(
@@ -219,6 +236,12 @@ class ProgramOptions:
     stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The prefix of every secret the mock cloud makes up (generated passwords, keys, tokens).
     secret_marker: str = "mocksecret"
+    # Who runs the program: a person from a laptop ("User", the README's path) or CI's Entra app.
+    caller_principal_type: PrincipalType = "User"
+    # Key Vault names that soft-deleted vaults still hold (a stack destroyed earlier).
+    soft_deleted_key_vaults: tuple[str, ...] = ()
+    # Stands for the stack's state: random values differ between a stack and the same stack created anew.
+    random_seed: str = ""
 
 
 def run_program(
@@ -264,7 +287,13 @@ def _run_program(
     pulumi.runtime.set_all_config(wire_config, [])
 
     cloud = MockCloud(
-        project=project, stack=stack, stack_outputs=options.stack_outputs, secret_marker=options.secret_marker
+        project=project,
+        stack=stack,
+        stack_outputs=options.stack_outputs,
+        secret_marker=options.secret_marker,
+        caller_principal_type=options.caller_principal_type,
+        soft_deleted_key_vaults=options.soft_deleted_key_vaults,
+        random_seed=options.random_seed,
     )
     monitor = RecordingMonitor(cloud)
     pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=False, monitor=monitor)

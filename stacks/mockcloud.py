@@ -10,14 +10,53 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from ruamel.yaml import YAML
 
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000001"
 TENANT_ID = "00000000-0000-4000-8000-0000000000aa"
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000d1"
+
+PrincipalType = Literal["User", "ServicePrincipal"]
+
+# Built-in role definition ids the cloud's rules below look for (the same in every tenant).
+_AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+_ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+_ACR_PUSH = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
+# The Entra application of every AKS-managed Entra ID API server: the audience of the tokens it accepts.
+AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+# Azure CLI's first-party client id, which the kubeconfig's kubelogin exec plugin signs in as.
+_AZURE_CLI_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
+_APP_ROUTING_CLASS = "webapprouting.kubernetes.azure.com"
+
+
+class CloudError(Exception):
+    """What Azure (or the Kubernetes API server, or the registry) answers a request it refuses."""
+
+
+@dataclass(frozen=True)
+class _Registered:
+    """One resource the program registered in this run, as the cloud saw it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    # Direct dependencies (dependsOn, property dependencies) and the provider, by URN.
+    dependencies: frozenset[str]
+
+
+def _duration_seconds(text: object) -> float:
+    # Go durations as the time provider takes them ("5m", "90s", "1h30m").
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(text or ""))
+    return sum(float(value) * units[unit] for value, unit in parts)
+
 
 # Azure resource types by Pulumi type token, for realistic resource ids.
 _ARM_TYPES = {
@@ -126,6 +165,9 @@ class MockCloud(Mocks):
         stack: str,
         stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
         secret_marker: str = "mocksecret",
+        caller_principal_type: PrincipalType = "User",
+        soft_deleted_key_vaults: Iterable[str] = (),
+        random_seed: str = "",
     ) -> None:
         self.project = project
         self.stack = stack
@@ -134,6 +176,20 @@ class MockCloud(Mocks):
         self.secret_marker = secret_marker
         self.stack_outputs = dict(stack_outputs or {})
         self.invokes: list[tuple[str, dict[str, Any]]] = []
+        # Who runs `pulumi up`: a person from a laptop (User) or CI's Entra app (ServicePrincipal).
+        self.caller_principal_type = caller_principal_type
+        # Vault names held by soft-deleted vaults (what `az keyvault list-deleted` shows).
+        self.soft_deleted_key_vaults = frozenset(soft_deleted_key_vaults)
+        # The random provider makes its values when a resource is created and keeps them in state: a stack
+        # destroyed and created again gets new ones. The seed stands for that state.
+        self.random_seed = random_seed
+        # What this run registered, by URN, and the facts the rules below look up.
+        self.registered: dict[str, _Registered] = {}
+        self.principal_types: dict[str, str] = {DEPLOYER_OBJECT_ID: caller_principal_type}
+        self.principals_created: set[str] = set()
+        self.clusters: dict[str, dict[str, Any]] = {}
+        self.sites_created: set[str] = set()
+        self.issued_tokens: dict[str, str] = {}
 
     # Resources -------------------------------------------------------------------------------------------
 
@@ -160,6 +216,226 @@ class MockCloud(Mocks):
         if typ.startswith("kubernetes:"):
             return self._kubernetes(typ, args.name, inputs)
         return f"{args.name}-id", inputs
+
+    def _access_token(self, audience: str) -> str:
+        # An Entra access token (a JWT) as the caller gets it: delegated tokens of a person carry `scp`, app-only
+        # tokens of an Entra app carry `idtyp: app` and no `scp`
+        # (learn.microsoft.com/entra/identity-platform/access-token-claims-reference). The signature part carries
+        # the secret marker, so tests can find a token wherever it leaks.
+        claims: dict[str, Any] = {"aud": audience, "tid": TENANT_ID, "oid": DEPLOYER_OBJECT_ID}
+        if self.caller_principal_type == "User":
+            claims |= {"scp": "user_impersonation", "upn": "deployer@example.com"}
+        else:
+            claims |= {"idtyp": "app", "roles": [], "sub": DEPLOYER_OBJECT_ID}
+
+        def segment(value: dict[str, Any]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(value, sort_keys=True).encode()).decode().rstrip("=")
+
+        return f"{segment({'alg': 'RS256', 'typ': 'JWT'})}.{segment(claims)}.{self.secret_marker}-{_h(audience, n=16)}"
+
+    # Registration rules ---------------------------------------------------------------------------------
+    # The harness calls `admit` with what a registration request carries (inputs, dependencies, provider)
+    # before the resource is created, and `record` after. `admit` raises CloudError where the real service
+    # would refuse the request.
+
+    def admit(self, typ: str, name: str, inputs: dict[str, Any], dependencies: Iterable[str], provider: str) -> None:
+        """Refuses a registration the way the real service would (see each rule's source)."""
+        inputs = plain(inputs)
+        deps = frozenset(dependencies) | ({provider} if provider else frozenset())
+        if typ == "azure-native:authorization:RoleAssignment":
+            self._admit_role_assignment(name, inputs)
+        elif typ == "azure-native:keyvault:Vault":
+            vault = str(inputs.get("vaultName", ""))
+            if vault in self.soft_deleted_key_vaults:
+                # Soft delete keeps a deleted vault's name reserved until it is purged, and purge protection
+                # forbids the purge until the retention period ends
+                # (learn.microsoft.com/azure/key-vault/general/soft-delete-overview).
+                raise CloudError(
+                    f"ConflictError: A vault with the same name already exists in deleted state. You need to either "
+                    f"recover or purge existing key vault. (vault {vault!r})"
+                )
+        elif typ == "pulumi:providers:kubernetes":
+            self._admit_kubernetes_provider(name, inputs)
+        elif typ.startswith("kubernetes:"):
+            self._admit_kubernetes_object(typ, name, inputs, deps)
+        elif typ == "docker-build:index:Image" and inputs.get("push"):
+            self._admit_image_push(name, inputs, deps)
+
+    def record(
+        self,
+        urn: str,
+        *,
+        typ: str,
+        name: str,
+        inputs: dict[str, Any],
+        outputs: dict[str, Any],
+        dependencies: Iterable[str],
+        provider: str,
+    ) -> None:
+        """Remembers a registration the cloud accepted, for the rules of later ones."""
+        deps = frozenset(dependencies) | ({provider} if provider else frozenset())
+        self.registered[urn] = _Registered(typ, name, plain(inputs), plain(outputs), deps)
+
+    def _closure(self, deps: Iterable[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(deps)
+        while todo:
+            urn = todo.pop()
+            if urn in seen:
+                continue
+            seen.add(urn)
+            found = self.registered.get(urn)
+            if found is not None:
+                todo.extend(found.dependencies)
+        return seen
+
+    def _grants(self, urns: Iterable[str], role: str) -> list[_Registered]:
+        return [
+            r
+            for u in urns
+            if (r := self.registered.get(u)) is not None
+            and r.type == "azure-native:authorization:RoleAssignment"
+            and str(r.inputs.get("roleDefinitionId", "")).endswith("/" + role)
+        ]
+
+    def _propagated_grants(self, deps: Iterable[str], role: str, minimum_wait_seconds: float) -> list[_Registered]:
+        """Grants of `role` made in this run that a request can rely on: reached through a wait long enough for
+        the grant to propagate (a grant the request merely depends on may not be in effect yet)."""
+        closure = self._closure(deps)
+        waits = [
+            u
+            for u in closure
+            if (r := self.registered.get(u)) is not None
+            and r.type == "time:index/sleep:Sleep"
+            and _duration_seconds(r.inputs.get("createDuration")) >= minimum_wait_seconds
+        ]
+        return [g for w in waits for g in self._grants(self._closure(self.registered[w].dependencies), role)]
+
+    def _admit_role_assignment(self, name: str, inputs: dict[str, Any]) -> None:
+        principal = str(inputs.get("principalId", ""))
+        given = inputs.get("principalType")
+        actual = self.principal_types.get(principal)
+        if given is not None and actual is not None and given != actual:
+            # ARM checks a given principalType against the directory (Azure/modern-web-app-pattern-dotnet#129).
+            raise CloudError(
+                f"UnmatchedPrincipalType: The PrincipalId '{principal}' has type '{actual}' , which is different "
+                f"from specified PrincipalType '{given}'. (role assignment {name})"
+            )
+        if given is None and principal in self.principals_created:
+            # Without principalType, ARM looks the principal up in the directory, which may not have replicated
+            # a principal created moments ago (learn.microsoft.com/azure/role-based-access-control/troubleshooting,
+            # "Assigning a role to a new principal sometimes fails").
+            raise CloudError(
+                f"PrincipalNotFound: Principal {principal} does not exist in the directory {TENANT_ID}. If you are "
+                "creating this principal and then immediately assigning a role, this error might be related to a "
+                f"replication delay. In this case, set the role assignment principalType property. (role assignment "
+                f"{name})"
+            )
+
+    def _kubeconfig_of(self, provider_urn: str) -> dict[str, Any]:
+        provider = self.registered.get(provider_urn)
+        text = (provider.inputs.get("kubeconfig") if provider else None) or ""
+        loaded = YAML(typ="safe").load(str(text)) if text else None
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _admit_kubernetes_provider(self, name: str, inputs: dict[str, Any]) -> None:
+        text = inputs.get("kubeconfig")
+        loaded = YAML(typ="safe").load(str(text)) if text else None
+        for user in (loaded or {}).get("users") or []:
+            exec_ = (user.get("user") or {}).get("exec") or {}
+            args = [str(a) for a in exec_.get("args") or []]
+            login = args[args.index("--login") + 1] if "--login" in args[:-1] else "devicecode"
+            if exec_.get("command") == "kubelogin" and login == "devicecode":
+                # kubelogin's device code flow prints a code and waits for a person to type it in a browser
+                # (pulumi-azure-native#2399, Azure/kubelogin#193); CI has no person, so the provider never connects.
+                raise CloudError(
+                    f"kubernetes provider {name}: kubelogin get-token --login devicecode: To sign in, use a web "
+                    "browser to open the page https://microsoft.com/devicelogin and enter the code to authenticate. "
+                    "(no one does; the login times out)"
+                )
+
+    def _target_cluster(self, provider_urn: str) -> tuple[dict[str, Any] | None, str]:
+        kubeconfig = self._kubeconfig_of(provider_urn)
+        servers = [str((c.get("cluster") or {}).get("server", "")) for c in kubeconfig.get("clusters") or []]
+        tokens = [str((u.get("user") or {}).get("token", "")) for u in kubeconfig.get("users") or []]
+        for server in servers:
+            host = server.removeprefix("https://").split(":")[0]
+            if host in self.clusters:
+                return self.clusters[host], (tokens[0] if tokens else "")
+        return None, ""
+
+    def _admit_kubernetes_object(self, typ: str, name: str, inputs: dict[str, Any], deps: frozenset[str]) -> None:
+        providers = [u for u in deps if u.split("::")[2].endswith("pulumi:providers:kubernetes")]
+        if not providers:
+            return  # the default provider: nothing of this run to check against
+        cluster, token = self._target_cluster(providers[0])
+        if cluster is None:
+            return  # a cluster this run did not create: its API server and grants are not this run's to model
+        if self.issued_tokens.get(token) != AKS_SERVER_APP_ID:
+            # The AKS API server accepts Entra tokens for its server application only
+            # (learn.microsoft.com/azure/aks/kubelogin-authentication).
+            raise CloudError(f"{typ} {name}: error: You must be logged in to the server (Unauthorized)")
+        kind = typ.rsplit(":", maxsplit=1)[-1].rsplit("/", maxsplit=1)[-1]
+        admin_grants = [
+            g
+            for g in self._propagated_grants(deps, _AKS_RBAC_CLUSTER_ADMIN, 5 * 60)
+            if g.inputs.get("principalId") == DEPLOYER_OBJECT_ID and g.inputs.get("scope") == cluster["id"]
+        ]
+        if not admin_grants:
+            # With Azure RBAC for Kubernetes and local accounts off, only data-plane role assignments authorize
+            # Kubernetes calls, and "new role assignments can take up to five minutes to propagate"
+            # (learn.microsoft.com/azure/aks/manage-azure-rbac).
+            raise CloudError(
+                f"{typ} {name}: Error from server (Forbidden): {kind.lower()}s is forbidden: User "
+                f'"{DEPLOYER_OBJECT_ID}" cannot create resource "{kind.lower()}s": User does not have access to '
+                "the resource in Azure. Update role assignment to allow access."
+            )
+        if kind in ("Deployment", "Job"):
+            pulls = [
+                g
+                for g in self._grants(self._closure(deps), _ACR_PULL)
+                if g.inputs.get("principalId") == cluster["kubelet"]
+            ]
+            if not pulls:
+                # Without AcrPull the kubelet's pull is refused and the pods never start; pulumi-kubernetes' await
+                # then fails the update (learn.microsoft.com/troubleshoot/azure/azure-kubernetes/connectivity/
+                # cannot-pull-image-from-acr-to-aks-cluster).
+                raise CloudError(
+                    f"{typ} {name}: Failed to pull image: failed to authorize: failed to fetch anonymous token: "
+                    "unexpected status: 401 Unauthorized (ImagePullBackOff)"
+                )
+        ingress_class = (inputs.get("spec") or {}).get("ingressClassName")
+        if kind == "Ingress" and ingress_class == _APP_ROUTING_CLASS and not cluster["app_routing"]:
+            # The app routing add-on is what creates this IngressClass and its controller
+            # (learn.microsoft.com/azure/aks/app-routing); without it the Ingress never gets an address and
+            # pulumi-kubernetes' Ingress await times out.
+            raise CloudError(
+                f"{typ} {name}: ingressClassName {_APP_ROUTING_CLASS!r} does not exist in the cluster (the "
+                "app routing add-on is off): the Ingress never gets an address; await timed out"
+            )
+
+    def _admit_image_push(self, name: str, inputs: dict[str, Any], deps: frozenset[str]) -> None:
+        tags = [str(t) for t in inputs.get("tags") or []]
+        hosts = {t.split("/")[0] for t in tags}
+        registries = {
+            str(r.outputs.get("id"))
+            for r in self.registered.values()
+            if r.type == "azure-native:containerregistry:Registry" and r.outputs.get("loginServer") in hosts
+        }
+        if not registries:
+            return  # a registry of another stack: its grants are not this run's to check
+        pushers = [
+            g
+            for g in self._propagated_grants(deps, _ACR_PUSH, 10 * 60)
+            if g.inputs.get("principalId") == DEPLOYER_OBJECT_ID and g.inputs.get("scope") in registries
+        ]
+        if not pushers:
+            # A push needs AcrPush (or a role with push) on the registry, and "it can take up to 10 minutes for
+            # [role assignment] changes to take effect" (learn.microsoft.com/azure/role-based-access-control/
+            # troubleshooting). The modelled deployer holds no push right but the grant this program makes.
+            raise CloudError(
+                f"docker-build Image {name}: push {tags}: denied: requested access to the resource is denied"
+            )
 
     def _stack_reference(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         ref = str(inputs.get("name") or name)
@@ -202,25 +478,11 @@ class MockCloud(Mocks):
                 out["workspaceId"] = wid
                 out["workspaceUrl"] = f"adb-{wid}.{int(_h(name, n=2), 16) % 20}.azuredatabricks.net"
             case ["containerservice", "ManagedCluster"]:
-                kubelet = f"{name}-agentpool"
-                out["identity"] = {**inputs.get("identity", {}), "principalId": _guid(name, "principal")}
-                out["identityProfile"] = {
-                    "kubeletidentity": {
-                        "objectId": _guid(name, "kubelet-object"),
-                        "clientId": _guid(name, "kubelet-client"),
-                        "resourceId": f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/MC_{name}/providers/"
-                        f"Microsoft.ManagedIdentity/userAssignedIdentities/{kubelet}",
-                    }
-                }
-                out["oidcIssuerProfile"] = {
-                    **inputs.get("oidcIssuerProfile", {}),
-                    "issuerURL": f"https://{location}.oic.prod-aks.azure.com/{TENANT_ID}/{_guid(name, 'oidc')}/",
-                }
-                out["fqdn"] = f"{inputs.get('dnsPrefix', name)}-{_h(name, n=8)}.hcp.{location}.azmk8s.io"
-                out["nodeResourceGroup"] = inputs.get("nodeResourceGroup", f"MC_{name}")
-                out["currentKubernetesVersion"] = "1.33.2"
+                out.update(self._managed_cluster(name, rid, location, inputs))
             case ["managedidentity", "UserAssignedIdentity"]:
                 out["principalId"] = _guid(name, "principal")
+                self.principals_created.add(out["principalId"])
+                self.principal_types[out["principalId"]] = "ServicePrincipal"
                 out["clientId"] = _guid(name, "client")
                 out["tenantId"] = TENANT_ID
             case ["keyvault", "Vault"]:
@@ -245,6 +507,7 @@ class MockCloud(Mocks):
                 }
             case ["web", "WebApp"]:
                 out["defaultHostName"] = f"{name}.azurewebsites.net"
+                self.sites_created.add(name)
                 identity = inputs.get("identity")
                 if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
                     # Input is a list of ids, output a map keyed by id (azure-native v3).
@@ -254,6 +517,8 @@ class MockCloud(Mocks):
                     }
             case ["databricks", "AccessConnector"]:
                 out["identity"] = {**inputs.get("identity", {}), "principalId": _guid(name, "principal")}
+                self.principals_created.add(out["identity"]["principalId"])
+                self.principal_types[out["identity"]["principalId"]] = "ServicePrincipal"
             case _:
                 pass
         return rid, out
@@ -263,11 +528,51 @@ class MockCloud(Mocks):
         out.update(_monitoring_outputs(typ, out["name"], inputs.get("location", "westeurope"), inputs))
         return out["id"], out
 
+    def _managed_cluster(self, name: str, rid: str, location: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        kubelet = f"{name}-agentpool"
+        out["identity"] = {**inputs.get("identity", {}), "principalId": _guid(name, "principal")}
+        out["identityProfile"] = {
+            "kubeletidentity": {
+                "objectId": _guid(name, "kubelet-object"),
+                "clientId": _guid(name, "kubelet-client"),
+                "resourceId": f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/MC_{name}/providers/"
+                f"Microsoft.ManagedIdentity/userAssignedIdentities/{kubelet}",
+            }
+        }
+        out["oidcIssuerProfile"] = {
+            **inputs.get("oidcIssuerProfile", {}),
+            "issuerURL": f"https://{location}.oic.prod-aks.azure.com/{TENANT_ID}/{_guid(name, 'oidc')}/",
+        }
+        out["fqdn"] = f"{inputs.get('dnsPrefix', name)}-{_h(name, n=8)}.hcp.{location}.azmk8s.io"
+        out["nodeResourceGroup"] = inputs.get("nodeResourceGroup", f"MC_{name}")
+        out["currentKubernetesVersion"] = "1.33.2"
+        # The control plane's identity and the kubelet identity are new managed identities (service principals).
+        for principal in (out["identity"]["principalId"], out["identityProfile"]["kubeletidentity"]["objectId"]):
+            self.principals_created.add(principal)
+            self.principal_types[principal] = "ServicePrincipal"
+        routing = ((inputs.get("ingressProfile") or {}).get("webAppRouting") or {}).get("enabled") is True
+        self.clusters[out["fqdn"]] = {
+            "name": name,
+            "id": rid,
+            "kubelet": out["identityProfile"]["kubeletidentity"]["objectId"],
+            "app_routing": routing,
+        }
+        return out
+
     def _random(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         length = int(inputs.get("length", 32))
-        value = (self.secret_marker + hashlib.sha256(f"{self.stack}|{name}".encode()).hexdigest() * 4)[:length]
+        seed = f"{self.stack}|{name}" + (f"|{self.random_seed}" if self.random_seed else "")
         if typ == "random:index/randomUuid:RandomUuid":
-            return name, {**inputs, "result": _guid(self.stack, name)}
+            return name, {**inputs, "result": _guid(seed)}
+        if typ == "random:index/randomString:RandomString":
+            # Not a secret (names are made of these), so no marker; only the characters the inputs allow.
+            alphabet = "abcdefghijklmnopqrstuvwxyz" * bool(inputs.get("lower", True)) + "0123456789" * bool(
+                inputs.get("numeric", True)
+            )
+            digest = hashlib.sha256(seed.encode()).digest()
+            return name, {**inputs, "result": "".join(alphabet[b % len(alphabet)] for b in digest[:length])}
+        value = (self.secret_marker + hashlib.sha256(seed.encode()).hexdigest() * 4)[:length]
         return name, {**inputs, "result": value}
 
     def _image(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -306,13 +611,26 @@ class MockCloud(Mocks):
                 "clientId": _guid("deployer-client"),
             }
         if token == "azure-native:authorization:getClientToken":
-            return {"token": f"{self.secret_marker}-entra-token-" + _h(call_args.get("endpoint"), n=16)}
+            audience = str(call_args.get("endpoint") or "https://management.azure.com/")
+            issued = self._access_token(audience)
+            self.issued_tokens[issued] = audience
+            return {"token": issued}
         if token == "azure-native:containerservice:listManagedClusterUserCredentials":
-            cluster = call_args.get("resourceName", "cluster")
-            kubeconfig = _kubeconfig(cluster)
+            cluster = str(call_args.get("resourceName", "cluster"))
+            fqdns = [fqdn for fqdn, c in self.clusters.items() if c["name"] == cluster]
+            fqdn = fqdns[0] if fqdns else f"{cluster}-{_h(cluster, n=8)}.hcp.westeurope.azmk8s.io"
+            kubeconfig = _kubeconfig(cluster, fqdn)
             return {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(kubeconfig.encode()).decode()}]}
         if token == "azure-native:web:listWebAppHostKeys":
             site = call_args.get("name", "site")
+            if site in self.sites_created:
+                # A Function App created in this run holds no code yet (Pulumi does not deploy it), so its host
+                # runtime is not running and the keys API fails (Azure/azure-functions-host#5722,
+                # Azure/azure-cli#20892).
+                raise CloudError(
+                    f"listWebAppHostKeys {site}: BadRequest: Encountered an error (ServiceUnavailable) from host "
+                    "runtime."
+                )
             return {
                 "masterKey": f"{self.secret_marker}-master-" + _h(site, "master", n=40),
                 "functionKeys": {"default": f"{self.secret_marker}-fnkey-" + _h(site, "default", n=40)},
@@ -366,8 +684,10 @@ def _monitoring_outputs(typ: str, name: str, location: str, inputs: dict[str, An
     return out
 
 
-def _kubeconfig(cluster: str) -> str:
-    server = f"https://{cluster}-{_h(cluster, n=8)}.hcp.westeurope.azmk8s.io:443"
+def _kubeconfig(cluster: str, fqdn: str) -> str:
+    # What listClusterUserCredential returns for an AKS-managed Entra ID cluster with format=exec: kubelogin in
+    # device code mode, its default (pulumi-azure-native#2399, Azure/kubelogin#193).
+    server = f"https://{fqdn}:443"
     return (
         "apiVersion: v1\nkind: Config\n"
         f"clusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n"
@@ -376,5 +696,7 @@ def _kubeconfig(cluster: str) -> str:
         f"current-context: {cluster}\n"
         f"users:\n- name: clusterUser_{cluster}\n  user:\n    exec:\n"
         "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
-        "      args: [get-token, --login, azurecli, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630]\n"
+        "      args: [get-token, --environment, AzurePublicCloud, --server-id, "
+        f"{AKS_SERVER_APP_ID}, --client-id, {_AZURE_CLI_CLIENT_ID}, --tenant-id, {TENANT_ID}, --login, devicecode]\n"
+        "      env: null\n      provideClusterInfo: false\n"
     )

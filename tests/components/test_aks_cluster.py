@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
+import pulumi_kubernetes as k8s
 import pytest
+from ruamel.yaml import YAML
 
 from components.aks_cluster import AksCluster, AksClusterArgs
 from components.naming import Naming
 from stacks.files import load_stack_config
-from stacks.harness import ProgramRun, RecordedResource, run_program
-from stacks.mockcloud import SUBSCRIPTION_ID, TENANT_ID
+from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from stacks.mockcloud import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from stacks.settings import ClusterSettings, StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +25,11 @@ CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
+SLEEP = "time:index/sleep:Sleep"
 USER_CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
+CLIENT_TOKEN = "azure-native:authorization:getClientToken"
+AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+CLUSTER_ADMIN_ROLE = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 # A registry in another stack: the cluster only ever sees its resource id.
 REGISTRY_ID = (
     f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/mlops-serving-staging-rg/providers/"
@@ -57,7 +64,14 @@ def stack_settings(stack: str) -> StackSettings:
     return load_stack_config(ROOT, stack).settings()
 
 
-def run_aks(stack: str, *, cluster: ClusterSettings | None = None, protect: bool | None = None) -> AksRun:
+def run_aks(
+    stack: str,
+    *,
+    cluster: ClusterSettings | None = None,
+    protect: bool | None = None,
+    enable_app_routing: bool = False,
+    caller: PrincipalType = "User",
+) -> AksRun:
     settings = stack_settings(stack)
     naming = Naming(PROJECT, stack, settings.name_suffix)
 
@@ -73,14 +87,23 @@ def run_aks(stack: str, *, cluster: ClusterSettings | None = None, protect: bool
                 registry_id=REGISTRY_ID,
                 tags=naming.tags(settings.tags),
                 protect=settings.protect if protect is None else protect,
+                enable_app_routing=enable_app_routing,
             ),
         )
         pulumi.export("clusterName", aks.cluster_name)
         pulumi.export("oidcIssuerUrl", aks.oidc_issuer_url)
         pulumi.export("kubeletObjectId", aks.kubelet_object_id)
         pulumi.export("kubeconfig", aks.kubeconfig)
+        # One object through the provider, as a deployment would make: the cloud answers it only if the provider
+        # authenticates without a person and the deployer's grant is in effect.
+        k8s.core.v1.Namespace(
+            f"{stack}-probe",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="probe"),
+            opts=pulumi.ResourceOptions(provider=aks.provider),
+        )
 
-    return AksRun(stack, settings, run_program(program, {}, project=PROJECT, stack=stack))
+    options = ProgramOptions(caller_principal_type=caller)
+    return AksRun(stack, settings, run_program(program, {}, project=PROJECT, stack=stack, options=options))
 
 
 @pytest.fixture(scope="module", params=["staging", "prod"])
@@ -108,11 +131,14 @@ def test_component_owns_cluster_pool_grant_and_provider_as_children(aks_run: Aks
             (CLUSTER, f"{aks_run.stack}-aks"),
             (AGENT_POOL, f"{aks_run.stack}-models-pool"),
             (ROLE_ASSIGNMENT, f"{aks_run.stack}-kubelet-acr-pull"),
+            (ROLE_ASSIGNMENT, f"{aks_run.stack}-deployer-cluster-admin"),
+            (SLEEP, f"{aks_run.stack}-data-plane-propagation"),
             (K8S_PROVIDER, f"{aks_run.stack}-k8s"),
         ]
     )
-    # Nothing else is declared: no registry (it belongs to its own stack), no secret, no pull secret.
-    assert len(aks_run.run.resources) == 5
+    # Nothing else is declared (besides the test's probe): no registry (it belongs to its own stack), no secret,
+    # no pull secret.
+    assert len(aks_run.run.resources) == 8
 
 
 def test_cluster_is_named_by_the_stack_in_its_resource_group(aks_run: AksRun) -> None:
@@ -255,7 +281,7 @@ def test_container_insights_sends_to_log_analytics_with_aad_auth(aks_run: AksRun
 
 
 def test_kubelet_identity_gets_acrpull_on_the_registry(aks_run: AksRun) -> None:
-    grant = aks_run.run.one(ROLE_ASSIGNMENT)
+    grant = aks_run.run.one(ROLE_ASSIGNMENT, f"{aks_run.stack}-kubelet-acr-pull")
     kubelet = aks_run.run.outputs["kubeletObjectId"]
     assert GUID.match(kubelet)
     assert grant.inputs["principalId"] == kubelet
@@ -280,10 +306,8 @@ def test_no_image_pull_secret_and_no_registry_admin_credential_anywhere(aks_run:
     assert "adminUser" not in text
 
 
-def test_kubeconfig_is_a_secret_decoded_from_the_user_credentials(aks_run: AksRun) -> None:
-    provider = aks_run.run.one(K8S_PROVIDER)
-    assert provider.secret_inputs == ("kubeconfig",)
-    kubeconfig = provider.inputs["kubeconfig"]
+def test_people_get_the_kubeconfig_aks_hands_out_as_a_secret(aks_run: AksRun) -> None:
+    kubeconfig = aks_run.run.outputs["kubeconfig"]
     assert kubeconfig.startswith("apiVersion: v1\nkind: Config\n")  # base64-decoded
     assert "command: kubelogin" in kubeconfig
     assert f"name: mlops-serving-{aks_run.stack}-aks" in kubeconfig
@@ -294,7 +318,79 @@ def test_kubeconfig_is_a_secret_decoded_from_the_user_credentials(aks_run: AksRu
         "format": "exec",
     }
     assert "kubeconfig" in aks_run.run.secret_outputs
-    assert aks_run.run.outputs["kubeconfig"] == kubeconfig
+
+
+def test_provider_authenticates_with_an_entra_token_for_the_aks_server_app_not_a_device_code(
+    aks_run: AksRun,
+) -> None:
+    provider = aks_run.run.one(K8S_PROVIDER)
+    assert provider.secret_inputs == ("kubeconfig",)
+    config = json.loads(provider.inputs["kubeconfig"])
+    (user,) = config["users"]
+    assert set(user["user"]) == {"token"}
+    assert "exec" not in provider.inputs["kubeconfig"]
+    assert "devicecode" not in provider.inputs["kubeconfig"]
+    # The token comes from the azure-native provider's own credentials, for the AKS server application.
+    assert (CLIENT_TOKEN, {"endpoint": AKS_SERVER_APP_ID}) in aks_run.run.invokes
+    # Same cluster, CA and context as the credentials AKS returned.
+    people = YAML(typ="safe").load(aks_run.run.outputs["kubeconfig"])
+    assert config["clusters"] == people["clusters"]
+    assert config["contexts"] == people["contexts"]
+    assert config["current-context"] == people["current-context"]
+
+
+def test_deployer_gets_cluster_admin_on_this_cluster_only_as_whatever_principal_it_is(aks_run: AksRun) -> None:
+    grant = aks_run.run.one(ROLE_ASSIGNMENT, f"{aks_run.stack}-deployer-cluster-admin")
+    assert grant.inputs["principalId"] == DEPLOYER_OBJECT_ID
+    assert grant.inputs["roleDefinitionId"] == (
+        f"/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/{CLUSTER_ADMIN_ROLE}"
+    )
+    assert grant.inputs["scope"] == (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/mlops-serving-{aks_run.stack}-rg/providers/"
+        f"Microsoft.ContainerService/managedClusters/mlops-serving-{aks_run.stack}-aks"
+    )
+    assert aks_run.cluster.urn in grant.property_dependencies["scope"]
+    # The fixture's caller is a person (the README's laptop path); the type is read from the caller's token.
+    assert grant.inputs["principalType"] == "User"
+
+
+def test_kubernetes_calls_wait_for_both_grants_to_propagate(aks_run: AksRun) -> None:
+    wait = aks_run.run.one(SLEEP)
+    grants = {r.urn for r in aks_run.run.all(ROLE_ASSIGNMENT)}
+    assert wait.inputs["createDuration"] == "5m"
+    assert grants <= set(wait.dependencies)
+    # A new or replaced grant waits again; nothing else does.
+    assert set(wait.inputs["triggers"]) == {"deployer", "kubelet"}
+    assert wait.urn in aks_run.run.one(K8S_PROVIDER).dependencies
+
+
+@pytest.mark.parametrize("caller", ["User", "ServicePrincipal"])
+def test_a_person_and_an_entra_app_can_both_deploy_to_the_cluster(caller: PrincipalType) -> None:
+    run = run_aks("staging", caller=caller)
+    assert run.run.one(ROLE_ASSIGNMENT, "staging-deployer-cluster-admin").inputs["principalType"] == caller
+    assert run.run.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"] == "probe"
+
+
+def test_app_routing_is_on_only_where_a_stack_serves_through_an_ingress() -> None:
+    assert "ingressProfile" not in run_aks("prod").cluster.inputs
+    assert run_aks("prod", enable_app_routing=True).cluster.inputs["ingressProfile"] == {
+        "webAppRouting": {"enabled": True}
+    }
+
+
+def test_the_kubeconfig_aks_returns_would_wait_for_a_device_code() -> None:
+    # The cloud answers as AKS does: kubelogin in device-code mode. A provider given that kubeconfig never connects.
+    def program() -> None:
+        k8s.Provider(
+            "device-code",
+            kubeconfig=(
+                "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    exec:\n      command: kubelogin\n"
+                "      args: [get-token, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630, --login, devicecode]\n"
+            ),
+        )
+
+    with pytest.raises(CloudError, match="devicelogin"):
+        run_program(program, {}, project=PROJECT, stack="staging")
 
 
 def test_provider_waits_for_the_user_pool_the_workloads_run_on(aks_run: AksRun) -> None:
@@ -310,8 +406,8 @@ def test_protect_comes_from_the_stack(aks_staging_run: AksRun, aks_prod_run: Aks
     assert aks_prod_run.settings.protect is True
     assert aks_prod_run.cluster.protect is True
     assert aks_prod_run.pool.protect is True
-    # The grant and the provider are cheap to recreate; only stateful resources are protected.
-    assert aks_prod_run.run.one(ROLE_ASSIGNMENT).protect is False
+    # The grants and the provider are cheap to recreate; only stateful resources are protected.
+    assert not any(r.protect for r in aks_prod_run.run.all(ROLE_ASSIGNMENT))
     assert aks_prod_run.component.protect is False
 
 

@@ -79,6 +79,7 @@ def cluster_program_run(variant: str) -> ProgramRun:
                 registry_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acr",
                 tags=tags,
                 protect=settings.protect,
+                enable_app_routing=serving.exposure == "ingress",
             ),
         )
         ModelDeployment(

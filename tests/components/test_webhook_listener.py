@@ -42,7 +42,7 @@ AZURE_MONITOR_TOKEN_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/liste
 ALERTMANAGER_TOKEN_URI = "https://mlops-kv-abc123.vault.azure.net/secrets/listener-alertmanager-token"
 APP_INSIGHTS_ID = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RG}/providers/Microsoft.Insights/components/ai"
 APP_INSIGHTS_CONNECTION = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/"
-# Every secret the mock cloud makes up for this run (the function keys) starts with this.
+# Every secret the mock cloud makes up for this run starts with this.
 PLANTED = "plantedlistenersecret"
 
 WEB_APP = "azure-native:web:WebApp"
@@ -145,7 +145,7 @@ def run_listener(args: WebhookListenerArgs) -> ProgramRun:
     def program() -> None:
         listener = WebhookListener("listener", args)
         pulumi.export("defaultHostName", listener.default_host_name)
-        pulumi.export("hostKey", listener.host_key)
+        pulumi.export("packageSha256", listener.package_sha256)
         pulumi.export("databricksWebhookUrl", listener.databricks_webhook_url)
         pulumi.export("jobWebhookUrl", listener.job_webhook_url)
         pulumi.export("healthUrl", listener.health_url)
@@ -193,7 +193,7 @@ def test_app_runs_python_311_on_a_linux_flex_consumption_plan(run: ProgramRun) -
     assert plan.urn in app.property_dependencies["serverFarmId"]
     config = app.inputs["functionAppConfig"]
     assert config["runtime"] == {"name": "python", "version": "3.11"}
-    assert config["scaleAndConcurrency"] == {"instanceMemoryMB": 2048, "maximumInstanceCount": 10}
+    assert config["scaleAndConcurrency"]["instanceMemoryMB"] == 2048
     assert app.inputs["location"] == "westeurope"
     assert app.inputs["tags"] == {"environment": "staging"}
 
@@ -379,9 +379,8 @@ def test_package_account_holds_only_the_package_container_and_is_private(run: Pr
     assert package.inputs["allowBlobPublicAccess"] is False
     assert package.inputs["minimumTlsVersion"] == "TLS1_2"
     assert package.inputs["enableHttpsTrafficOnly"] is True
-    # azure-native's Blob uploads with the account key, so this account (only) keeps keys, with a rotation policy.
-    assert package.inputs["allowSharedKeyAccess"] is True
-    assert package.inputs["keyPolicy"] == {"keyExpirationPeriodInDays": 90}
+    # Nothing uploads with a key: the publish step deploys as the app's identity, Pulumi uploads nothing.
+    assert package.inputs["allowSharedKeyAccess"] is False
     container = run.one("azure-native:storage:BlobContainer")
     assert container.inputs == {
         "accountName": package.inputs["accountName"],
@@ -390,7 +389,16 @@ def test_package_account_holds_only_the_package_container_and_is_private(run: Pr
         "publicAccess": "None",
     }
     in_package_account = {r.urn for r in run.resources if package.urn in r.property_dependencies.get("accountName", ())}
-    assert in_package_account == {container.urn, run.one(BLOB).urn}
+    assert in_package_account == {container.urn}
+
+
+def test_the_publish_step_is_the_only_owner_of_the_code_package(run: ProgramRun) -> None:
+    # A blob Pulumi uploaded and the publish step's one deploy would both own `released-package.zip`: a
+    # `pulumi up` alone would then swap in a package without its remotely built dependencies.
+    assert run.all(BLOB) == []
+    assert not [r for r in run.resources if "released-package.zip" in json.dumps(r.inputs)]
+    # What Pulumi does give the publish step: the content hash of the package this source makes.
+    assert run.outputs["packageSha256"] == package_sha256(package_files(REPO / "listener"))
 
 
 def test_flex_deploys_from_the_package_container_as_the_identity(run: ProgramRun) -> None:
@@ -406,14 +414,12 @@ def test_flex_deploys_from_the_package_container_as_the_identity(run: ProgramRun
             },
         }
     }
-    blob = run.one(BLOB)
-    assert blob.inputs["blobName"] == "released-package.zip"
-    assert blob.inputs["containerName"] == "app-package"
-    assert blob.inputs["accountName"] == package_account
-    assert blob.inputs["type"] == "Block"
-    assert blob.inputs["contentType"] == "application/zip"
-    # Same blob name on replacement: the old one must go first, or deleting it would delete the new package.
-    assert blob.delete_before_replace is True
+
+
+def test_flex_maximum_instance_count_is_one_every_api_version_accepts(run: ProgramRun) -> None:
+    # 40 was the floor through the preview ("The lowest maximum scale in preview is 40"); current docs allow 1.
+    scale = run.one(WEB_APP).inputs["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale == {"instanceMemoryMB": 2048, "maximumInstanceCount": 40}
 
 
 # --- roles ------------------------------------------------------------------------------------------------------
@@ -474,6 +480,19 @@ def test_identity_gets_exactly_the_roles_it_uses_each_at_the_narrowest_scope(run
         assert identity.urn in assignment.property_dependencies["principalId"]
 
 
+def test_each_secret_grant_is_made_after_the_secrets_exist(staging_release: ReleaseSettings) -> None:
+    def program() -> None:
+        secret = pulumi.CustomResource(
+            "azure-native:keyvault:Secret", "dispatch-token", {"secretName": "dispatch-token"}
+        )
+        WebhookListener("listener", make_args(staging_release, secrets=[secret]))
+
+    run = run_program(program, {}, project=PROJECT, stack="staging")
+    secret = run.one("azure-native:keyvault:Secret")
+    for role in ("webhook-secret", "job-token", "dispatch-token"):
+        assert secret.urn in run.one(ROLE, f"listener-kv-{role}").dependencies, role
+
+
 def test_app_waits_for_the_roles_its_first_start_needs(run: ProgramRun) -> None:
     app = run.one(WEB_APP)
     needed = [
@@ -492,17 +511,16 @@ def test_app_waits_for_the_roles_its_first_start_needs(run: ProgramRun) -> None:
 # --- outputs and secrets ----------------------------------------------------------------------------------------
 
 
-def test_urls_carry_the_default_function_key_and_are_secret(run: ProgramRun) -> None:
+def test_urls_need_no_host_key_so_a_codeless_app_does_not_fail_the_first_run(run: ProgramRun) -> None:
     app = run.one(WEB_APP)
     host = f"{app.inputs['name']}.azurewebsites.net"
-    key = run.outputs["hostKey"]
-    assert key.startswith(f"{PLANTED}-fnkey-")
-    assert ("azure-native:web:listWebAppHostKeys", {"name": app.inputs["name"], "resourceGroupName": RG}) in run.invokes
+    # The app has no code until the publish step runs, and a codeless app's host does not answer the keys API.
+    assert not [token for token, _ in run.invokes if token == "azure-native:web:listWebAppHostKeys"]
     assert run.outputs["defaultHostName"] == host
-    assert run.outputs["databricksWebhookUrl"] == f"https://{host}/api/webhooks/databricks?code={key}"
-    assert run.outputs["jobWebhookUrl"] == f"https://{host}/api/webhooks/databricks-job?code={key}"
+    assert run.outputs["databricksWebhookUrl"] == f"https://{host}/api/webhooks/databricks"
+    assert run.outputs["jobWebhookUrl"] == f"https://{host}/api/webhooks/databricks-job"
     assert run.outputs["healthUrl"] == f"https://{host}/api/health"
-    assert set(run.secret_outputs) == {"hostKey", "databricksWebhookUrl", "jobWebhookUrl"}
+    assert set(run.secret_outputs) == {"databricksWebhookUrl", "jobWebhookUrl"}
 
 
 def test_no_secret_value_appears_in_plain_inputs_or_outputs(run: ProgramRun) -> None:
@@ -569,46 +587,27 @@ def test_invalid_args_are_reported_together_naming_each_property(
 # --- the code package -------------------------------------------------------------------------------------------
 
 
-def recorded_package(run: ProgramRun) -> dict[str, Any]:
-    """What the harness records for the package, in a comparable form.
-
-    The harness records an archive the way the engine diffs it: each member by the SHA-256 of its bytes (see
-    `stacks.harness.describe_asset`). This returns the member hashes and the blob's other inputs, among them the
-    `sourceSha256` metadata the component writes.
-    """
-    blob = run.one(BLOB)
-    archive = blob.inputs["source"]
-    members: dict[str, str] = {}
-    for name, asset in archive["archive"].items():
-        assert asset["asset"] == "file", name
-        members[name] = asset["sha256"]
-    others = {k: v for k, v in blob.inputs.items() if k != "source"}
-    return {"members": members, "inputs": others, "delete_before_replace": blob.delete_before_replace}
-
-
-def test_the_package_is_the_listener_source_without_tests_caches_or_local_settings(run: ProgramRun) -> None:
-    members = recorded_package(run)["members"]
-    assert {"function_app.py", "host.json", "requirements.txt", "webhook_listener/settings.py"} <= set(members)
+def test_the_package_is_the_listener_source_without_tests_caches_or_local_settings() -> None:
+    members = {name for name, _ in package_files(REPO / "listener")}
+    assert {"function_app.py", "host.json", "requirements.txt", "webhook_listener/settings.py"} <= members
     for name in members:
         parts = name.split("/")
         assert not {"tests", "__pycache__", ".venv", ".python_packages"} & set(parts), name
         assert not any(part.startswith(".") for part in parts), name
         assert not name.endswith((".pyc", "local.settings.json")), name
-    files = package_files(REPO / "listener")
-    assert recorded_package(run)["inputs"]["metadata"] == {"sourceSha256": package_sha256(files)}
 
 
-def test_the_package_changes_only_when_a_packaged_source_file_changes(
+def test_the_package_hash_changes_only_when_a_packaged_source_file_changes(
     staging_release: ReleaseSettings, tmp_path: Path
 ) -> None:
     source = tmp_path / "listener"
     shutil.copytree(REPO / "listener", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
-    def package() -> dict[str, Any]:
-        return recorded_package(run_listener(make_args(staging_release, source_dir=source)))
+    def exported() -> str:
+        return str(run_listener(make_args(staging_release, source_dir=source)).outputs["packageSha256"])
 
-    first = package()
-    assert package() == first  # same files: same package, nothing to redeploy
+    first = exported()
+    assert exported() == first  # same files: same package, nothing to publish
 
     # Files outside the package: tests, caches, local settings, a local virtualenv.
     (source / "tests").mkdir()
@@ -618,21 +617,9 @@ def test_the_package_changes_only_when_a_packaged_source_file_changes(
     (source / "local.settings.json").write_text('{"Values": {"LISTENER_WEBHOOK_SECRET": "local"}}')
     (source / ".venv").mkdir()
     (source / ".venv" / "pyvenv.cfg").write_text("home = /usr\n")
-    assert package() == first
+    assert exported() == first
 
-    # One packaged file changes: exactly that member and the content hash change, nothing else.
+    # One packaged file changes: the hash changes.
     promotion = source / "webhook_listener" / "promotion.py"
     promotion.write_text(promotion.read_text() + "\n# a change\n")
-    changed = package()
-    assert {n for n in first["members"] if first["members"][n] != changed["members"].get(n)} == {
-        "webhook_listener/promotion.py"
-    }
-    assert set(changed["members"]) == set(first["members"])
-    assert changed["inputs"]["metadata"] != first["inputs"]["metadata"]
-    assert {k: v for k, v in changed["inputs"].items() if k != "metadata"} == {
-        k: v for k, v in first["inputs"].items() if k != "metadata"
-    }
-
-    # A new packaged file is a new member.
-    (source / "webhook_listener" / "extra.py").write_text("X = 1\n")
-    assert set(package()["members"]) == set(first["members"]) | {"webhook_listener/extra.py"}
+    assert exported() != first

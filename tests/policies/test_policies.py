@@ -406,13 +406,13 @@ BROKEN = [
         "enableHttpsTrafficOnly",
     ),
     Broken(
-        "storage-exempt-without-key-rotation",
+        "package-storage-shared-key",
         "staging",
         STORAGE,
         "listener-package-storage",
-        _del("keyPolicy"),
+        _set("allowSharedKeyAccess", True),
         SA,
-        "keyPolicy.keyExpirationPeriodInDays",
+        "allowSharedKeyAccess",
     ),
     Broken("app-plain-http", "staging", WEB_APP, None, _set("httpsOnly", False), WEB_TLS, "httpsOnly"),
     Broken(
@@ -651,12 +651,19 @@ def test_a_shared_key_exemption_is_by_logical_name_and_configurable(
     recorded: dict[str, list[RecordedResource]],
 ) -> None:
     package = one(recorded, "staging", STORAGE, "listener-package-storage")
-    assert package.inputs["allowSharedKeyAccess"] is True
-    package.config = {"sharedKeyAccessExemptions": []}
+    # No account of the program keeps keys (Pulumi uploads no blob), so none is exempt by default.
+    assert package.inputs["allowSharedKeyAccess"] is False
+    package.inputs["allowSharedKeyAccess"] = True
     fired = violations(package.subject())
     assert list(fired) == [SA]
     (message,) = fired[SA]
     assert message.startswith("allowSharedKeyAccess must be false")
+    # An exemption is by logical name, and an exempt account must still have its keys flagged for rotation.
+    package.config = {"sharedKeyAccessExemptions": ["listener-package-storage"]}
+    (message,) = violations(package.subject())[SA]
+    assert message.startswith("keyPolicy.keyExpirationPeriodInDays must be set")
+    package.inputs["keyPolicy"] = {"keyExpirationPeriodInDays": 90}
+    assert violations(package.subject()) == {}
 
 
 def test_run_as_non_root_may_come_from_the_pod_but_a_container_cannot_opt_out(

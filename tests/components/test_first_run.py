@@ -1,0 +1,128 @@
+"""The first `pulumi up` on an empty subscription, run by a person from a laptop or by CI's Entra app: the whole
+program against a mock cloud that refuses what Azure refuses (device-code logins, missing or unpropagated grants,
+mismatched principal types, codeless host keys, reused vault names, an ingress class nobody installed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from stacks.mockcloud import DEPLOYER_OBJECT_ID, PrincipalType
+from tests.conftest import PROJECT, ROOT, STAGING_REF, stack_values
+
+ROLE = "azure-native:authorization:RoleAssignment"
+SLEEP = "time:index/sleep:Sleep"
+IMAGE = "docker-build:index:Image"
+VAULT = "azure-native:keyvault:Vault"
+SECRET = "azure-native:keyvault:Secret"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+
+
+def run(stack: str, edit: Any = None, **options: Any) -> ProgramRun:
+    values = stack_values(stack)
+    if edit is not None:
+        edit(values)
+    return run_program(ROOT / "__main__.py", values, project=PROJECT, stack=stack, options=ProgramOptions(**options))
+
+
+def closure(run_: ProgramRun, resource: RecordedResource) -> set[str]:
+    """Everything `resource` waits for, directly or through what it waits for (its provider included)."""
+    seen: set[str] = set()
+    todo = [*resource.dependencies, *(u for v in resource.property_dependencies.values() for u in v)]
+    if resource.provider:
+        todo.append(resource.provider.rsplit("::", 1)[0])
+    while todo:
+        urn = todo.pop()
+        if urn in seen:
+            continue
+        seen.add(urn)
+        found = [r for r in run_.resources if r.urn == urn]
+        if found:
+            r = found[0]
+            todo += [*r.dependencies, *(u for v in r.property_dependencies.values() for u in v)]
+            if r.provider:
+                todo.append(r.provider.rsplit("::", 1)[0])
+    return seen
+
+
+@pytest.mark.parametrize("caller", ["User", "ServicePrincipal"])
+def test_staging_then_prod_come_up_for_a_person_and_for_ci(caller: PrincipalType) -> None:
+    staging = run("staging", caller_principal_type=caller)
+    prod = run("prod", caller_principal_type=caller, stack_outputs={STAGING_REF: staging.outputs})
+    for stack_run in (staging, prod):
+        mine = [r for r in stack_run.all(ROLE) if r.inputs["principalId"] == DEPLOYER_OBJECT_ID]
+        assert mine, "the deployer is granted what it needs"
+        assert {r.inputs["principalType"] for r in mine} == {caller}
+
+
+def test_the_image_push_waits_for_the_acrpush_grant_to_take_effect() -> None:
+    staging = run("staging")
+    image = staging.one(IMAGE)
+    waits = [r for r in staging.all(SLEEP) if r.urn in closure(staging, image)]
+    assert [w.inputs["createDuration"] for w in waits] == ["10m"]
+    grant = staging.one(ROLE, "registry-acrpush")
+    assert grant.inputs["roleDefinitionId"].endswith(ACR_PUSH)
+    assert grant.urn in waits[0].dependencies
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_pods_pull_only_after_the_kubelet_acrpull_grant(stack: str) -> None:
+    staging = run("staging")
+    run_ = staging if stack == "staging" else run("prod", stack_outputs={STAGING_REF: staging.outputs})
+    pull = run_.one(ROLE, "cluster-kubelet-acr-pull")
+    assert pull.inputs["roleDefinitionId"].endswith(ACR_PULL)
+    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"):
+        assert pull.urn in closure(run_, run_.one(kind)), kind
+
+
+def test_every_kubernetes_object_waits_for_the_deployers_data_plane_role() -> None:
+    staging = run("staging")
+    grant = staging.one(ROLE, "cluster-deployer-cluster-admin")
+    wait = staging.one(SLEEP, "cluster-data-plane-propagation")
+    for resource in staging.resources:
+        if resource.type.startswith("kubernetes:"):
+            assert {grant.urn, wait.urn} <= closure(staging, resource), resource.name
+
+
+def test_a_destroyed_staging_can_be_created_again_while_its_old_vault_is_soft_deleted() -> None:
+    first = run("staging").one(VAULT).inputs["vaultName"]
+    # Destroyed: the vault is soft-deleted (purge protection keeps its name 90 days) and the state is gone.
+    second = run("staging", soft_deleted_key_vaults=(first,), random_seed="created-again").one(VAULT).inputs
+    assert second["vaultName"] != first
+    assert second["vaultName"].startswith("mlops-staging-kv-")
+    # The same stack keeps its name from run to run (the suffix lives in its state).
+    assert run("staging").one(VAULT).inputs["vaultName"] == first
+
+
+def test_the_dispatch_token_secret_exists_before_its_grant_and_pulumi_never_overwrites_it() -> None:
+    staging = run("staging")
+    secret = staging.one(SECRET, "key-vault-dispatch-token-secret")
+    assert secret.inputs["secretName"] == "dispatch-token"
+    assert secret.inputs["properties"]["value"].startswith("unset: az keyvault secret set")
+    assert "properties" in secret.secret_inputs
+    assert set(secret.ignore_changes) == {"properties", "tags"}
+    assert secret.retain_on_delete is True
+    grant = staging.one(ROLE, "listener-kv-dispatch-token")
+    assert secret.urn in grant.dependencies
+    assert grant.inputs["scope"].endswith("/secrets/dispatch-token")
+
+
+def test_no_host_key_is_read_from_the_new_function_app() -> None:
+    staging = run("staging")
+    assert "azure-native:web:listWebAppHostKeys" not in [token for token, _ in staging.invokes]
+
+
+def serve_through_ingress(values: dict[str, Any]) -> None:
+    serving = values["mlops-serving:serving"]
+    serving.update(exposure="ingress", host="wine.models.example.com", tlsSecretName="wine-tls")
+
+
+def test_ingress_exposure_turns_on_the_app_routing_add_on_its_ingress_class_needs() -> None:
+    staging = run("staging", serve_through_ingress)
+    cluster = staging.one("azure-native:containerservice:ManagedCluster")
+    assert cluster.inputs["ingressProfile"] == {"webAppRouting": {"enabled": True}}
+    ingress = staging.one("kubernetes:networking.k8s.io/v1:Ingress")
+    assert ingress.inputs["spec"]["ingressClassName"] == "webapprouting.kubernetes.azure.com"
