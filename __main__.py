@@ -154,9 +154,7 @@ if settings.shared.owner:
     pulumi.export("listenerWebhookUrl", listener.databricks_webhook_url)
     pulumi.export("keyVaultUri", vault.vault_uri)
     # Every stack's action group calls the listener's alert route; other stacks read it from here.
-    alert_url: pulumi.Output[str] = listener_alert_url(
-        listener.default_host_name, listener.host_key, vault.azure_monitor_token
-    )
+    alert_url: pulumi.Output[str] = listener_alert_url(listener.default_host_name, vault.azure_monitor_token)
     pulumi.export("listenerAlertUrl", alert_url)
 else:
     assert settings.shared.stack is not None  # guaranteed by the settings model for non-owner stacks

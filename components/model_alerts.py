@@ -31,16 +31,11 @@ TIME_TO_RESOLVE_SECONDS = 10 * 60
 _SHORT_NAME_MAX = 12
 
 
-def listener_alert_url(
-    default_host_name: pulumi.Input[str],
-    function_key: pulumi.Input[str],
-    token: pulumi.Input[str] | None = None,
-) -> pulumi.Output[str]:
-    """The listener's alert route, with its function key (`code`) and, when given, the route's own shared secret
-    (`token`, the listener's LISTENER_AZURE_MONITOR_TOKEN): a secret, like every listener URL that carries a key."""
-    query = pulumi.Output.concat("?code=", pulumi.Output.from_input(function_key).apply(quote_plus))
-    if token is not None:
-        query = pulumi.Output.concat(query, "&token=", pulumi.Output.from_input(token).apply(quote_plus))
+def listener_alert_url(default_host_name: pulumi.Input[str], token: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The listener's alert route with the route's own shared secret (`token`, the listener's
+    LISTENER_AZURE_MONITOR_TOKEN), which is how the route authenticates Azure Monitor: the Function App is anonymous
+    at the host (no function key exists before the first publish; see listener/function_app.py). A secret."""
+    query = pulumi.Output.concat("?token=", pulumi.Output.from_input(token).apply(quote_plus))
     return pulumi.Output.secret(pulumi.Output.concat("https://", default_host_name, AZURE_MONITOR_ALERT_ROUTE, query))
 
 

@@ -192,8 +192,9 @@ def test_alerts_reach_the_listener_with_the_common_schema_and_stay_secret(
     assert webhook["useCommonAlertSchema"] is True
     listener_host = "mlops-serving-staging-listener-"
     assert webhook["serviceUri"].startswith(f"https://{listener_host}")
-    assert "/api/alerts/azure-monitor?code=" in webhook["serviceUri"]
-    assert "&token=" in webhook["serviceUri"]  # the alert route's own secret (listener settings: azure_monitor_token)
+    # The route's own secret (listener settings: azure_monitor_token) is its authentication; the app has no host key.
+    assert "/api/alerts/azure-monitor?token=" in webhook["serviceUri"]
+    assert "code=" not in webhook["serviceUri"]
     emails = [r["emailAddress"] for r in group.inputs["emailReceivers"]]
     settings: StackRun = request.getfixturevalue(stack)
     assert emails == settings.settings["monitoring"]["receivers"]["emails"]
@@ -239,15 +240,13 @@ def test_grafana_is_declared_only_where_a_stack_asks(staging: StackRun, prod: St
     assert prod.run.outputs["grafanaEndpoint"].endswith(".grafana.azure.com")
 
 
-def test_the_alert_url_carries_the_function_key_and_the_route_token_encoded_and_secret() -> None:
+def test_the_alert_url_carries_the_route_token_encoded_and_secret() -> None:
     def program() -> None:
-        url = listener_alert_url("listener.azurewebsites.net", "k3y/abc==", pulumi.Output.secret("t0ken+&x"))
+        url = listener_alert_url("listener.azurewebsites.net", pulumi.Output.secret("t0ken+&x/=="))
         pulumi.export("url", url)
-        pulumi.export("withoutToken", listener_alert_url("listener.azurewebsites.net", "k3y"))
 
     run = run_program(program, {}, project="mlops-serving", stack="staging")
-    assert run.outputs["url"] == (
-        "https://listener.azurewebsites.net/api/alerts/azure-monitor?code=k3y%2Fabc%3D%3D&token=t0ken%2B%26x"
+    assert (
+        run.outputs["url"] == "https://listener.azurewebsites.net/api/alerts/azure-monitor?token=t0ken%2B%26x%2F%3D%3D"
     )
-    assert run.outputs["withoutToken"] == "https://listener.azurewebsites.net/api/alerts/azure-monitor?code=k3y"
-    assert {"url", "withoutToken"} <= set(run.secret_outputs)
+    assert "url" in run.secret_outputs
