@@ -2,7 +2,9 @@
 
 No resource logic lives here; each piece is a component in `components/`. Which pieces a stack declares depends on
 one setting, `shared.owner`: the owner stack (staging) declares the shared services and builds the model image;
-every other stack (prod) reads them through a StackReference and runs the digest the owner built.
+every other stack (prod) reads the owner's registry through a StackReference and runs the digest its stack file pins
+(one the owner built). A stack that pins no model yet (day zero) declares the whole platform but no image and no
+model deployment, and its `nextStep` output says how the first version gets there.
 """
 
 from pathlib import Path
@@ -14,20 +16,15 @@ from components.aks_cluster import AksCluster, AksClusterArgs
 from components.container_registry import ContainerRegistry, ContainerRegistryArgs
 from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
 from components.key_vault import PlatformKeyVault, PlatformKeyVaultArgs
+from components.model_catalog import ModelCatalog, ModelCatalogArgs
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
-from components.model_image import (
-    DATABRICKS_RESOURCE,
-    ModelImage,
-    ModelImageArgs,
-    pinned_image_ref,
-    released_image_ref,
-)
+from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
 from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from stacks.engine import load_settings
-from stacks.settings import key_vault_settings, registry_settings
+from stacks.settings import day_zero_next_step, key_vault_settings, registry_settings
 
 ROOT = Path(__file__).resolve().parent
 
@@ -47,9 +44,12 @@ observability = Observability(
 )
 
 model = settings.model
+image_ref: pulumi.Output[str] | None = None
 if settings.shared.owner:
     release = settings.release
-    assert release is not None  # guaranteed by the settings model for owner stacks
+    model_registry = settings.model_registry
+    assert release is not None
+    assert model_registry is not None
     shared_protect = settings.shared.protect
     vault = PlatformKeyVault(
         "key-vault",
@@ -72,8 +72,19 @@ if settings.shared.owner:
             subscription_id=client.subscription_id,
             tags=tags,
             protect=shared_protect,
+            default_catalog=model_registry.catalog if model_registry.type == "unity-catalog" else None,
         ),
     )
+    trigger_needs: list[pulumi.Resource] = []
+    if model_registry.type == "unity-catalog":
+        catalog = ModelCatalog(
+            "model-catalog",
+            ModelCatalogArgs(registry=model_registry),
+            opts=pulumi.ResourceOptions(providers=[workspace.provider]),
+        )
+        # A schema-scoped trigger needs the schema to exist.
+        trigger_needs.append(catalog)
+        pulumi.export("modelSchema", catalog.schema_name)
     registry = ContainerRegistry(
         "registry",
         ContainerRegistryArgs(
@@ -102,7 +113,9 @@ if settings.shared.owner:
             job_token_secret_uri=vault.job_token_uri,
             dispatch_token_secret_uri=vault.dispatch_token_uri,
             release=release,
-            model_names=[model.name],
+            # Registry-wide (the schema's models), or the pinned model: never the pinned version, so the first pin
+            # and every later one leave the listener as it is.
+            model_names=[model.name] if model is not None and release.webhook_scope == "model" else [],
             target_stack=stack,
             protect=shared_protect,
         ),
@@ -112,16 +125,19 @@ if settings.shared.owner:
         ModelRegistryWebhookArgs(
             release=release,
             model=model,
+            registry=model_registry,
             listener_webhook_url=listener.databricks_webhook_url,
             listener_job_url=listener.job_webhook_url,
             hmac_secret=vault.webhook_secret,
             job_token=vault.job_token,
         ),
-        opts=pulumi.ResourceOptions(providers=[workspace.provider]),
+        opts=pulumi.ResourceOptions(providers=[workspace.provider], depends_on=trigger_needs),
     )
     registry_id = registry.registry_id
     login_server = registry.login_server
-    if model.image_digest is None:
+    if model is None:
+        pass  # day zero: nothing registered, nothing to build
+    elif model.image_digest is None:
         token = authorization.get_client_token_output(endpoint=DATABRICKS_RESOURCE)
         image = ModelImage(
             "model-image",
@@ -145,12 +161,12 @@ if settings.shared.owner:
     pulumi.export("keyVaultUri", vault.vault_uri)
 else:
     assert settings.shared.stack is not None  # guaranteed by the settings model for non-owner stacks
+    # Only the owner's registry: what runs here is the digest this stack file pins, never what the owner runs now.
     shared = pulumi.StackReference("shared-services", stack_name=settings.shared.stack)
     registry_id = shared.require_output("registryId").apply(str)
     login_server = shared.require_output("registryLoginServer").apply(str)
-    image_ref = released_image_ref(
-        model, shared.get_output("modelImage"), login_server, settings.shared.stack.split("/")[-1]
-    )
+    if model is not None:
+        image_ref = pinned_image_ref(login_server, model)  # the settings require imageDigest here
 
 cluster = AksCluster(
     "cluster",
@@ -165,32 +181,34 @@ cluster = AksCluster(
         protect=settings.protect,
     ),
 )
-deployment = ModelDeployment(
-    "model",
-    ModelDeploymentArgs(
-        naming=naming,
-        resource_group_name=group.name,
-        location=location,
-        model_name=model.name,
-        model_version=model.version,
-        image_ref=image_ref,
-        settings=settings.serving,
-        oidc_issuer_url=cluster.oidc_issuer_url,
-        tags=tags,
-    ),
-    opts=pulumi.ResourceOptions(providers=[cluster.provider]),
-)
-
-pulumi.export(
-    "modelImage",
-    {
-        "model": model.name,
-        "version": model.version,
-        "ref": image_ref,
-        "digest": image_ref.apply(lambda ref: ref.rsplit("@", 1)[-1]),
-    },
-)
-pulumi.export("servingUrl", deployment.serving_url)
+if model is not None and image_ref is not None:
+    deployment = ModelDeployment(
+        "model",
+        ModelDeploymentArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            model_name=model.name,
+            model_version=model.version,
+            image_ref=image_ref,
+            settings=settings.serving,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(providers=[cluster.provider]),
+    )
+    pulumi.export(
+        "modelImage",
+        {
+            "model": model.name,
+            "version": model.version,
+            "ref": image_ref,
+            "digest": image_ref.apply(lambda ref: ref.rsplit("@", 1)[-1]),
+        },
+    )
+    pulumi.export("servingUrl", deployment.serving_url)
+else:
+    pulumi.export("nextStep", day_zero_next_step(settings, stack))
 pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
 pulumi.export("resourceGroupName", group.name)

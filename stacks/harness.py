@@ -219,6 +219,9 @@ class ProgramOptions:
     stack_outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # The prefix of every secret the mock cloud makes up (generated passwords, keys, tokens).
     secret_marker: str = "mocksecret"
+    # What the Databricks registry holds before the run (model name -> versions). Empty, as in a workspace the run
+    # creates (day zero); a steady-state run says which versions were registered (see stacks.preview).
+    registry_models: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
 
 def run_program(
@@ -264,7 +267,11 @@ def _run_program(
     pulumi.runtime.set_all_config(wire_config, [])
 
     cloud = MockCloud(
-        project=project, stack=stack, stack_outputs=options.stack_outputs, secret_marker=options.secret_marker
+        project=project,
+        stack=stack,
+        stack_outputs=options.stack_outputs,
+        secret_marker=options.secret_marker,
+        registry_models=options.registry_models,
     )
     monitor = RecordingMonitor(cloud)
     pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=False, monitor=monitor)
