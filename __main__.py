@@ -130,8 +130,9 @@ if settings.shared.owner:
             listener_job_url=listener.job_webhook_url,
             hmac_secret=vault.webhook_secret,
             job_token=vault.job_token,
+            scope_ready=trigger_needs,
         ),
-        opts=pulumi.ResourceOptions(providers=[workspace.provider], depends_on=trigger_needs),
+        opts=pulumi.ResourceOptions(providers=[workspace.provider]),
     )
     registry_id = registry.registry_id
     login_server = registry.login_server

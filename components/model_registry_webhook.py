@@ -20,6 +20,7 @@ Exports `webhook` (or None) and `job` (or None).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,8 @@ class ModelRegistryWebhookArgs:
     """The webhook's signing secret, the same value the listener reads from Key Vault."""
     job_token: pulumi.Input[str]
     """The bearer token the Unity Catalog job sends, the same value the listener reads from Key Vault."""
+    scope_ready: Sequence[pulumi.Resource] = ()
+    """What must exist before the webhook or trigger is made: the schema a schema-scoped trigger watches."""
 
 
 def _validate(args: ModelRegistryWebhookArgs) -> None:
@@ -112,7 +115,9 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
                 secret=pulumi.Output.secret(args.hmac_secret),
                 enable_ssl_verification=True,
             ),
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["httpUrlSpec"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["httpUrlSpec"], depends_on=list(args.scope_ready)
+            ),
         )
 
     def _alias_job(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.Job:
@@ -194,5 +199,6 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             queue=databricks.JobQueueArgs(enabled=True),
             timeout_seconds=1800,
             tags={"managed-by": "pulumi", "purpose": "mlops-release"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret]),
+            # The trigger's securable must exist when the job is made (a missing one is refused).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret, *args.scope_ready]),
         )

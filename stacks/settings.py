@@ -38,6 +38,8 @@ _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # A Unity Catalog object name the program declares (catalog, schema): lowercase letters, digits, underscores.
 _UC_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
+# A Unity Catalog model's full name: catalog.schema.model.
+_UC_MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 # A principal in a Unity Catalog grant: a user's e-mail, a group's name or a service principal's application id.
 _PRINCIPAL = re.compile(r"^[^,\s][^,]{0,254}$")
 
@@ -181,7 +183,7 @@ class ModelSettings(Section):
 
     @model_validator(mode="after")
     def _three_part_name_in_unity_catalog(self) -> Self:
-        if self.catalog == "unity-catalog" and len(self.name.split(".")) != 3:
+        if self.catalog == "unity-catalog" and not _UC_MODEL_NAME.match(self.name):
             raise ValueError(
                 f"name: a Unity Catalog model is named catalog.schema.model (three parts), not {self.name!r}; "
                 "set catalog: workspace for the legacy workspace registry"
