@@ -19,6 +19,7 @@ Exports `webhook` (or None) and `job` (or None).
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -151,7 +152,9 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
         notebook = databricks.Notebook(
             f"{name}-notebook",
             path=pulumi.Output.concat(me.home, "/mlops-release/", name, "/notify_listener"),
-            source=str(NOTEBOOK_SOURCE),
+            # The notebook's bytes, not its path: a path differs per checkout (a CI runner, a laptop) and would show
+            # as a change on every deploy from elsewhere; the content changes only when the notebook does.
+            content_base64=base64.b64encode(NOTEBOOK_SOURCE.read_bytes()).decode("ascii"),
             language="PYTHON",
             opts=child,
         )

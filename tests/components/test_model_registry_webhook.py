@@ -4,6 +4,7 @@ and the job's notebook run against the listener's own request checks."""
 
 from __future__ import annotations
 
+import base64
 import json
 import runpy
 import sys
@@ -269,7 +270,7 @@ def test_the_job_runs_one_serverless_notebook_task(uc_run: ProgramRun) -> None:
     assert notebook.urn in job.property_dependencies["tasks"]
     assert notebook.inputs == {
         "path": f"{DEPLOYER_HOME}/mlops-release/release/notify_listener",
-        "source": str(NOTEBOOK_SOURCE),
+        "contentBase64": base64.b64encode(NOTEBOOK_SOURCE.read_bytes()).decode("ascii"),
         "language": "PYTHON",
     }
     assert NOTEBOOK_SOURCE.is_file()
