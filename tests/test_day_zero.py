@@ -120,9 +120,13 @@ def test_a_registered_version_builds_and_an_unregistered_one_does_not() -> None:
         run_variant("staging", lambda v: v["mlops-serving:model"].update(version=2), registry_models={MODEL: [1]})
 
 
+# A pinned digest: nothing is built, so the only registry call is the webhook's or the trigger's.
+PREBUILT = "sha256:" + "0f" * 32
+
+
 def workspace_registry(values: dict[str, Any]) -> None:
     values["mlops-serving:modelRegistry"] = {"type": "workspace"}
-    values["mlops-serving:model"].update(name="wine-quality", catalog="workspace")
+    values["mlops-serving:model"].update(name="wine-quality", catalog="workspace", imageDigest=PREBUILT)
     values["mlops-serving:release"]["webhookScope"] = "model"
 
 
@@ -136,9 +140,12 @@ def test_a_model_scoped_webhook_for_a_model_not_yet_registered_is_refused() -> N
 def test_a_model_scoped_alias_trigger_for_a_model_not_yet_registered_is_refused() -> None:
     def model_scope(values: dict[str, Any]) -> None:
         values["mlops-serving:release"]["webhookScope"] = "model"
+        values["mlops-serving:model"]["imageDigest"] = PREBUILT
 
     with pytest.raises(Exception, match=r"Routine or Model 'mlops\.models\.wine_quality' does not exist"):
         run_variant("staging", model_scope, registry_models={})
+    run = run_variant("staging", model_scope, registry_models={MODEL: [1]})
+    assert run.one(JOB).inputs["trigger"]["model"]["securableName"] == MODEL
 
 
 def test_day_zero_with_a_model_scoped_trigger_is_refused_naming_the_key(tmp_path: Path) -> None:
