@@ -110,13 +110,13 @@ def _resolve_digest(
 def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Change | None, str]:
     stack, target = args.stack, args.to_version
     settings = settings_at(git, base, stack)
-    model = pinned_model(settings)
-    current = Pinned(model.name, model.version, model.image_digest)
+    pinned = pinned_model(settings)
+    current = Pinned(pinned.name, pinned.version, pinned.image_digest)
     if current.version == target:
         return None, f"{stack} already runs {current.name} v{target} on {base}"
     introduced = find_pin_commit(git, base, stack, current)
     digest, digest_source = _resolve_digest(
-        args, current.name, target, stack, previous=introduced, catalog=model.catalog
+        args, current.name, target, stack, previous=introduced, catalog=pinned.catalog
     )
     revert = introduced is not None and introduced.before is not None and introduced.before.version == target
     model = current.name
