@@ -456,10 +456,12 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def pinned_model(settings: StackSettings) -> ModelSettings:
-    """The pinned model of a stack that must pin one (a release tool acting on it); a clear error otherwise."""
+def pinned_model(settings: StackSettings, source: str = "the stack file") -> ModelSettings:
+    """The pinned model of a stack that must pin one (a release tool acting on it); a SettingsError otherwise."""
     if settings.model is None:
-        raise ValueError("model: the stack pins no model yet (day zero); the first promotion pins one")
+        raise SettingsError(
+            source, [f"{source}: {PROJECT}:model: no model pinned yet (day zero); the first promotion pins one"]
+        )
     return settings.model
 
 
