@@ -2,7 +2,9 @@
 
 No resource logic lives here; each piece is a component in `components/`. Which pieces a stack declares depends on
 one setting, `shared.owner`: the owner stack (staging) declares the shared services and builds the model image;
-every other stack (prod) reads them through a StackReference and runs the digest the owner built.
+every other stack (prod) reads the owner's registry through a StackReference and runs the digest its stack file pins
+(one the owner built). A stack that pins no model yet (day zero) declares the whole platform but no image and no
+model deployment, and its `nextStep` output says how the first version gets there.
 """
 
 from pathlib import Path
@@ -18,14 +20,9 @@ from components.key_vault import PlatformKeyVault, PlatformKeyVaultArgs
 from components.managed_grafana import ManagedGrafana, ManagedGrafanaArgs
 from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
+from components.model_catalog import ModelCatalog, ModelCatalogArgs
 from components.model_deployment import PORT_NAME, ModelDeployment, ModelDeploymentArgs, kubernetes_name
-from components.model_image import (
-    DATABRICKS_RESOURCE,
-    ModelImage,
-    ModelImageArgs,
-    pinned_image_ref,
-    released_image_ref,
-)
+from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
 from components.model_metrics_scrape import ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
 from components.naming import Naming
@@ -33,7 +30,7 @@ from components.observability import Observability, ObservabilityArgs
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
-from stacks.settings import key_vault_settings, registry_settings
+from stacks.settings import day_zero_next_step, key_vault_settings, registry_settings
 
 ROOT = Path(__file__).resolve().parent
 
@@ -53,9 +50,12 @@ observability = Observability(
 )
 
 model = settings.model
+image_ref: pulumi.Output[str] | None = None
 if settings.shared.owner:
     release = settings.release
-    assert release is not None  # guaranteed by the settings model for owner stacks
+    model_registry = settings.model_registry
+    assert release is not None
+    assert model_registry is not None
     shared_protect = settings.shared.protect
     vault = PlatformKeyVault(
         "key-vault",
@@ -78,8 +78,19 @@ if settings.shared.owner:
             subscription_id=client.subscription_id,
             tags=tags,
             protect=shared_protect,
+            default_catalog=model_registry.catalog if model_registry.type == "unity-catalog" else None,
         ),
     )
+    trigger_needs: list[pulumi.Resource] = []
+    if model_registry.type == "unity-catalog":
+        catalog = ModelCatalog(
+            "model-catalog",
+            ModelCatalogArgs(registry=model_registry),
+            opts=pulumi.ResourceOptions(providers=[workspace.provider]),
+        )
+        # A schema-scoped trigger needs the schema to exist.
+        trigger_needs.append(catalog)
+        pulumi.export("modelSchema", catalog.schema_name)
     registry = ContainerRegistry(
         "registry",
         ContainerRegistryArgs(
@@ -111,7 +122,9 @@ if settings.shared.owner:
             dispatch_token_secret_uri=vault.dispatch_token_uri,
             secrets=vault.secrets,
             release=release,
-            model_names=[model.name],
+            # Registry-wide (the schema's models), or the pinned model: never the pinned version, so the first pin
+            # and every later one leave the listener as it is.
+            model_names=[model.name] if model is not None and release.webhook_scope == "model" else [],
             target_stack=stack,
             protect=shared_protect,
         ),
@@ -121,16 +134,20 @@ if settings.shared.owner:
         ModelRegistryWebhookArgs(
             release=release,
             model=model,
+            registry=model_registry,
             listener_webhook_url=listener.databricks_webhook_url,
             listener_job_url=listener.job_webhook_url,
             hmac_secret=vault.webhook_secret,
             job_token=vault.job_token,
+            scope_ready=trigger_needs,
         ),
         opts=pulumi.ResourceOptions(providers=[workspace.provider]),
     )
     registry_id = registry.registry_id
     login_server = registry.login_server
-    if model.image_digest is None:
+    if model is None:
+        pass  # day zero: nothing registered, nothing to build
+    elif model.image_digest is None:
         token = authorization.get_client_token_output(endpoint=DATABRICKS_RESOURCE)
         image = ModelImage(
             "model-image",
@@ -158,12 +175,12 @@ if settings.shared.owner:
     pulumi.export("listenerAlertUrl", alert_url)
 else:
     assert settings.shared.stack is not None  # guaranteed by the settings model for non-owner stacks
+    # Only the owner's registry: what runs here is the digest this stack file pins, never what the owner runs now.
     shared = pulumi.StackReference("shared-services", stack_name=settings.shared.stack)
     registry_id = shared.require_output("registryId").apply(str)
     login_server = shared.require_output("registryLoginServer").apply(str)
-    image_ref = released_image_ref(
-        model, shared.get_output("modelImage"), login_server, settings.shared.stack.split("/")[-1]
-    )
+    if model is not None:
+        image_ref = pinned_image_ref(login_server, model)  # the settings require imageDigest here
     alert_url = pulumi.Output.secret(shared.require_output("listenerAlertUrl").apply(str))
 
 cluster = AksCluster(
@@ -180,23 +197,7 @@ cluster = AksCluster(
         enable_app_routing=settings.serving.exposure == "ingress",
     ),
 )
-deployment = ModelDeployment(
-    "model",
-    ModelDeploymentArgs(
-        naming=naming,
-        resource_group_name=group.name,
-        location=location,
-        model_name=model.name,
-        model_version=model.version,
-        image_ref=image_ref,
-        settings=settings.serving,
-        oidc_issuer_url=cluster.oidc_issuer_url,
-        tags=tags,
-    ),
-    opts=pulumi.ResourceOptions(providers=[cluster.provider]),
-)
-
-# --- Monitoring: managed Prometheus, the scrape job for the model pods, alert rules, Container Insights --------
+# --- Monitoring of the platform: managed Prometheus and Container Insights, from day zero ---------------------
 monitoring = settings.monitoring
 ContainerInsights(
     "container-insights",
@@ -213,26 +214,6 @@ prometheus = ManagedPrometheus(
     "prometheus",
     ManagedPrometheusArgs(
         naming=naming, resource_group_name=group.name, location=location, cluster_id=cluster.cluster.id, tags=tags
-    ),
-)
-ModelMetricsScrape(
-    "model-metrics",
-    ModelMetricsScrapeArgs(namespace=deployment.namespace, pod_selector=deployment.pod_selector, port_name=PORT_NAME),
-    opts=pulumi.ResourceOptions(providers=[cluster.provider]),
-)
-ModelAlerts(
-    "alerts",
-    ModelAlertsArgs(
-        naming=naming,
-        resource_group_name=group.name,
-        location=location,
-        groups=rule_groups(monitoring, kubernetes_name(model.name), naming.prefix),
-        azure_monitor_workspace_id=prometheus.workspace_id,
-        cluster_id=cluster.cluster.id,
-        cluster_name=cluster.cluster_name,
-        emails=monitoring.receivers.emails,
-        listener_alert_url=alert_url if monitoring.receivers.listener else None,
-        tags=tags,
     ),
 )
 if monitoring.grafana:
@@ -252,16 +233,59 @@ if monitoring.grafana:
 pulumi.export("azureMonitorWorkspaceId", prometheus.workspace_id)
 pulumi.export("prometheusQueryEndpoint", prometheus.query_endpoint)
 
-pulumi.export(
-    "modelImage",
-    {
-        "model": model.name,
-        "version": model.version,
-        "ref": image_ref,
-        "digest": image_ref.apply(lambda ref: ref.rsplit("@", 1)[-1]),
-    },
-)
-pulumi.export("servingUrl", deployment.serving_url)
+if model is not None and image_ref is not None:
+    deployment = ModelDeployment(
+        "model",
+        ModelDeploymentArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            model_name=model.name,
+            model_version=model.version,
+            image_ref=image_ref,
+            settings=settings.serving,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(providers=[cluster.provider]),
+    )
+    # The scrape job and the alert rules watch this model's pods: they come and go with the deployment, so they are
+    # its children (the first promotion's diff adds them under `model`, beside the Deployment).
+    ModelMetricsScrape(
+        "model-metrics",
+        ModelMetricsScrapeArgs(
+            namespace=deployment.namespace, pod_selector=deployment.pod_selector, port_name=PORT_NAME
+        ),
+        opts=pulumi.ResourceOptions(parent=deployment, providers=[cluster.provider]),
+    )
+    ModelAlerts(
+        "alerts",
+        ModelAlertsArgs(
+            naming=naming,
+            resource_group_name=group.name,
+            location=location,
+            groups=rule_groups(monitoring, kubernetes_name(model.name), naming.prefix),
+            azure_monitor_workspace_id=prometheus.workspace_id,
+            cluster_id=cluster.cluster.id,
+            cluster_name=cluster.cluster_name,
+            emails=monitoring.receivers.emails,
+            listener_alert_url=alert_url if monitoring.receivers.listener else None,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(parent=deployment),
+    )
+    pulumi.export(
+        "modelImage",
+        {
+            "model": model.name,
+            "version": model.version,
+            "ref": image_ref,
+            "digest": image_ref.apply(lambda ref: ref.rsplit("@", 1)[-1]),
+        },
+    )
+    pulumi.export("servingUrl", deployment.serving_url)
+else:
+    pulumi.export("nextStep", day_zero_next_step(settings, stack))
 pulumi.export("clusterName", cluster.cluster_name)
 pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
 pulumi.export("resourceGroupName", group.name)

@@ -22,6 +22,9 @@ class DatabricksWorkspaceArgs:
     subscription_id: pulumi.Input[str]
     tags: Mapping[str, str]
     protect: bool
+    default_catalog: str | None = None
+    """Unity Catalog: the name of the workspace's default catalog, created with the workspace (models live there).
+    None leaves it to Azure (an existing workspace, or the legacy workspace registry)."""
 
 
 class DatabricksWorkspace(pulumi.ComponentResource):
@@ -53,8 +56,17 @@ class DatabricksWorkspace(pulumi.ComponentResource):
             parameters=databricks.WorkspaceCustomParametersArgs(
                 enable_no_public_ip=databricks.WorkspaceNoPublicIPBooleanParameterArgs(value=True),
             ),
+            # Azure creates the workspace's default catalog in Unity Catalog under this name, owned by the workspace
+            # admins (https://learn.microsoft.com/azure/databricks/data-governance/unity-catalog/manage-privileges).
+            # The SDK defaults initialType to HiveMetastore, so it is set explicitly.
+            default_catalog=(
+                databricks.DefaultCatalogPropertiesArgs(initial_type="UnityCatalog", initial_name=args.default_catalog)
+                if args.default_catalog
+                else None
+            ),
             tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            # defaultCatalog is read at creation only ("initial"): an existing workspace is never replaced over it.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=["defaultCatalog"]),
         )
         self.workspace_url = workspace.workspace_url.apply(lambda u: f"https://{u}")
         self.workspace_id = workspace.workspace_id

@@ -75,7 +75,13 @@ class ModelDeploymentArgs:
 
 
 def kubernetes_name(model_name: str) -> str:
-    """The DNS-1123 label a model's Kubernetes objects are named with (`Wine_Quality` -> `wine-quality`)."""
+    """The DNS-1123 label a model's Kubernetes objects are named with (`Wine_Quality` -> `wine-quality`).
+
+    A Unity Catalog name's catalog and schema are the platform's own (`mlops.models.wine_quality` ->
+    `wine-quality`): the label names the model, and stays within Kubernetes' 63 characters.
+    """
+    if model_name.count(".") == 2:
+        model_name = model_name.rsplit(".", 1)[1]
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", model_name.lower())).strip("-")
 
 

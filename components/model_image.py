@@ -6,10 +6,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pulumi
 import pulumi_docker_build as docker_build
@@ -21,10 +20,6 @@ from stacks.settings import ModelSettings
 DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
 # The BuildKit secret the Dockerfile mounts to fetch the model; kept out of every layer and out of the diff.
 TOKEN_SECRET_ID = "mlflow_token"
-
-
-class ReleaseNotBuiltError(pulumi.RunError):
-    """A stack asked to run a model version that its image-building stack has not built."""
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
@@ -159,39 +154,3 @@ def pinned_image_ref(login_server: pulumi.Input[str], model: ModelSettings) -> p
     return pulumi.Output.concat(
         login_server, "/", repository(model.name), ":", str(model.version), "@", model.image_digest
     )
-
-
-def _version(value: Any) -> int | None:
-    # Pulumi's wire format carries every number as a float64: an exported 3 may come back as 3.0.
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
-
-def released_image_ref(
-    model: ModelSettings, built: pulumi.Output[Any], login_server: pulumi.Input[str], builder_stack: str
-) -> pulumi.Output[str]:
-    """The image a non-building stack runs: the digest the building stack built for the same pinned version.
-
-    `built` is the building stack's `modelImage` export ({model, version, ref, digest}). A pinned digest (rollback)
-    wins. Anything else fails the preview with a message saying what to do.
-    """
-    if model.image_digest is not None:
-        return pinned_image_ref(login_server, model)
-
-    def choose(image: Mapping[str, Any] | None) -> str:
-        if not image:
-            raise ReleaseNotBuiltError(
-                f"{builder_stack} has not built any image of {model.name} yet: deploy version {model.version} "
-                f"to {builder_stack} first"
-            )
-        if image.get("model") != model.name or _version(image.get("version")) != model.version:
-            raise ReleaseNotBuiltError(
-                f"{builder_stack} has not built {model.name} version {model.version} (it runs "
-                f"{image.get('model')} version {image.get('version')}): promote version {model.version} to "
-                f"{builder_stack} first, or pin model.imageDigest to an image it built before"
-            )
-        return str(image["ref"])
-
-    return built.apply(choose)

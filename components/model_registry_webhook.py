@@ -1,12 +1,17 @@
 """What tells the release listener that a model was promoted: a registry webhook, or a job for Unity Catalog.
 
-* Workspace registry (`model.catalog: workspace`): a Databricks MLflow registry webhook on the promote events of
+* Workspace registry (`modelRegistry.type: workspace`): a Databricks MLflow registry webhook on the promote events of
   `release.events`, for the pinned model or registry-wide (`release.webhookScope`), calling the listener's
   `/api/webhooks/databricks` URL (function key included) and signing every delivery with the shared HMAC secret
   (`X-Databricks-Signature`). URL and secret are secret inputs and secret outputs.
-* Unity Catalog (`model.catalog: unity-catalog`) has no registry webhooks. Instead a job with a model-update trigger
-  (`MODEL_ALIAS_SET` on `release.promoteAlias`) runs one small serverless notebook task that POSTs each alias update
-  to the listener's `/api/webhooks/databricks-job` with the bearer job token.
+* Unity Catalog (`modelRegistry.type: unity-catalog`) has no registry webhooks. Instead a job with a model-update
+  trigger (`MODEL_ALIAS_SET` on `release.promoteAlias`, on the pinned model or on the whole schema of
+  `modelRegistry`) runs one small serverless notebook task that POSTs each alias update to the listener's
+  `/api/webhooks/databricks-job` with the bearer job token.
+
+Day zero: a model-scoped webhook or trigger names a model, and the registry refuses one for a model that does not
+exist yet, so before the first model is registered the scope is the registry (or the schema), which fires for the
+first version ever registered. Nothing here depends on the pinned version, so the first pin changes none of it.
 
 The Databricks provider comes in through `opts` (`provider=` or `providers=[...]`) and reaches every child.
 Exports `webhook` (or None) and `job` (or None).
@@ -14,14 +19,16 @@ Exports `webhook` (or None) and `job` (or None).
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
 import pulumi_databricks as databricks
 
-from stacks.settings import ModelSettings, ReleaseSettings
+from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 
 NOTEBOOK_SOURCE = Path(__file__).parent / "notebooks" / "notify_listener.py"
 # Keys in the job's secret scope; the notebook reads them by these names.
@@ -41,8 +48,10 @@ class ModelRegistryWebhookArgs:
 
     release: ReleaseSettings
     """Promote events, scope, status and promote alias."""
-    model: ModelSettings
-    """The pinned model; `catalog` picks a registry webhook or a Unity Catalog job."""
+    model: ModelSettings | None
+    """The pinned model (None on day zero); the scope when `release.webhookScope` is model."""
+    registry: ModelRegistrySettings
+    """Where models are registered; `type` picks a registry webhook or a Unity Catalog job."""
     listener_webhook_url: pulumi.Input[str]
     """The listener's `/api/webhooks/databricks?code=<function key>` URL (a secret)."""
     listener_job_url: pulumi.Input[str]
@@ -51,10 +60,16 @@ class ModelRegistryWebhookArgs:
     """The webhook's signing secret, the same value the listener reads from Key Vault."""
     job_token: pulumi.Input[str]
     """The bearer token the Unity Catalog job sends, the same value the listener reads from Key Vault."""
+    scope_ready: Sequence[pulumi.Resource] = ()
+    """What must exist before the webhook or trigger is made: the schema a schema-scoped trigger watches."""
 
 
 def _validate(args: ModelRegistryWebhookArgs) -> None:
-    if args.model.catalog == "unity-catalog" and not _UC_NAME.match(args.model.name):
+    if args.release.webhook_scope == "model" and args.model is None:
+        raise pulumi.InputPropertyError(
+            "release.webhookScope", "model needs a pinned model; use registry until the first promotion"
+        )
+    if args.registry.type == "unity-catalog" and args.model is not None and not _UC_NAME.match(args.model.name):
         raise pulumi.InputPropertyError(
             "model.name",
             f"a Unity Catalog model is named catalog.schema.model (three parts), not {args.model.name!r}",
@@ -72,7 +87,7 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
         _validate(args)
         self.webhook = None
         self.job = None
-        if args.model.catalog == "unity-catalog":
+        if args.registry.type == "unity-catalog":
             self.job = self._alias_job(name, args)
         else:
             self.webhook = self._registry_webhook(name, args)
@@ -85,15 +100,15 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
 
     def _registry_webhook(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.MlflowWebhook:
         release = args.release
-        registry_wide = release.webhook_scope == "registry"
+        model_name = args.model.name if release.webhook_scope == "model" and args.model is not None else None
         return databricks.MlflowWebhook(
             f"{name}-webhook",
             events=list(release.events),
-            model_name=None if registry_wide else args.model.name,
+            model_name=model_name,
             status=release.webhook_status,
             description=(
                 f"Release on promotion ({', '.join(release.events)}) of "
-                f"{'every model' if registry_wide else args.model.name}: calls the mlops release listener."
+                f"{model_name or 'every model'}: calls the mlops release listener."
             ),
             http_url_spec=databricks.MlflowWebhookHttpUrlSpecArgs(
                 # The SDK does not mark either as secret; the URL carries the function key.
@@ -101,7 +116,9 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
                 secret=pulumi.Output.secret(args.hmac_secret),
                 enable_ssl_verification=True,
             ),
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["httpUrlSpec"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["httpUrlSpec"], depends_on=list(args.scope_ready)
+            ),
         )
 
     def _alias_job(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.Job:
@@ -135,24 +152,32 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
         notebook = databricks.Notebook(
             f"{name}-notebook",
             path=pulumi.Output.concat(me.home, "/mlops-release/", name, "/notify_listener"),
-            source=str(NOTEBOOK_SOURCE),
+            # The notebook's bytes, not its path: a path differs per checkout (a CI runner, a laptop) and would show
+            # as a change on every deploy from elsewhere; the content changes only when the notebook does.
+            content_base64=base64.b64encode(NOTEBOOK_SOURCE.read_bytes()).decode("ascii"),
             language="PYTHON",
             opts=child,
         )
-        securable = args.model.name if release.webhook_scope == "model" else args.model.name.rsplit(".", 1)[0]
+        # The model, or the schema of modelRegistry for a registry-wide scope (every model in it, the first included).
+        if release.webhook_scope == "model" and args.model is not None:
+            securable = args.model.name
+        else:
+            securable = args.registry.schema_full_name
         return databricks.Job(
             f"{name}-job",
-            name=f"{name}: notify the release listener ({args.model.name})",
+            name=f"{name}: notify the release listener ({securable})",
             description=(
                 f"Runs when alias {release.promote_alias!r} is set on a model version in {securable}; "
                 "tells the mlops release listener to release that version."
             ),
             trigger=databricks.JobTriggerArgs(
                 pause_status=_TRIGGER_PAUSE_STATUS[release.webhook_status],
+                # Jobs API TriggerSettings.model (ModelTriggerConfiguration: condition MODEL_ALIAS_SET, aliases,
+                # securable_name of a model or a schema; databricks-sdk jobs.py), Beta:
+                # https://learn.microsoft.com/azure/databricks/jobs/model-update-triggers
                 model=databricks.JobTriggerModelArgs(
                     condition="MODEL_ALIAS_SET",
                     aliases=[release.promote_alias],
-                    # The model, or its schema for a registry-wide scope (every model in it).
                     securable_name=securable,
                 ),
             ),
@@ -177,5 +202,6 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             queue=databricks.JobQueueArgs(enabled=True),
             timeout_seconds=1800,
             tags={"managed-by": "pulumi", "purpose": "mlops-release"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret]),
+            # The trigger's securable must exist when the job is made (a missing one is refused).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret, *args.scope_ready]),
         )

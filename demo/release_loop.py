@@ -28,7 +28,9 @@ import httpx
 from demo.local_ci import Dispatch, LocalCI
 from localrun.processes import REPO_ROOT, ManagedProcess, azurite, child_env, free_port, mlflow_server
 
-MODEL = "wine-quality"  # the name the stack files pin
+# The name the stack files pin (a Unity Catalog catalog.schema.model); the local open-source MLflow server has no
+# catalogs and registers it as one plain name, dots included.
+MODEL = "mlops.models.wine_quality"
 ALIAS = "champion"  # the alias that means "promote" (the listener's default)
 REPOSITORY = "acme-ml/mlops-serving"
 
@@ -256,8 +258,9 @@ class ReleaseLoop:
 
     def _pinned_version(self) -> int:
         from stacks.files import load_stack_config
+        from stacks.settings import pinned_model
 
-        return load_stack_config(self.worktree, "staging").settings().model.version
+        return pinned_model(load_stack_config(self.worktree, "staging").settings()).version
 
     def _deploy(self, version: int) -> str:
         from components.model_image import image_code_hash

@@ -17,7 +17,7 @@ from components.model_deployment import kubernetes_name
 from monitoring.dashboard import dashboard_document
 from monitoring.rules import render_rules_file, rule_groups
 from stacks.files import load_stack_config, stack_names
-from stacks.settings import SettingsError
+from stacks.settings import SettingsError, pinned_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "monitoring" / "rules"
@@ -38,7 +38,9 @@ def stack_dashboard(project_dir: Path, stack: str) -> str:
     config = load_stack_config(project_dir, stack)
     settings = config.settings()
     document = dashboard_document(
-        settings.monitoring, kubernetes_name(settings.model.name), f"{config.project} {stack} model"
+        settings.monitoring,
+        kubernetes_name(pinned_model(settings, config.source).name),
+        f"{config.project} {stack} model",
     )
     return json.dumps(document, indent=2) + "\n"
 
@@ -47,7 +49,8 @@ def stack_rules_file(project_dir: Path, stack: str) -> str:
     """The Prometheus rules file for `stack`, from its stack file's settings: the same rules Azure evaluates."""
     config = load_stack_config(project_dir, stack)
     settings = config.settings()
-    app = kubernetes_name(settings.model.name)
+    # The rules watch one model's pods: a stack that pins none yet (day zero) has none to render.
+    app = kubernetes_name(pinned_model(settings, config.source).name)
     groups = rule_groups(settings.monitoring, app, f"{config.project}-{stack}")
     header = (
         f"The alert rules of stack {stack!r} ({config.source}), rendered by `python -m monitoring {stack}`.\n"

@@ -21,7 +21,7 @@ from release.git import Git
 from release.github import GitHub, GitHubError
 from stacks.files import load_stack_config, stack_file
 from stacks.pin import Pinned
-from stacks.settings import SettingsError, StackSettings
+from stacks.settings import SettingsError, StackSettings, pinned_model
 
 MAX_BODY = 60_000  # GitHub's limit is 65,536 characters
 DIFF_TIMEOUT = 900.0
@@ -88,7 +88,7 @@ def settings_at(git: Git, ref: str, stack: str) -> StackSettings:
 
 def pin_at(git: Git, ref: str, stack: str) -> Pinned:
     """The model `stack` pins at git `ref`."""
-    model = settings_at(git, ref, stack).model
+    model = pinned_model(settings_at(git, ref, stack))
     return Pinned(model.name, model.version, model.image_digest)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.files import load_stack_config
-from stacks.settings import SettingsError
+from stacks.settings import SettingsError, pinned_model
 
 TAG_PREFIX = "deployed"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -186,7 +186,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     """
     if not _STACK.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
-    pinned = load_stack_config(args.project_dir, args.stack).settings().model
+    pinned = pinned_model(load_stack_config(args.project_dir, args.stack).settings())
     image = None
     if args.digest:
         if not _DIGEST.fullmatch(args.digest):

@@ -28,7 +28,7 @@ from release.proposal import Change, ProposalError, pin_at, propose, report, set
 from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, registry_client
 from stacks.files import stack_file
 from stacks.pin import Pinned, pin
-from stacks.settings import SettingsError
+from stacks.settings import SettingsError, pinned_model
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -110,12 +110,13 @@ def _resolve_digest(
 def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Change | None, str]:
     stack, target = args.stack, args.to_version
     settings = settings_at(git, base, stack)
-    current = Pinned(settings.model.name, settings.model.version, settings.model.image_digest)
+    pinned = pinned_model(settings)
+    current = Pinned(pinned.name, pinned.version, pinned.image_digest)
     if current.version == target:
         return None, f"{stack} already runs {current.name} v{target} on {base}"
     introduced = find_pin_commit(git, base, stack, current)
     digest, digest_source = _resolve_digest(
-        args, current.name, target, stack, previous=introduced, catalog=settings.model.catalog
+        args, current.name, target, stack, previous=introduced, catalog=pinned.catalog
     )
     revert = introduced is not None and introduced.before is not None and introduced.before.version == target
     model = current.name

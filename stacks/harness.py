@@ -242,6 +242,9 @@ class ProgramOptions:
     soft_deleted_key_vaults: tuple[str, ...] = ()
     # Stands for the stack's state: random values differ between a stack and the same stack created anew.
     random_seed: str = ""
+    # What the Databricks registry holds before the run (model name -> versions). Empty, as in a workspace the run
+    # creates (day zero); a steady-state run says which versions were registered (see stacks.preview).
+    registry_models: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
 
 def run_program(
@@ -294,6 +297,7 @@ def _run_program(
         caller_principal_type=options.caller_principal_type,
         soft_deleted_key_vaults=options.soft_deleted_key_vaults,
         random_seed=options.random_seed,
+        registry_models=options.registry_models,
     )
     monitor = RecordingMonitor(cloud)
     pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=False, monitor=monitor)

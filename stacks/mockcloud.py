@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -168,6 +168,7 @@ class MockCloud(Mocks):
         caller_principal_type: PrincipalType = "User",
         soft_deleted_key_vaults: Iterable[str] = (),
         random_seed: str = "",
+        registry_models: Mapping[str, Collection[int]] | None = None,
     ) -> None:
         self.project = project
         self.stack = stack
@@ -190,6 +191,9 @@ class MockCloud(Mocks):
         self.clusters: dict[str, dict[str, Any]] = {}
         self.sites_created: set[str] = set()
         self.issued_tokens: dict[str, str] = {}
+        # What the Databricks workspace's registry holds when the run starts: model name -> versions. Empty by
+        # default, as a workspace created in this run is: nothing can be registered in it before it exists.
+        self.registry_models = {name: set(versions) for name, versions in (registry_models or {}).items()}
 
     # Resources -------------------------------------------------------------------------------------------
 
@@ -210,8 +214,10 @@ class MockCloud(Mocks):
         if typ.startswith("random:"):
             return self._random(typ, args.name, inputs)
         if typ == "docker-build:index:Image":
+            self._fetch_model(args.name, inputs)
             return self._image(args.name, inputs)
         if typ.startswith("databricks:"):
+            self._registry_object_must_exist(typ, args.name, inputs)
             return f"dbx-{_h(typ, args.name)}", {**inputs, **self._databricks(typ, args.name, inputs)}
         if typ.startswith("kubernetes:"):
             return self._kubernetes(typ, args.name, inputs)
@@ -582,6 +588,53 @@ class MockCloud(Mocks):
         tags = inputs.get("tags") or []
         ref = f"{tags[0]}@{digest}" if tags else ""
         return name, {**inputs, "digest": digest, "ref": ref, "contextHash": _h(build, n=64)}
+
+    def _has(self, model: str, version: int | None = None) -> bool:
+        versions = self.registry_models.get(model)
+        return versions is not None and (version is None or version in versions)
+
+    def _fetch_model(self, name: str, inputs: dict[str, Any]) -> None:
+        # The Dockerfile's fetch step (model_server fetch models:/<name>/<version>) runs in the build: a version the
+        # registry does not hold fails it, and with it the build and `pulumi up` (model_image/Dockerfile, fetch.py).
+        args = inputs.get("buildArgs") or {}
+        model, version = args.get("MODEL_NAME"), args.get("MODEL_VERSION")
+        if not model or not str(version).isdigit() or self._has(str(model), int(str(version))):
+            return
+        uc = str(args.get("MLFLOW_TRACKING_URI", "")).startswith("databricks-uc")
+        # MLflow's registry errors (RESOURCE_DOES_NOT_EXIST, HTTP 404): "Registered Model with name=... not found" /
+        # "Model Version (name=..., version=...) not found" (mlflow/store/model_registry/sqlalchemy_store.py).
+        missing = (
+            f"Model Version (name={model}, version={version}) not found"
+            if self._has(str(model))
+            else f"Registered Model with name={model} not found"
+        )
+        raise RuntimeError(
+            f'docker-build:index:Image {name}: failed to solve: process "/bin/sh -c python -m model_server fetch '
+            f'--model-uri models:/{model}/{version} ..." did not complete successfully: exit code: 1: the registry at '
+            f"{'databricks-uc' if uc else 'databricks'} has no models:/{model}/{version}: RESOURCE_DOES_NOT_EXIST: "
+            f"{missing}"
+        )
+
+    def _registry_object_must_exist(self, typ: str, name: str, inputs: dict[str, Any]) -> None:
+        # A model-specific webhook needs CAN MANAGE on the registered model, so the model must exist; only a
+        # registry-wide one (no model_name) can be made before it does
+        # (https://learn.microsoft.com/azure/databricks/mlflow/model-registry-webhooks, "Webhook types").
+        if typ == "databricks:index/mlflowWebhook:MlflowWebhook" and inputs.get("modelName"):
+            model = str(inputs["modelName"])
+            if not self._has(model):
+                raise RuntimeError(
+                    f"databricks:index/mlflowWebhook:MlflowWebhook {name}: cannot create mlflow webhook: "
+                    f"RESOURCE_DOES_NOT_EXIST: Registered Model with name={model} not found"
+                )
+        # A model update trigger needs EXECUTE on the model or schema it watches, so a model-level one needs the
+        # model to exist (https://learn.microsoft.com/azure/databricks/jobs/model-update-triggers, "Before you begin").
+        if typ == "databricks:index/job:Job":
+            securable = str(((inputs.get("trigger") or {}).get("model") or {}).get("securableName") or "")
+            if securable.count(".") == 2 and not self._has(securable):
+                raise RuntimeError(
+                    f"databricks:index/job:Job {name}: cannot create job: RESOURCE_DOES_NOT_EXIST: "
+                    f"Routine or Model '{securable}' does not exist."
+                )
 
     def _databricks(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ == "databricks:index/job:Job":

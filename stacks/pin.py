@@ -1,9 +1,11 @@
 """`python -m stacks pin <stack> --model <name> --version <v> [--digest sha256:...]`: change the pinned model.
 
 A pin changes one value in `Pulumi.<stack>.yaml` (the version, plus `imageDigest` when a rollback serves an image
-already built) and nothing else: the file is edited through ruamel.yaml's round-trip mode, which keeps comments,
-key order, quotes and indentation, and the result is compared line by line with the original before it is
-written. Any other difference (a comment lost, a line re-wrapped) makes the pin refuse to write.
+already built) and nothing else; a day-zero stack file, which pins no model yet, gets the `model` mapping added
+(name, version, and imageDigest if given) before `serving`. The file is edited through ruamel.yaml's round-trip
+mode, which keeps comments, key order, quotes and indentation, and the result is compared line by line with the
+original before it is written. Any other difference (a comment lost, a line re-wrapped) makes the pin refuse to
+write.
 
 The edited config is validated exactly as `pulumi up` would read it (`stacks.files` + `stacks.settings`), so a bad
 version is reported as a `SettingsError` naming the key and the file, and the file stays untouched.
@@ -36,6 +38,8 @@ MODEL_KEY = "model"
 _PIN_FIELDS = ("name", "version", "imageDigest")
 # The keys of the model mapping a pin may change; every other line of the file must stay as it is.
 _PIN_LINE = re.compile(r"^\s+(name|version|imageDigest)\s*:")
+# The lines a first pin adds besides those: the mapping's own key.
+_NEW_BLOCK_LINE = re.compile(rf"^\s+(({re.escape(PROJECT)}:)?{MODEL_KEY}\s*:\s*|catalog: workspace)$")
 # Indentations tried, most likely first: (mapping, sequence, offset). The project's files use the first.
 _INDENTS = ((2, 4, 2), (2, 2, 0), (4, 4, 2), (4, 6, 4), (2, 4, 0), (4, 4, 0))
 
@@ -57,6 +61,8 @@ class PinResult:
         digest = f" (image {self.new_digest})" if self.new_digest else ""
         if not self.changed:
             return f"{self.path.name}: {self.model} already pinned at version {self.new_version}{digest}"
+        if self.old_version is None:
+            return f"{self.path.name}: {self.model} pinned at version {self.new_version}{digest} (first pin)"
         parts = []
         if self.old_version != self.new_version:
             parts.append(f"version {self.old_version} -> {self.new_version}")
@@ -120,15 +126,23 @@ def _styled_like(old: Any, new: Any) -> Any:
     return new
 
 
-def _model_block(data: Any, name: str) -> CommentedMap:
+def _model_block(data: Any, name: str) -> tuple[CommentedMap, bool]:
+    """The stack's model mapping, and whether it was just added (a day-zero file pins no model yet)."""
     config = data.get("config") if isinstance(data, dict) else None
     if not isinstance(config, CommentedMap):
         raise SettingsError(name, [f"{name}: expected a mapping with a `config:` key"])
     for key in (f"{PROJECT}:{MODEL_KEY}", MODEL_KEY):
-        block = config.get(key)
-        if isinstance(block, CommentedMap):
-            return block
-    raise SettingsError(name, [f"{name}: {PROJECT}:{MODEL_KEY}: is required (a mapping with name and version)"])
+        if key in config:
+            block = config[key]
+            if isinstance(block, CommentedMap):
+                return block, False
+            raise SettingsError(name, [f"{name}: {key}: expected a mapping with name and version"])
+    # The first pin: the mapping goes where the shipped files keep it, before `serving`, in their key style.
+    key = f"{PROJECT}:{MODEL_KEY}" if any(str(k).startswith(f"{PROJECT}:") for k in config) else MODEL_KEY
+    serving = next((k for k in config if str(k) in (f"{PROJECT}:serving", "serving")), None)
+    block = CommentedMap()
+    config.insert(list(config.keys()).index(serving) if serving is not None else len(config), key, block)
+    return block, True
 
 
 def _split_comment(value: str) -> tuple[str, str]:
@@ -186,6 +200,12 @@ def _remove(block: CommentedMap, key: str) -> None:
         _set_trailing(block, previous, token, "\n" + rest)
 
 
+def _registry_type(data: Any) -> Any:
+    config = data.get("config") or {}
+    registry = config.get(f"{PROJECT}:modelRegistry", config.get("modelRegistry"))
+    return registry.get("type") if isinstance(registry, dict) else None
+
+
 def _semantic_difference(old: str, new: str) -> list[str]:
     """Keys whose values differ between two versions of a stack file, other than the pin's own fields."""
     safe = YAML(typ="safe", pure=True)
@@ -194,6 +214,11 @@ def _semantic_difference(old: str, new: str) -> list[str]:
     changed = [key for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
     for key in sorted(set(config_before) | set(config_after)):
         a, b = config_before.get(key), config_after.get(key)
+        if key in (f"{PROJECT}:{MODEL_KEY}", MODEL_KEY):
+            # An absent model mapping is an empty one (a day-zero file): the first pin only adds pin fields to it.
+            if a is None and isinstance(b, dict):
+                a = {k: v for k, v in b.items() if k == "catalog"}
+            a, b = a if a is not None else {}, b if b is not None else {}
         if key in (f"{PROJECT}:{MODEL_KEY}", MODEL_KEY) and isinstance(a, dict) and isinstance(b, dict):
             a = {k: v for k, v in a.items() if k not in _PIN_FIELDS}
             b = {k: v for k, v in b.items() if k not in _PIN_FIELDS}
@@ -202,7 +227,7 @@ def _semantic_difference(old: str, new: str) -> list[str]:
     return changed
 
 
-def _check_only_pin_lines_changed(old: str, new: str, name: str) -> None:
+def _check_only_pin_lines_changed(old: str, new: str, name: str, *, added: bool = False) -> None:
     other = _semantic_difference(old, new)
     if other:
         raise SettingsError(name, [f"{name}: refusing to write: the edit would change {', '.join(other)}"])
@@ -214,7 +239,11 @@ def _check_only_pin_lines_changed(old: str, new: str, name: str) -> None:
         if tag == "equal":
             continue
         stray += [f"-{line.rstrip()}" for line in old_lines[a0:a1] if not _PIN_LINE.match(line)]
-        stray += [f"+{line.rstrip()}" for line in new_lines[b0:b1] if not _PIN_LINE.match(line)]
+        stray += [
+            f"+{line.rstrip()}"
+            for line in new_lines[b0:b1]
+            if not _PIN_LINE.match(line) and not (added and _NEW_BLOCK_LINE.match(line))
+        ]
     if stray:
         shown = "; ".join(stray[:4])
         raise SettingsError(
@@ -238,13 +267,19 @@ def _validated(project_dir: Path, stack: str, text: str) -> Pinned:
         root = Path(scratch)
         shutil.copyfile(project_dir / "Pulumi.yaml", root / "Pulumi.yaml")
         stack_file(root, stack).write_text(text, encoding="utf-8", newline="")
-        model = load_stack_config(root, stack).settings().model
+        settings = load_stack_config(root, stack).settings()
+    model = settings.model
+    if model is None:  # cannot happen: a pin always leaves name and version
+        raise SettingsError(stack_file(root, stack).name, [f"{MODEL_KEY}: the pin left no model"])
     return Pinned(model.name, model.version, model.image_digest)
 
 
 def current_pin(project_dir: Path | str, stack: str) -> Pinned:
-    """The model a stack file pins now (validated)."""
-    model = load_stack_config(Path(project_dir), stack).settings().model
+    """The model a stack file pins now (validated); a SettingsError naming the key if it pins none (day zero)."""
+    config = load_stack_config(Path(project_dir), stack)
+    model = config.settings().model
+    if model is None:
+        raise SettingsError(config.source, [f"{config.source}: {PROJECT}:{MODEL_KEY}: no model pinned yet (day zero)"])
     return Pinned(model.name, model.version, model.image_digest)
 
 
@@ -299,7 +334,7 @@ def pin(
     text = original.replace("\r\n", "\n") if crlf else original
 
     yaml, data = _round_trip_yaml(text, name)
-    block = _model_block(data, name)
+    block, added = _model_block(data, name)
     pinned_name = block.get("name")
     if pinned_name is not None and str(pinned_name) != model and not allow_model_change:
         raise SettingsError(
@@ -314,11 +349,13 @@ def pin(
     new_version = _parse_version(version)
 
     _apply(block, model, new_version, image_digest)
+    if added and _registry_type(data) == "workspace":
+        block["catalog"] = "workspace"  # the model mapping's default is Unity Catalog; the registry says otherwise
     new_text = _dump(yaml, data)
     if crlf:
         new_text = new_text.replace("\n", "\r\n")
     pinned = _validated(project_dir, stack, new_text)  # a bad value is a settings problem, reported first
-    _check_only_pin_lines_changed(original, new_text, name)
+    _check_only_pin_lines_changed(original, new_text, name, added=added)
     result = PinResult(
         changed=new_text != original,
         path=path,

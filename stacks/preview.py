@@ -9,6 +9,7 @@ from typing import Any
 
 from stacks.files import load_stack_config
 from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from stacks.settings import StackSettings
 
 SECRET = "[secret]"
 
@@ -20,6 +21,17 @@ class StackRun:
     stack: str
     settings: dict[str, Any]
     run: ProgramRun
+
+
+def registered_before(settings: StackSettings) -> dict[str, list[int]]:
+    """What the registry holds when a stack file is applied: the version it pins, if it pins one.
+
+    A version is pinned only by promoting it, and only a registered version can be promoted, so a stack file that
+    pins a version describes a registry holding it. A stack that pins none is a day-zero stack: the registry is as
+    empty as the new workspace it lives in.
+    """
+    model = settings.model
+    return {model.name: [model.version]} if model is not None else {}
 
 
 def run_stack(project_dir: Path, stack: str, _seen: tuple[str, ...] = ()) -> StackRun:
@@ -43,7 +55,7 @@ def run_stack(project_dir: Path, stack: str, _seen: tuple[str, ...] = ()) -> Sta
         config.values,
         project=config.project,
         stack=stack,
-        options=ProgramOptions(stack_outputs=stack_outputs),
+        options=ProgramOptions(stack_outputs=stack_outputs, registry_models=registered_before(settings)),
     )
     return StackRun(stack=stack, settings=settings.model_dump(mode="json", by_alias=True), run=run)
 

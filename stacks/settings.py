@@ -36,6 +36,12 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# A Unity Catalog object name the program declares (catalog, schema): lowercase letters, digits, underscores.
+_UC_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
+# A Unity Catalog model's full name: catalog.schema.model.
+_UC_MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+# A principal in a Unity Catalog grant: a user's e-mail, a group's name or a service principal's application id.
+_PRINCIPAL = re.compile(r"^[^,\s][^,]{0,254}$")
 
 
 def _positive_version(value: Any) -> int:
@@ -76,6 +82,10 @@ ModelName = Annotated[str, _matches(_MODEL_NAME, "a registered model name: lette
 Digest = Annotated[str, _matches(_DIGEST, "an image digest: sha256: and 64 hex digits")]
 StackRef = Annotated[str, _matches(_STACK_REF, "a fully qualified stack name: <org>/<project>/<stack>")]
 Repository = Annotated[str, _matches(_REPO, "a GitHub repository: <owner>/<name>")]
+UcIdentifier = Annotated[str, _matches(_UC_IDENTIFIER, "a Unity Catalog name: lowercase letters, digits, '_'")]
+Principal = Annotated[
+    str, _matches(_PRINCIPAL, "a Databricks principal: a user's e-mail, a group name or an application id")
+]
 
 
 class Section(BaseModel):
@@ -165,10 +175,62 @@ class ModelSettings(Section):
         description="Serve this digest of the model image instead of building (rollback to an image already built).",
     )
     catalog: Literal["workspace", "unity-catalog"] = Field(
-        default="workspace",
-        description="Where the model is registered: the workspace registry (stages, webhooks) or Unity Catalog "
-        "(aliases, job model-update trigger).",
+        default="unity-catalog",
+        description="Where the model is registered: Unity Catalog (catalog.schema.model, aliases, job model-update "
+        "trigger; the default, and the only registry of workspaces in new Databricks accounts) or the legacy "
+        "workspace registry (stages, webhooks; an opt-in for existing workspaces).",
     )
+
+    @model_validator(mode="after")
+    def _three_part_name_in_unity_catalog(self) -> Self:
+        if self.catalog == "unity-catalog" and not _UC_MODEL_NAME.match(self.name):
+            raise ValueError(
+                f"name: a Unity Catalog model is named catalog.schema.model (three parts), not {self.name!r}; "
+                "set catalog: workspace for the legacy workspace registry"
+            )
+        return self
+
+
+class ModelRegistrySettings(Section):
+    """Where the models are registered (owner stacks only), and who may register, read and build them.
+
+    Unity Catalog (the default): the workspace is created with its default catalog in Unity Catalog under `catalog`
+    (Azure creates it with the workspace; workspace admins, the deployer among them, own it); this stack declares
+    `schema` in it, owned by the deployer, and grants `registerers` and `releasers` what they need there.
+    `workspace`: the legacy Workspace Model Registry of an existing workspace; nothing is declared for it.
+    """
+
+    type: Literal["unity-catalog", "workspace"] = "unity-catalog"
+    catalog: UcIdentifier | None = Field(
+        default=None, description="Unity Catalog: the workspace's default catalog, created with the workspace."
+    )
+    schema_name: UcIdentifier | None = Field(
+        default=None, alias="schema", description="Unity Catalog: the schema the models live in; declared here."
+    )
+    registerers: list[Principal] = Field(
+        default_factory=list,
+        description="Unity Catalog: principals that register models and set the promote alias (USE CATALOG, "
+        "USE SCHEMA, CREATE MODEL; a model's creator owns it, and only owners create versions and set aliases).",
+    )
+    releasers: list[Principal] = Field(
+        default_factory=list,
+        description="Unity Catalog: principals that read versions and aliases, download artifacts and tag deployed "
+        "versions (USE CATALOG, USE SCHEMA, EXECUTE, APPLY TAG): CI's identities and an image builder that is not "
+        "the deployer.",
+    )
+
+    @model_validator(mode="after")
+    def _unity_catalog_names(self) -> Self:
+        if self.type == "unity-catalog" and (self.catalog is None or self.schema_name is None):
+            raise ValueError("type unity-catalog needs `catalog` and `schema` (where the models are registered)")
+        if self.type == "workspace" and (self.catalog or self.schema_name or self.registerers or self.releasers):
+            raise ValueError("catalog, schema, registerers and releasers are Unity Catalog settings; drop them")
+        return self
+
+    @property
+    def schema_full_name(self) -> str:
+        """`catalog.schema`, where every model of the platform is registered (Unity Catalog)."""
+        return f"{self.catalog}.{self.schema_name}"
 
 
 DATABRICKS_PROMOTE_EVENTS = (
@@ -303,26 +365,68 @@ class StackSettings(Section):
     registry: RegistrySettings | None = None
     key_vault: KeyVaultSettings | None = None
     release: ReleaseSettings | None = None
+    model_registry: ModelRegistrySettings | None = None
     cluster: ClusterSettings
-    model: ModelSettings
+    model: ModelSettings | None = Field(
+        default=None,
+        description="The pinned model. Absent on day zero: the platform comes up without an image or a deployment, "
+        "and the first promotion adds it.",
+    )
     serving: ServingSettings
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _ownership_and_zones(self) -> Self:
-        owner_only = {"registry": self.registry, "keyVault": self.key_vault, "release": self.release}
+        owner_only = {
+            "registry": self.registry,
+            "keyVault": self.key_vault,
+            "release": self.release,
+            "modelRegistry": self.model_registry,
+        }
         if self.shared.owner:
             if self.release is None:
                 raise ValueError("the shared-services owner needs `release` (the webhook and the listener)")
+            if self.model_registry is None:
+                raise ValueError(
+                    "the shared-services owner needs `modelRegistry` (where models are registered: "
+                    "{type: unity-catalog, catalog, schema} or {type: workspace})"
+                )
+            self._owner_model_fits_registry(self.model_registry, self.release)
         else:
             extra = [k for k, v in owner_only.items() if v is not None]
             if extra:
                 raise ValueError(
                     f"{', '.join(extra)} belong to the shared-services owner ({self.shared.stack}); remove them here"
                 )
+            if self.model is not None and self.model.image_digest is None:
+                # Prod runs only bytes staging built and tested: the digest is in the stack file, for review.
+                raise ValueError(
+                    f"model.imageDigest: is required in a stack that does not build images: pin the digest "
+                    f"{self.shared.stack} built for {self.model.name} version {self.model.version} "
+                    f"(python -m stacks pin <stack> --model {self.model.name} --version {self.model.version} "
+                    "--digest sha256:<64 hex>)"
+                )
         if self.cluster.availability_zones and self.location not in ZONE_REGIONS:
             raise ValueError(f"cluster.availabilityZones: {self.location} has no availability zones; use []")
         return self
+
+    def _owner_model_fits_registry(self, registry: ModelRegistrySettings, release: ReleaseSettings) -> None:
+        if self.model is None:
+            # Day zero: nothing is registered yet. A model-scoped webhook or trigger names a model that does not
+            # exist, which the registry refuses; only a registry- (schema-) wide one fires for the first version.
+            if release.webhook_scope == "model":
+                raise ValueError(
+                    "release.webhookScope: model needs a pinned model (the registry refuses a webhook or trigger for "
+                    "a model that does not exist yet); use webhookScope: registry until the first promotion"
+                )
+            return
+        if self.model.catalog != registry.type:
+            raise ValueError(f"model.catalog: {self.model.catalog} does not match modelRegistry.type ({registry.type})")
+        if registry.type == "unity-catalog" and not self.model.name.startswith(registry.schema_full_name + "."):
+            raise ValueError(
+                f"model.name: {self.model.name!r} is not in {registry.schema_full_name}, the schema of "
+                "modelRegistry; name it <catalog>.<schema>.<model>"
+            )
 
 
 class SettingsError(Exception):
@@ -347,6 +451,9 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "value_error" and msg.startswith(("a ", "an ")):
         return f"expected {msg}"
     return msg.replace("Input should be", "expected").replace("input should be", "expected")
+
+
+_NAMED_PROBLEM = re.compile(r"^(?P<key>[a-z][A-Za-z]*(\.[a-z][A-Za-z]*)*): (?P<rest>.+)$", re.DOTALL)
 
 
 def _key_path(project: str, loc: tuple[int | str, ...]) -> str:
@@ -378,7 +485,12 @@ def parse_settings(config: Mapping[str, Any], source: str, project: str = PROJEC
                 shown = err["input"]
                 if not isinstance(shown, dict | list):
                     value = f" (got {json.dumps(shown)})"
-            problems.append(f"{source}: {_key_path(project, loc)}: {_describe(err)}{value}")
+            described = _describe(err)
+            named = _NAMED_PROBLEM.match(described) if err["type"] == "value_error" else None
+            if named:
+                # A rule spanning several keys names the one it is about: report it under that key.
+                loc, described = (*loc, *named["key"].split(".")), named["rest"]
+            problems.append(f"{source}: {_key_path(project, loc)}: {described}{value}")
         raise SettingsError(source, problems) from None
 
 
@@ -392,6 +504,15 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def pinned_model(settings: StackSettings, source: str = "the stack file") -> ModelSettings:
+    """The pinned model of a stack that must pin one (a release tool acting on it); a SettingsError otherwise."""
+    if settings.model is None:
+        raise SettingsError(
+            source, [f"{source}: {PROJECT}:model: no model pinned yet (day zero); the first promotion pins one"]
+        )
+    return settings.model
+
+
 def registry_settings(settings: StackSettings) -> RegistrySettings:
     """The owner's registry settings, defaults filled in."""
     return settings.registry or RegistrySettings()
@@ -400,3 +521,31 @@ def registry_settings(settings: StackSettings) -> RegistrySettings:
 def key_vault_settings(settings: StackSettings) -> KeyVaultSettings:
     """The owner's Key Vault settings, defaults filled in."""
     return settings.key_vault or KeyVaultSettings()
+
+
+def day_zero_next_step(settings: StackSettings, stack: str) -> str:
+    """What a stack that pins no model yet needs next, for its `nextStep` output (people read it after `pulumi up`)."""
+    if not settings.shared.owner:
+        return (
+            f"No model pinned yet. Once {settings.shared.stack} serves a version, the promote workflow proposes it "
+            f"here with the digest {settings.shared.stack} built; by hand: python -m stacks pin {stack} "
+            "--model <name> --version <v> --digest sha256:<digest>"
+        )
+    release = settings.release
+    registry = settings.model_registry
+    assert release is not None
+    assert registry is not None
+    if registry.type == "unity-catalog":
+        how = (
+            f"register a model version in {registry.schema_full_name} (as one of modelRegistry.registerers) and set "
+            f"its alias {release.promote_alias!r}"
+        )
+        example = f"{registry.schema_full_name}.<model>"
+    else:
+        how = f"register a model version and transition it to {' or '.join(release.promote_stages)}"
+        example = "<model>"
+    return (
+        f"No model pinned yet: {how}. The registry tells the listener, which starts the promote workflow; it opens "
+        f"the pull request that pins the version in Pulumi.{stack}.yaml (its diff: the image build and the "
+        f"deployment added). By hand: python -m stacks pin {stack} --model {example} --version <v>"
+    )

@@ -12,7 +12,8 @@ import pytest
 
 from stacks.files import load_stack_config
 from stacks.harness import ProgramOptions, ProgramRun, run_program
-from stacks.preview import StackRun, run_stack
+from stacks.preview import StackRun, registered_before, run_stack
+from stacks.settings import SettingsError, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlops-serving"
@@ -41,17 +42,29 @@ def run_variant(
     project_dir: Path = ROOT,
     stack_outputs: dict[str, dict[str, Any]] | None = None,
     secret_marker: str = "mocksecret",
+    registry_models: dict[str, list[int]] | None = None,
 ) -> ProgramRun:
-    """Runs the real program for `stack` with its config edited by `edit`."""
+    """Runs the real program for `stack` with its config edited by `edit`.
+
+    The registry holds what the edited stack file pins (steady state, as `python -m stacks preview` assumes) unless
+    `registry_models` says otherwise (`{}`: a new workspace's empty registry).
+    """
     values = stack_values(stack, project_dir)
     if edit is not None:
         edit(values)
+    if registry_models is None:
+        try:
+            registry_models = registered_before(parse_settings(values, f"Pulumi.{stack}.yaml"))
+        except SettingsError:
+            registry_models = {}  # the program reports the bad config itself
     return run_program(
         project_dir / "__main__.py",
         values,
         project=PROJECT,
         stack=stack,
-        options=ProgramOptions(stack_outputs=stack_outputs or {}, secret_marker=secret_marker),
+        options=ProgramOptions(
+            stack_outputs=stack_outputs or {}, secret_marker=secret_marker, registry_models=registry_models
+        ),
     )
 
 

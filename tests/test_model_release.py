@@ -1,18 +1,23 @@
 """The release path through the whole program: the image is rebuilt when, and only when, the pinned version or the
-image's code changes; prod runs, by digest, exactly what staging built."""
+image's code changes; prod runs, by digest, exactly what its stack file pins, from staging's registry, whatever
+staging runs now."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.model_image import ReleaseNotBuiltError
 from stacks.diff import flatten
 from stacks.harness import ProgramRun
+from stacks.pin import pin
 from stacks.preview import StackRun
 from tests.conftest import STAGING_REF, copy_project, run_variant
+
+MODEL = "mlops.models.wine_quality"
 
 IMAGE = "docker-build:index:Image"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -129,19 +134,35 @@ def test_prod_declares_no_image_build(prod: StackRun) -> None:
     assert prod.run.all(IMAGE) == []
 
 
-def test_prod_deploys_the_digest_staging_built(staging: StackRun, prod: StackRun) -> None:
-    built = staging.run.outputs["modelImage"]
-    assert built["version"] == prod.run.outputs["modelImage"]["version"]
-    assert container_image(prod.run) == built["ref"] == container_image(staging.run)
-    assert "@sha256:" in container_image(prod.run)
+def test_prod_deploys_the_digest_its_stack_file_pins_from_staging_registry(staging: StackRun, prod: StackRun) -> None:
+    pinned = prod.settings["model"]
+    login = staging.run.outputs["registryLoginServer"]
+    assert container_image(prod.run) == f"{login}/models/{MODEL}:{pinned['version']}@{pinned['imageDigest']}"
+    assert prod.run.outputs["modelImage"]["digest"] == pinned["imageDigest"]
 
 
-def test_prod_preview_fails_when_staging_never_built_that_version(staging: StackRun) -> None:
-    with pytest.raises(ReleaseNotBuiltError) as caught:
-        run_variant("prod", bump(7), stack_outputs={STAGING_REF: staging.run.outputs})
-    message = str(caught.value)
-    assert "staging has not built wine-quality version 7" in message
-    assert "it runs wine-quality version 1" in message
+def test_prod_reads_only_the_registry_from_staging(prod: StackRun) -> None:
+    # What staging runs now (its modelImage output) never decides what prod runs.
+    asked = [(r.name, r.inputs) for r in prod.run.all("pulumi:pulumi:StackReference")]
+    assert asked == [("shared-services", {"name": STAGING_REF})]
+    staging_outputs = {STAGING_REF: {"registryId": "/subscriptions/x/registries/r", "registryLoginServer": "r.io"}}
+    run = run_variant("prod", stack_outputs=staging_outputs)  # no modelImage output at all
+    assert container_image(run).startswith(f"r.io/models/{MODEL}:1@sha256:")
+
+
+def test_prod_previews_while_staging_is_pinned_one_version_ahead(tmp_path: Path) -> None:
+    # The first promotion of v2 moves staging; prod still runs v1 by digest until its own proposal is merged.
+    project = copy_project(tmp_path)
+    assert pin(project, "staging", MODEL, 2).changed
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacks", "--project-dir", str(project), "preview", "prod", "--json"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"version": 1' in proc.stdout
 
 
 def test_prod_rollback_runs_a_pinned_digest_without_staging(staging: StackRun) -> None:
@@ -152,11 +173,11 @@ def test_prod_rollback_runs_a_pinned_digest_without_staging(staging: StackRun) -
 
     run = run_variant("prod", rollback, stack_outputs={STAGING_REF: staging.run.outputs})
     login = staging.run.outputs["registryLoginServer"]
-    assert container_image(run) == f"{login}/models/wine-quality:7@{digest}"
+    assert container_image(run) == f"{login}/models/{MODEL}:7@{digest}"
 
 
 def test_staging_with_a_pinned_digest_does_not_build() -> None:
     digest = "sha256:" + "cd" * 32
     run = run_variant("staging", lambda v: v["mlops-serving:model"].update(imageDigest=digest))
     assert run.all(IMAGE) == []
-    assert container_image(run).endswith(f"/models/wine-quality:1@{digest}")
+    assert container_image(run).endswith(f"/models/{MODEL}:1@{digest}")

@@ -38,7 +38,8 @@ def problems_of(project: Path, stack: str) -> list[str]:
 @pytest.mark.parametrize("stack", ["staging", "prod"])
 def test_shipped_stack_files_are_valid(stack: str) -> None:
     settings = load_stack_config(ROOT, stack).settings()
-    assert settings.model.name == "wine-quality"
+    assert settings.model is not None
+    assert settings.model.name == "mlops.models.wine_quality"
     assert settings.model.version >= 1
 
 
@@ -61,7 +62,7 @@ def test_unknown_top_level_key_is_reported(project: Path) -> None:
 
 
 def test_missing_key_names_the_key(project: Path) -> None:
-    edit(project / "Pulumi.staging.yaml", "    name: wine-quality\n", "")
+    edit(project / "Pulumi.staging.yaml", "    name: mlops.models.wine_quality\n", "")
     assert problems_of(project, "staging") == ["Pulumi.staging.yaml: mlops-serving:model.name: is required"]
 
 
@@ -138,7 +139,7 @@ def test_owner_only_sections_are_refused_on_a_referencing_stack(project: Path) -
 def test_all_four_kinds_of_problem_are_reported_together(project: Path) -> None:
     path = project / "Pulumi.prod.yaml"
     edit(path, "    minReplicas: 3\n", "    minReplicas: 3\n    replicaz: 4\n")  # unknown key
-    edit(path, "    name: wine-quality\n", "")  # missing key
+    edit(path, "    name: mlops.models.wine_quality\n", "")  # missing key
     edit(path, "  mlops-serving:protect: true\n", "  mlops-serving:protect: maybe\n")  # wrong type
     edit(path, "    version: 1\n", "    version: -2\n")  # bad value
     problems = problems_of(project, "prod")

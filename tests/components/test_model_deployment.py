@@ -390,7 +390,7 @@ def test_container_runs_non_root_read_only_with_no_capabilities(md_run: Deployme
 def test_env_names_the_model_and_keeps_one_thread_per_process(md_run: DeploymentRun) -> None:
     assert md_run.container["env"] == [
         {"name": "OMP_NUM_THREADS", "value": "1"},
-        {"name": "MODEL_NAME", "value": "wine-quality"},
+        {"name": "MODEL_NAME", "value": "mlops.models.wine_quality"},
         {"name": "MODEL_VERSION", "value": "1"},
         {"name": "MAX_ROWS", "value": "10000"},
     ]
@@ -421,7 +421,7 @@ def test_model_name_version_and_digest_label_and_annotate_the_pod_template(md_ru
         "app.kubernetes.io/part-of": PROJECT,
         "app.kubernetes.io/managed-by": "pulumi",
         "app.kubernetes.io/version": "1",
-        "mlops/model": "wine-quality",
+        "mlops/model": "mlops.models.wine_quality",
         "azure.workload.identity/use": "true",
     }
     assert metadata["annotations"] == {"mlops/model-version": "1", "mlops/image-ref": IMAGE_V1}

@@ -4,6 +4,7 @@ and the job's notebook run against the listener's own request checks."""
 
 from __future__ import annotations
 
+import base64
 import json
 import runpy
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_databricks as databricks
 import pytest
+from pydantic import ValidationError
 
 from components.model_registry_webhook import (
     JOB_TOKEN_KEY,
@@ -28,7 +30,7 @@ from stacks import harness
 from stacks.files import load_stack_config
 from stacks.harness import ProgramRun, RecordedResource
 from stacks.mockcloud import MockCloud
-from stacks.settings import ModelSettings, ReleaseSettings
+from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 from webhook_listener.schemas import JobPromotion
 from webhook_listener.signatures import verify_bearer
 
@@ -50,7 +52,7 @@ SECRET = "databricks:index/secret:Secret"
 NOTEBOOK = "databricks:index/notebook:Notebook"
 SCOPE = "databricks:index/secretScope:SecretScope"
 
-WORKSPACE_MODEL = ModelSettings(name="wine-quality", version=1)
+WORKSPACE_MODEL = ModelSettings(name="wine-quality", version=1, catalog="workspace")
 UC_MODEL = ModelSettings(name="main.ml.wine_quality", version=1, catalog="unity-catalog")
 
 
@@ -83,13 +85,29 @@ class DatabricksUserCloud(MockCloud):
 def staging_release() -> ReleaseSettings:
     release = load_stack_config(REPO, "staging").settings().release
     assert release is not None
-    return release
+    # Most tests here are about the pinned model's webhook or trigger; the registry scope has its own tests.
+    return release.model_copy(update={"webhook_scope": "model"})
 
 
-def run_webhook(release: ReleaseSettings, model: ModelSettings, *, provider_option: str = "providers") -> ProgramRun:
+def registry_of(model: ModelSettings) -> ModelRegistrySettings:
+    """The registry a model lives in: the workspace registry, or the Unity Catalog schema its name says."""
+    if model.catalog == "workspace":
+        return ModelRegistrySettings(type="workspace")
+    catalog, schema, _ = model.name.split(".")
+    return ModelRegistrySettings(type="unity-catalog", catalog=catalog, schema=schema)
+
+
+def run_webhook(
+    release: ReleaseSettings,
+    model: ModelSettings,
+    *,
+    provider_option: str = "providers",
+    registry: ModelRegistrySettings | None = None,
+) -> ProgramRun:
     args = ModelRegistryWebhookArgs(
         release=release,
         model=model,
+        registry=registry or registry_of(model),
         # Plain strings on purpose: the component must make them secret itself.
         listener_webhook_url=WEBHOOK_URL,
         listener_job_url=JOB_URL,
@@ -109,7 +127,9 @@ def run_webhook(release: ReleaseSettings, model: ModelSettings, *, provider_opti
     DatabricksUserCloud.calls = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(harness, "MockCloud", DatabricksUserCloud)
-        return harness.run_program(program, {}, project=PROJECT, stack="staging")
+        # Steady state: the pinned model is registered (a model-scoped webhook or trigger needs it to exist).
+        registered = harness.ProgramOptions(registry_models={model.name: [model.version]})
+        return harness.run_program(program, {}, project=PROJECT, stack="staging", options=registered)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +270,7 @@ def test_the_job_runs_one_serverless_notebook_task(uc_run: ProgramRun) -> None:
     assert notebook.urn in job.property_dependencies["tasks"]
     assert notebook.inputs == {
         "path": f"{DEPLOYER_HOME}/mlops-release/release/notify_listener",
-        "source": str(NOTEBOOK_SOURCE),
+        "contentBase64": base64.b64encode(NOTEBOOK_SOURCE.read_bytes()).decode("ascii"),
         "language": "PYTHON",
     }
     assert NOTEBOOK_SOURCE.is_file()
@@ -293,9 +313,14 @@ def test_registry_scope_watches_the_models_schema(staging_release: ReleaseSettin
 
 @pytest.mark.parametrize("name", ["wine-quality", "ml.wine_quality", "a.b.c.d", "main..wine"])
 def test_unity_catalog_model_name_must_be_catalog_schema_model(name: str, staging_release: ReleaseSettings) -> None:
-    model = ModelSettings(name=name, version=1, catalog="unity-catalog")
+    with pytest.raises(ValidationError, match=r"catalog\.schema\.model"):
+        ModelSettings(name=name, version=1, catalog="unity-catalog")
+    # The component checks again, for settings made without validation.
+    model = ModelSettings.model_construct(name=name, version=1, catalog="unity-catalog", image_digest=None)
     with pytest.raises(pulumi.InputPropertyError) as caught:
-        run_webhook(staging_release, model)
+        run_webhook(
+            staging_release, model, registry=ModelRegistrySettings(type="unity-catalog", catalog="c", schema="s")
+        )
     assert caught.value.property_path == "model.name"
     assert "catalog.schema.model" in caught.value.reason
 

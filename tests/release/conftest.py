@@ -66,7 +66,7 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
 
 @pytest.fixture(scope="session")
 def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite registry with wine-quality v1..v3, made once; each test gets its own copy."""
+    """A migrated SQLite registry with mlops.models.wine_quality v1..v3, made once; each test gets its own copy."""
     path = tmp_path_factory.mktemp("registry") / "mlflow.db"
     make_registry(f"sqlite:///{path}")
     return path

@@ -1,12 +1,12 @@
-"""A real MLflow model registry for the tests: wine-quality with a few versions."""
+"""A real MLflow model registry for the tests: mlops.models.wine_quality with a few versions."""
 
 from __future__ import annotations
 
-MODEL = "wine-quality"
+MODEL = "mlops.models.wine_quality"
 
 
 def make_registry(uri: str, versions: int = 3) -> None:
-    """wine-quality v1..v<versions>, each from a training run, as the registry holds them."""
+    """mlops.models.wine_quality v1..v<versions>, each from a training run, as the registry holds them."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

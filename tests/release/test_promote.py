@@ -19,7 +19,7 @@ from release.promote import main
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
-BRANCH = "promote/staging/wine-quality-v4"
+BRANCH = "promote/staging/mlops.models.wine_quality-v4"
 DELIVERY = "d3b0f2a1-0000-4c2e-9d5b-7e1f00000004"
 DIGEST = "sha256:" + "4d" * 32
 OLD_DIGEST = "sha256:" + "1d" * 32
@@ -29,7 +29,7 @@ PIN_BUMP_IMPACTS = {"image rebuilt and pushed", "deployment rolls out", "smoke-t
 
 def event(tmp_path: Path, **overrides: object) -> Path:
     payload: dict[str, object] = {
-        "model": "wine-quality",
+        "model": "mlops.models.wine_quality",
         "version": "4",
         "stage": "Staging",
         "alias": None,
@@ -79,7 +79,7 @@ def test_dispatch_opens_a_pull_request_with_the_offline_diff_and_redelivery_chan
     pushed = project_repo.origin_git("rev-parse", f"refs/heads/{BRANCH}")
     assert project_repo.git("rev-parse", f"{pushed}^") == base
     message = project_repo.git("log", "-1", "--format=%B", pushed)
-    assert message.splitlines()[0] == "Promote wine-quality v4 to staging"
+    assert message.splitlines()[0] == "Promote mlops.models.wine_quality v4 to staging"
     assert project_repo.git("log", "-1", "--format=%(trailers:key=Delivery-Id,valueonly)", pushed) == DELIVERY
     assert project_repo.git("show", "--format=", "--name-only", pushed) == "Pulumi.staging.yaml"
     assert changed_lines(project_repo, pushed) == ["-    version: 1", "+    version: 4"]
@@ -113,8 +113,8 @@ def test_staging_pin_is_proposed_for_prod_with_its_diff(project_repo: ProjectRep
     """The steady state: prod runs v1 by the digest staging built for it; staging has since deployed v4."""
     from stacks.pin import pin
 
-    pin(project_repo.work, "prod", "wine-quality", 1, OLD_DIGEST)
-    pin(project_repo.work, "staging", "wine-quality", 4)
+    pin(project_repo.work, "prod", "mlops.models.wine_quality", 1, OLD_DIGEST)
+    pin(project_repo.work, "staging", "mlops.models.wine_quality", 4)
     project_repo.git(*IDENTITY, "commit", "--quiet", "-am", "prod on v1 by digest; staging on v4")
     project_repo.git("push", "--quiet", "origin", "main")
     main_sha = project_repo.git("rev-parse", "main")
@@ -122,7 +122,7 @@ def test_staging_pin_is_proposed_for_prod_with_its_diff(project_repo: ProjectRep
     done = run_promote(project_repo, "--from-stack", "staging", "--to-stack", "prod", "--built-image", built_image(4))
 
     assert done.returncode == 0, done.stderr
-    branch = "promote/prod/wine-quality-v4"
+    branch = "promote/prod/mlops.models.wine_quality-v4"
     pushed = project_repo.origin_git("rev-parse", f"refs/heads/{branch}")
     assert changed_lines(project_repo, pushed) == [
         "-    version: 1",
@@ -131,7 +131,7 @@ def test_staging_pin_is_proposed_for_prod_with_its_diff(project_repo: ProjectRep
         f"+    imageDigest: {DIGEST}",
     ]
     message = project_repo.git("log", "-1", "--format=%B", pushed)
-    assert message.splitlines()[0] == "Promote wine-quality v4 to prod"
+    assert message.splitlines()[0] == "Promote mlops.models.wine_quality v4 to prod"
     assert f"Promoted-From: staging@{main_sha}" in message
     (pull,) = github.pulls.values()
     body = pull["body"]
@@ -194,8 +194,8 @@ def test_no_push_commits_locally_only(
     project_repo: ProjectRepo, tmp_path: Path, quick_diff: list[tuple[str, str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     payload = json.dumps(
-        {"model": "wine-quality", "version": 7, "target_stack": "staging"}
-        | {"delivery_id": "job-1-wine-quality-7-champion", "source": "databricks-job", "alias": "champion"}
+        {"model": "mlops.models.wine_quality", "version": 7, "target_stack": "staging"}
+        | {"delivery_id": "job-1-mlops.models.wine_quality-7-champion", "source": "databricks-job", "alias": "champion"}
     )
     args = ["--payload", payload, "--repo-dir", str(project_repo.work), "--base", "main", "--no-push"]
     args.append("--no-registry-check")
@@ -203,11 +203,12 @@ def test_no_push_commits_locally_only(
     assert main(args) == 0
     assert main(args) == 0
 
-    local = project_repo.git("rev-parse", "refs/heads/promote/staging/wine-quality-v7")
+    local = project_repo.git("rev-parse", "refs/heads/promote/staging/mlops.models.wine_quality-v7")
     assert "alias champion set" in project_repo.git("log", "-1", "--format=%B", local)
     assert project_repo.origin_git("branch", "--list", "promote/*") == ""
     out = capsys.readouterr().out
-    reports = [line for line in out.splitlines() if line.startswith("promote wine-quality v7 -> staging: ")]
+    prefix = "promote mlops.models.wine_quality v7 -> staging: "
+    reports = [line for line in out.splitlines() if line.startswith(prefix)]
     assert "committed (not pushed)" in reports[0]
     assert "reused" in reports[1]
     # With no pull request to carry it, the body (the offline diff) is printed for whoever ran this.
@@ -343,7 +344,7 @@ def test_github_failure_is_reported(
     assert project_repo.git("rev-parse", "--abbrev-ref", "HEAD") == "main"
 
 
-def built_image(version: int, digest: str = DIGEST, model: str = "wine-quality") -> str:
+def built_image(version: int, digest: str = DIGEST, model: str = "mlops.models.wine_quality") -> str:
     """The staging deploy's `modelImage` output, as the deploy workflow passes it on."""
     return json.dumps(
         {"model": model, "version": version, "ref": f"acr.test/models/{model}@{digest}", "digest": digest}
@@ -353,8 +354,8 @@ def built_image(version: int, digest: str = DIGEST, model: str = "wine-quality")
 def promote_staging_on_main(repo: ProjectRepo, version: int) -> str:
     from stacks.pin import pin
 
-    pin(repo.work, "staging", "wine-quality", version)
-    repo.git(*IDENTITY, "commit", "--quiet", "-am", f"Promote wine-quality v{version} to staging")
+    pin(repo.work, "staging", "mlops.models.wine_quality", version)
+    repo.git(*IDENTITY, "commit", "--quiet", "-am", f"Promote mlops.models.wine_quality v{version} to staging")
     repo.git("push", "--quiet", "origin", "main")
     return repo.git("rev-parse", "main")
 
@@ -367,7 +368,7 @@ def test_prod_is_proposed_the_digest_staging_deployed(
 
     assert main([*args, "--built-image", built_image(5)]) == 0
 
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/promote/prod/wine-quality-v5")
+    pushed = project_repo.origin_git("rev-parse", "refs/heads/promote/prod/mlops.models.wine_quality-v5")
     assert changed_lines(project_repo, pushed) == ["-    version: 1", "+    version: 5", f"+    imageDigest: {DIGEST}"]
     message = project_repo.git("log", "-1", "--format=%B", pushed)
     assert (
@@ -393,7 +394,8 @@ def test_a_built_image_that_is_not_the_pinned_version_is_refused(
     args = ["--from-stack", "staging", "--to-stack", "prod", "--repo-dir", str(project_repo.work), "--base", "main"]
 
     assert main([*args, "--built-image", built_image(4)]) == 2
-    assert "--built-image is wine-quality v4, but staging pins wine-quality v5" in capsys.readouterr().err
+    expected = "--built-image is mlops.models.wine_quality v4, but staging pins mlops.models.wine_quality v5"
+    assert expected in capsys.readouterr().err
     assert main([*args, "--built-image", "{not json"]) == 2
     assert "--built-image: not staging's modelImage output" in capsys.readouterr().err
     assert github.requests == []
@@ -406,5 +408,5 @@ def test_without_a_built_image_the_pin_is_carried_over_as_it_is(
     promote_staging_on_main(project_repo, 6)
     args = ["--from-stack", "staging", "--to-stack", "prod", "--repo-dir", str(project_repo.work), "--base", "main"]
     assert main([*args, "--built-image", ""]) == 0
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/promote/prod/wine-quality-v6")
+    pushed = project_repo.origin_git("rev-parse", "refs/heads/promote/prod/mlops.models.wine_quality-v6")
     assert changed_lines(project_repo, pushed) == ["-    version: 1", "+    version: 6"]

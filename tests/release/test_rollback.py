@@ -76,7 +76,7 @@ def test_rollback_reverts_the_pin_commit_and_pins_the_digest_from_the_registry(
 
     assert main([*args, "--tracking-uri", registry]) == 0
 
-    branch = "rollback/staging/wine-quality-v2"
+    branch = "rollback/staging/mlops.models.wine_quality-v2"
     pushed = project_repo.origin_git("rev-parse", f"refs/heads/{branch}")
     assert project_repo.git("rev-parse", f"{pushed}^") == project_repo.git("rev-parse", "main")
     message = project_repo.git("log", "-1", "--format=%B", pushed)
@@ -115,7 +115,7 @@ def test_prod_uses_the_digest_staging_built(
     )
 
     assert code == 0
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/prod/wine-quality-v2")
+    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/prod/mlops.models.wine_quality-v2")
     assert f"    imageDigest: {DIGEST_V2}\n" in project_repo.show(pushed, "prod")
     assert "registry tag `deployed.staging.digest`" in project_repo.git("log", "-1", "--format=%B", pushed)
     assert github.requests == []
@@ -128,7 +128,7 @@ def test_without_a_known_digest_the_image_is_rebuilt_and_the_pr_says_so(
     assert (
         main(["--stack", "staging", "--to-version", "2", "--repo-dir", str(project_repo.work), "--base", "main"]) == 0
     )
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/staging/wine-quality-v2")
+    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/staging/mlops.models.wine_quality-v2")
     assert project_repo.show(pushed, "staging") == project_repo.show(shas["v2"], "staging"), "exactly the revert"
     assert "the deploy builds the image again" in github.pulls[1]["body"]
     assert "the registry was not asked" in github.pulls[1]["body"]
@@ -143,7 +143,7 @@ def test_a_revert_brings_back_the_digest_the_earlier_pin_had(
 
     assert main(["--stack", "staging", "--to-version", "2", "--repo-dir", str(project_repo.work), "--no-pr"]) == 0
 
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/staging/wine-quality-v2")
+    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/staging/mlops.models.wine_quality-v2")
     assert project_repo.show(pushed, "staging") == project_repo.show(rolled, "staging")
     assert "the pin before" in project_repo.git("log", "-1", "--format=%B", pushed)
 
@@ -159,7 +159,7 @@ def test_rolling_back_over_several_versions_pins_directly(
         ]
     )
     assert code == 0
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/staging/wine-quality-v1")
+    pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/staging/mlops.models.wine_quality-v1")
     message = project_repo.git("log", "-1", "--format=%B", pushed)
     assert f"Pins v1 directly: the commit that pinned v3, {shas['v3']}" in message
     assert "replaced v2, not v1" in message
@@ -173,7 +173,7 @@ def test_nothing_to_do_and_bad_input(
     project_repo: ProjectRepo, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--stack", "staging", "--to-version", "1", "--repo-dir", str(project_repo.work)]) == 0
-    assert "already runs wine-quality v1" in capsys.readouterr().out
+    assert "already runs mlops.models.wine_quality v1" in capsys.readouterr().out
     assert (
         main(["--stack", "staging", "--to-version", "2", "--digest", "sha256:x", "--repo-dir", str(project_repo.work)])
         == 2

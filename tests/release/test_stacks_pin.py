@@ -16,6 +16,16 @@ from tests.release.gitrepo import ROOT
 STACKS = ("staging", "prod")
 DIGEST = "sha256:" + "ab" * 32
 OTHER_DIGEST = "sha256:" + "cd" * 32
+MODEL = "mlops.models.wine_quality"
+OTHER_MODEL = "mlops.models.churn"
+
+
+def pinned_digest(project: Path, stack: str) -> str | None:
+    """The digest a stack file pins: prod must keep pinning one (it never builds), staging builds without."""
+    for line in stack_path(project, stack).read_text().splitlines():
+        if line.strip().startswith("imageDigest:"):
+            return line.split(":", 1)[1].strip()
+    return None
 
 
 @pytest.fixture
@@ -49,7 +59,7 @@ def test_pin_changes_only_the_version_line_byte_for_byte(project: Path, stack: s
     old_version = lines[model_line_index(lines, "version")].split(":", 1)[1].strip()
     new_version = int(old_version) + 6
 
-    result = pin(project, stack, "wine-quality", str(new_version))
+    result = pin(project, stack, MODEL, str(new_version), pinned_digest(project, stack))
 
     assert result.changed
     assert (result.old_version, result.new_version) == (int(old_version), new_version)
@@ -61,11 +71,12 @@ def test_pin_changes_only_the_version_line_byte_for_byte(project: Path, stack: s
 @pytest.mark.parametrize("stack", STACKS)
 def test_second_pin_changes_nothing(project: Path, stack: str) -> None:
     path = stack_path(project, stack)
-    first = pin(project, stack, "wine-quality", 9)
+    digest = pinned_digest(project, stack)
+    first = pin(project, stack, MODEL, 9, digest)
     after_first = path.read_bytes()
     stamp = path.stat().st_mtime_ns
 
-    second = pin(project, stack, "wine-quality", "9")
+    second = pin(project, stack, MODEL, "9", digest)
 
     assert first.changed
     assert not second.changed
@@ -80,7 +91,7 @@ def test_bad_version_is_refused_naming_key_and_file(project: Path, bad: str | in
     before = path.read_bytes()
 
     with pytest.raises(SettingsError) as raised:
-        pin(project, "staging", "wine-quality", bad)
+        pin(project, "staging", MODEL, bad)
 
     assert path.read_bytes() == before
     assert len(raised.value.problems) == 1
@@ -92,7 +103,7 @@ def test_bad_digest_is_refused(project: Path) -> None:
     path = stack_path(project, "prod")
     before = path.read_bytes()
     with pytest.raises(SettingsError) as raised:
-        pin(project, "prod", "wine-quality", 2, "sha256:not-hex")
+        pin(project, "prod", MODEL, 2, "sha256:not-hex")
     assert path.read_bytes() == before
     assert raised.value.problems[0].startswith("Pulumi.prod.yaml: mlops-serving:model.imageDigest: ")
 
@@ -101,19 +112,19 @@ def test_another_model_is_refused_unless_allowed(project: Path) -> None:
     path = stack_path(project, "staging")
     before = path.read_bytes()
     with pytest.raises(SettingsError) as raised:
-        pin(project, "staging", "churn", 2)
+        pin(project, "staging", OTHER_MODEL, 2)
     assert path.read_bytes() == before
-    assert "pins wine-quality, not churn" in raised.value.problems[0]
+    assert "pins mlops.models.wine_quality, not mlops.models.churn" in raised.value.problems[0]
     assert "--allow-model-change" in raised.value.problems[0]
 
-    result = pin(project, "staging", "churn", 2, allow_model_change=True)
+    result = pin(project, "staging", OTHER_MODEL, 2, allow_model_change=True)
 
     lines = before.decode().splitlines(keepends=True)
     expected = list(lines)
-    expected[model_line_index(lines, "name")] = "    name: churn\n"
+    expected[model_line_index(lines, "name")] = "    name: mlops.models.churn\n"
     expected[model_line_index(lines, "version")] = "    version: 2\n"
     assert path.read_text() == "".join(expected)
-    assert result.model == "churn"
+    assert result.model == OTHER_MODEL
 
 
 def test_digest_is_added_after_version_then_removed_by_a_plain_pin(project: Path) -> None:
@@ -122,18 +133,18 @@ def test_digest_is_added_after_version_then_removed_by_a_plain_pin(project: Path
     lines = original.splitlines(keepends=True)
     at = model_line_index(lines, "version")
 
-    rolled_back = pin(project, "staging", "wine-quality", 1, DIGEST)
+    rolled_back = pin(project, "staging", MODEL, 1, DIGEST)
 
     assert rolled_back.changed
     assert rolled_back.new_digest == DIGEST
     assert path.read_text() == "".join([*lines[: at + 1], f"    imageDigest: {DIGEST}\n", *lines[at + 1 :]])
-    assert not pin(project, "staging", "wine-quality", 1, DIGEST).changed
+    assert not pin(project, "staging", MODEL, 1, DIGEST).changed
 
-    replaced = pin(project, "staging", "wine-quality", 1, OTHER_DIGEST)
+    replaced = pin(project, "staging", MODEL, 1, OTHER_DIGEST)
     assert (replaced.old_digest, replaced.new_digest) == (DIGEST, OTHER_DIGEST)
     assert path.read_text() == "".join([*lines[: at + 1], f"    imageDigest: {OTHER_DIGEST}\n", *lines[at + 1 :]])
 
-    bumped = pin(project, "staging", "wine-quality", 2)
+    bumped = pin(project, "staging", MODEL, 2)
     assert bumped.new_digest is None
     expected = list(lines)
     expected[at] = "    version: 2\n"
@@ -152,12 +163,12 @@ def test_comments_around_the_digest_survive_its_removal(project: Path) -> None:
     ]
     path.write_text("".join(with_comments))
 
-    pin(project, "staging", "wine-quality", 3)
+    pin(project, "staging", MODEL, 3)
 
     expected = [*lines[:at], "    version: 3\n", "    # keep me: about the model block\n", *lines[at + 1 :]]
     assert path.read_text() == "".join(expected)
 
-    pin(project, "staging", "wine-quality", 3, DIGEST)  # and back: the comment stays below the inserted digest
+    pin(project, "staging", MODEL, 3, DIGEST)  # and back: the comment stays below the inserted digest
 
     again = [*lines[:at], "    version: 3\n", f"    imageDigest: {DIGEST}\n", *expected[at + 1 :]]
     assert path.read_text() == "".join(again)
@@ -168,7 +179,7 @@ def test_quoted_version_keeps_its_quotes_and_crlf_files_keep_crlf(project: Path)
     text = path.read_text().replace("    version: 1\n", '    version: "1"\n')
     path.write_bytes(text.replace("\n", "\r\n").encode())
 
-    pin(project, "prod", "wine-quality", 4)
+    pin(project, "prod", MODEL, 4, pinned_digest(project, "prod"))
 
     expected = text.replace('    version: "1"\n', '    version: "4"\n').replace("\n", "\r\n").encode()
     assert path.read_bytes() == expected
@@ -182,21 +193,21 @@ def test_other_indentation_is_kept(project: Path) -> None:
     )
     path.write_text(reindented)
 
-    pin(project, "staging", "wine-quality", 5)
+    pin(project, "staging", MODEL, 5)
 
     assert path.read_text() == reindented.replace("        version: 1\n", "        version: 5\n")
 
 
 def test_an_edit_that_would_reformat_other_lines_is_refused(project: Path) -> None:
-    path = stack_path(project, "prod")
+    path = stack_path(project, "staging")
     flow = path.read_text().replace(
-        "  mlops-serving:model:\n    name: wine-quality\n    version: 1\n",
-        "  mlops-serving:model: {name: wine-quality, version: 1}\n",
+        "  mlops-serving:model:\n    name: mlops.models.wine_quality\n    version: 1\n",
+        "  mlops-serving:model: {name: mlops.models.wine_quality, version: 1}\n",
     )
     path.write_text(flow)
 
     with pytest.raises(SettingsError) as raised:
-        pin(project, "prod", "wine-quality", 2)
+        pin(project, "staging", MODEL, 2)
 
     assert path.read_text() == flow
     assert "refusing to write" in raised.value.problems[0]
@@ -204,7 +215,7 @@ def test_an_edit_that_would_reformat_other_lines_is_refused(project: Path) -> No
 
 def test_missing_stack_file_is_reported(project: Path) -> None:
     with pytest.raises(SettingsError) as raised:
-        pin(project, "qa", "wine-quality", 2)
+        pin(project, "qa", MODEL, 2)
     assert "Pulumi.qa.yaml: no such stack file" in raised.value.problems[0]
 
 
@@ -220,20 +231,24 @@ def stacks_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_prints_one_line_and_is_idempotent(project: Path) -> None:
-    first = stacks_cli(project, "pin", "staging", "--model", "wine-quality", "--version", "3")
-    second = stacks_cli(project, "pin", "staging", "--model", "wine-quality", "--version", "3")
+    first = stacks_cli(project, "pin", "staging", "--model", MODEL, "--version", "3")
+    second = stacks_cli(project, "pin", "staging", "--model", MODEL, "--version", "3")
 
     assert (first.returncode, first.stderr) == (0, "")
-    assert first.stdout == "Pulumi.staging.yaml: wine-quality version 1 -> 3\n"
-    assert (second.returncode, second.stdout) == (0, "Pulumi.staging.yaml: wine-quality already pinned at version 3\n")
+    assert first.stdout == "Pulumi.staging.yaml: mlops.models.wine_quality version 1 -> 3\n"
+    assert (second.returncode, second.stdout) == (
+        0,
+        "Pulumi.staging.yaml: mlops.models.wine_quality already pinned at version 3\n",
+    )
 
 
 def test_cli_digest_and_bad_input(project: Path) -> None:
-    done = stacks_cli(project, "pin", "prod", "--model", "wine-quality", "--version", "1", "--digest", DIGEST)
-    bad = stacks_cli(project, "pin", "prod", "--model", "wine-quality", "--version", "abc")
+    shipped = pinned_digest(project, "prod")
+    done = stacks_cli(project, "pin", "prod", "--model", MODEL, "--version", "1", "--digest", DIGEST)
+    bad = stacks_cli(project, "pin", "prod", "--model", MODEL, "--version", "abc")
 
     assert done.returncode == 0
-    assert done.stdout == f"Pulumi.prod.yaml: wine-quality imageDigest none -> {DIGEST}\n"
+    assert done.stdout == f"Pulumi.prod.yaml: mlops.models.wine_quality imageDigest {shipped} -> {DIGEST}\n"
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert bad.stderr.startswith("Pulumi.prod.yaml: mlops-serving:model.version: expected a positive integer")

@@ -1,0 +1,78 @@
+"""Where the platform's models live in Unity Catalog: the schema, and who may register and release them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_databricks as databricks
+
+from stacks.settings import ModelRegistrySettings
+
+# Unity Catalog privileges (https://learn.microsoft.com/azure/databricks/data-governance/unity-catalog/manage-privileges/privileges).
+# Registering: CREATE MODEL on the schema; the creator owns the model, and only a model's owner creates versions and
+# sets aliases (https://docs.databricks.com/machine-learning/manage-model-lifecycle/upgrade-workflows.html).
+REGISTER_PRIVILEGES = ("USE_SCHEMA", "CREATE_MODEL")
+# Releasing: read versions and aliases and download artifacts (EXECUTE on the model, inherited from the schema),
+# tag the deployed version (APPLY_TAG).
+RELEASE_PRIVILEGES = ("USE_SCHEMA", "EXECUTE", "APPLY_TAG")
+
+
+@dataclass(frozen=True)
+class ModelCatalogArgs:
+    """The registry settings (Unity Catalog)."""
+
+    registry: ModelRegistrySettings
+
+
+class ModelCatalog(pulumi.ComponentResource):
+    """Owns the schema the models are registered in (`modelRegistry.catalog`.`modelRegistry.schema`), created by and
+    so owned by the deployer, and the grants of `registerers` and `releasers` on it and on its catalog.
+
+    The catalog is the workspace's default catalog, which Azure creates with the workspace
+    (`DatabricksWorkspace(default_catalog=...)`); workspace admins own it, so the deployer (a workspace admin as the
+    workspace's creator) can create the schema and grant on the catalog. Each grant is a `databricks.Grant`, one
+    principal's privileges, never the authoritative `databricks.Grants`: the catalog is shared with every workspace
+    user, and this stack must not revoke what it did not grant. The Databricks provider comes in through `opts`.
+    Exports `schema_name` (`catalog.schema`, once the schema exists).
+    """
+
+    schema_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:release:ModelCatalog", name, None, opts)
+        registry = args.registry
+        if registry.type != "unity-catalog" or registry.catalog is None or registry.schema_name is None:
+            raise ValueError("ModelCatalog is for a Unity Catalog registry (modelRegistry.type: unity-catalog)")
+        child = pulumi.ResourceOptions(parent=self)
+        schema = databricks.Schema(
+            f"{name}-schema",
+            catalog_name=registry.catalog,
+            name=registry.schema_name,
+            comment="Models served by mlops-serving; released when the promote alias is set.",
+            properties={"managed-by": "pulumi"},
+            opts=child,
+        )
+        self.schema_name = pulumi.Output.concat(schema.catalog_name, ".", schema.name)
+        after_schema = pulumi.ResourceOptions(parent=self, depends_on=[schema])
+        for role, principals, privileges in (
+            ("register", registry.registerers, REGISTER_PRIVILEGES),
+            ("release", registry.releasers, RELEASE_PRIVILEGES),
+        ):
+            for principal in principals:
+                key = f"{name}-{role}-{principal}"
+                databricks.Grant(
+                    f"{key}-catalog",
+                    catalog=registry.catalog,
+                    principal=principal,
+                    privileges=["USE_CATALOG"],
+                    opts=child,
+                )
+                databricks.Grant(
+                    f"{key}-schema",
+                    schema=self.schema_name,
+                    principal=principal,
+                    privileges=list(privileges),
+                    opts=after_schema,
+                )
+        self.register_outputs({"schemaName": self.schema_name})
