@@ -255,7 +255,7 @@ def stack_to_stack_change(
     if wanted.image_digest:
         image = f"the image `{source}` built and deployed, `{wanted.image_digest}`"
     else:
-        image = f"the image `{source}` built for it (read through the StackReference)"
+        image = f"the image `{source}` pins for it"
     message = (
         f"Promote {wanted.name} v{wanted.version} to {target}\n\n"
         f"Pins in Pulumi.{target}.yaml what Pulumi.{source}.yaml pins at {base_sha[:12]}: "
