@@ -53,7 +53,7 @@ class ModelRegistryWebhookArgs:
     registry: ModelRegistrySettings
     """Where models are registered; `type` picks a registry webhook or a Unity Catalog job."""
     listener_webhook_url: pulumi.Input[str]
-    """The listener's `/api/webhooks/databricks` URL (a secret: it names the app; the route checks the HMAC signature)."""
+    """The listener's `/api/webhooks/databricks` URL (a secret; the route checks the HMAC signature)."""
     listener_job_url: pulumi.Input[str]
     """The listener's `/api/webhooks/databricks-job` URL (a secret; the route checks the bearer token)."""
     hmac_secret: pulumi.Input[str]
