@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,12 @@ from localrun.declared_release import DeclaredRelease
 from localrun.oci_registry import oci_registry, registry_binary
 from localrun.podman import LocalRegistryBuild, ReleasedImage, ensure_base_image, podman_missing, release_image
 from localrun.processes import REPO_ROOT, ManagedProcess, child_env, mlflow_server
+
+with warnings.catch_warnings():
+    # Importing mlflow.pyfunc warns about MLflow's own type hints; with the suite's filterwarnings=error the import
+    # inside the fixture would fail (as tests/model_image/conftest.py does, import it once here, quietly).
+    warnings.simplefilter("ignore", UserWarning)
+    import mlflow.pyfunc  # noqa: F401
 
 MODEL = "wine-quality"
 # Nothing the program reads lives in these; copying them would take minutes.
