@@ -56,14 +56,14 @@ def saved_image_scan(image_run: ImageRun, tmp_path_factory: pytest.TempPathFacto
     scan = Scan()
     with tarfile.open(archive) as outer:
         for member in outer:
-            stream = outer.extractfile(member)
+            stream = outer.extractfile(member) if member.isfile() else None
             if stream is None:
                 continue
             if member.name.endswith(".tar"):
                 scan.layers += 1
                 with tarfile.open(fileobj=stream, mode="r|") as layer:
                     for entry in layer:
-                        content = layer.extractfile(entry)
+                        content = layer.extractfile(entry) if entry.isfile() else None
                         if content is not None:
                             scan.files += 1
                             _search(content.read(), f"{member.name}:{entry.name}", token, control, scan)
