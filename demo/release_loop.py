@@ -137,6 +137,8 @@ class ReleaseLoop:
             subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(self.worktree)], check=True, timeout=120)
             self.git("config", "user.name", "local CI")
             self.git("config", "user.email", "ci@localhost")
+            # The branch the clone checked out (main in CI; a feature branch when run from one) is the base.
+            self.base_branch = self.git("rev-parse", "--abbrev-ref", "HEAD")
             detail.append(f"{self.worktree} at {self.git('rev-parse', '--short', 'HEAD')}")
 
     def _start_services(self) -> None:
@@ -225,9 +227,9 @@ class ReleaseLoop:
             branch = f"promote/staging/{MODEL}-v{expected_version}"
             if branch in self.git("branch", "--list", branch):
                 # The reviewer approves; the merge is what the deploy workflow runs on.
-                self.git("checkout", "-q", "main")
+                self.git("checkout", "-q", self.base_branch)
                 self.git("merge", "-q", "--ff-only", branch)
-                detail.append(f"merged {branch} into main")
+                detail.append(f"merged {branch} into {self.base_branch}")
             pinned = self._pinned_version()
             if pinned != expected_version:
                 raise LoopFailedError(f"staging pins version {pinned} after the promotion, not {expected_version}")
