@@ -109,6 +109,9 @@ class ImageSteps:
         if smoke.returncode != 0:
             raise LoopFailedError(f"the smoke Job's command failed against version {version}: {smoke.stderr[-800:]}")
         self.loop.out(f"  smoke Job: {smoke.stdout.strip()[:160]}")
+        if self.virtualenv_figures is None:
+            # Before the example is written below: the virtualenv path fetches into that same directory.
+            self._virtualenv_for_comparison(version)
         # The example the final headless check posts, taken from the image (the model the container serves).
         example_dir = self.loop.workdir / "images" / f"{MODEL}-v{version}" / "model"
         example_dir.mkdir(parents=True, exist_ok=True)
@@ -118,8 +121,6 @@ class ImageSteps:
         self.loop.out(
             f"  image: build {image.build_seconds:.0f}s, {image.size_bytes / 1e6:.0f} MB, run → ready {ready:.1f}s"
         )
-        if self.virtualenv_figures is None:
-            self._virtualenv_for_comparison(version)
         self.loop.serving[version] = (container, f"{url}/invocations")
         return f"{url}/invocations"
 
