@@ -3,8 +3,9 @@
 A real `mlflow server` (SQLite) stands in for the Databricks registry and Azurite for Azure Storage; a small local
 endpoint stands in for GitHub's API. Everything else is the product's own code: the listener verifies the webhook
 and hands it to its queue, its worker dispatches, `release.promote` pins the version on a working copy and renders
-the offline diff, and `model_server` fetches the model from the registry (as the Dockerfile does at build time) and
-serves it. There is no container engine here, so the image is not built: the demo runs what the image would hold.
+the offline diff, and the image is built from `model_image/Dockerfile` with podman, pushed to a local registry and
+run by digest as the Deployment runs it (demo/image_steps.py). Without podman, `model_server` fetches the model from
+the registry (as the Dockerfile does at build time) and serves it from the virtualenv.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from demo import image_steps
 from demo.local_ci import Dispatch, LocalCI
 from localrun.processes import REPO_ROOT, ManagedProcess, azurite, child_env, free_port, mlflow_server
 
@@ -73,6 +75,8 @@ class ReleaseLoop:
         self.alert_token = secrets.token_urlsafe(32)  # Alertmanager -> the listener's alert route
         self.worktree = workdir / "worktree"
         self.serving: dict[int, tuple[ManagedProcess, str]] = {}
+        self.images: image_steps.ImageSteps | None = None
+        self.last_ready_seconds = 0.0
 
     # Plumbing ----------------------------------------------------------------------------------------------
 
@@ -117,6 +121,7 @@ class ReleaseLoop:
         try:
             self._prepare()
             self._start_services()
+            self.images = image_steps.for_loop(self)
             self._register_webhook()
             self._release(1)
             self._forged_webhook_is_rejected()
@@ -138,6 +143,8 @@ class ReleaseLoop:
             subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(self.worktree)], check=True, timeout=120)
             self.git("config", "user.name", "local CI")
             self.git("config", "user.email", "ci@localhost")
+            # The branch the clone checked out (main in CI; a feature branch when run from one) is the base.
+            self.base_branch = self.git("rev-parse", "--abbrev-ref", "HEAD")
             detail.append(f"{self.worktree} at {self.git('rev-parse', '--short', 'HEAD')}")
 
     def _start_services(self) -> None:
@@ -230,9 +237,9 @@ class ReleaseLoop:
             branch = f"promote/staging/{MODEL}-v{expected_version}"
             if branch in self.git("branch", "--list", branch):
                 # The reviewer approves; the merge is what the deploy workflow runs on.
-                self.git("checkout", "-q", "main")
+                self.git("checkout", "-q", self.base_branch)
                 self.git("merge", "-q", "--ff-only", branch)
-                detail.append(f"merged {branch} into main")
+                detail.append(f"merged {branch} into {self.base_branch}")
             pinned = self._pinned_version()
             if pinned != expected_version:
                 raise LoopFailedError(f"staging pins version {pinned} after the promotion, not {expected_version}")
@@ -263,6 +270,11 @@ class ReleaseLoop:
         return pinned_model(load_stack_config(self.worktree, "staging").settings()).version
 
     def _deploy(self, version: int) -> str:
+        if self.images is not None:
+            return self.images.deploy(version)
+        return self.deploy_virtualenv(version)
+
+    def deploy_virtualenv(self, version: int) -> str:
         from components.model_image import image_code_hash
 
         model_dir = self.workdir / "images" / f"{MODEL}-v{version}" / "model"
@@ -273,6 +285,7 @@ class ReleaseLoop:
         )  # fmt: skip
         port = free_port()
         base = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
         proc = self.start(
             ManagedProcess(
                 name=f"model-server-v{version}",
@@ -297,6 +310,7 @@ class ReleaseLoop:
             ),
             timeout=180,
         )
+        self.last_ready_seconds = time.monotonic() - started
         example = model_dir / "serving_input_example.json"
         body = example.read_bytes() if example.exists() else b""
         if not body:
@@ -348,6 +362,8 @@ class ReleaseLoop:
         for step in self.steps:
             self.out(f"  {step.seconds:6.1f}s  {step.name}")
         self.out(f"  {sum(s.seconds for s in self.steps):6.1f}s  in all")
+        if self.images is not None:
+            self.out("\n" + "\n".join(self.images.summary()))
         for version, (_, url) in self.serving.items():
             self.out(f"\n{MODEL} version {version} is serving at {url}")
 

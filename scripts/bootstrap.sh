@@ -43,6 +43,22 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager
   if [ -n "$guard" ]; then $as_root rm -f "$guard"; fi
 fi
 
+# The container tools that build and run the model image locally, from Debian's registry (only those missing).
+# Without them (not root, not Debian) the demo serves from a virtualenv and says so; tests/image fails.
+image_tools=(podman buildah runc debootstrap docker-registry skopeo)
+missing_tools=()
+for pkg in "${image_tools[@]}"; do
+  dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing_tools+=("$pkg")
+done
+if [ ${#missing_tools[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_tools[@]}" >/dev/null
+  else
+    echo "bootstrap: ${missing_tools[*]} not installed and apt-get needs root here: images will not be built" >&2
+  fi
+fi
+
 if [ ! -x node_modules/.bin/azurite-queue ]; then
   npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 fi

@@ -8,3 +8,5 @@ export PYTHONDONTWRITEBYTECODE=1
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REPO_ROOT
 export PATH="$REPO_ROOT/.venv/bin:$REPO_ROOT/node_modules/.bin:$PATH"
+# podman/buildah: the project's runtime settings (runc + cgroupfs, no default ulimits), never the machine's /etc.
+export CONTAINERS_CONF="$REPO_ROOT/localrun/containers.conf"

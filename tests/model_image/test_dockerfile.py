@@ -1,6 +1,6 @@
-"""The Dockerfile, checked without a container engine: hadolint, pins, user, secrets, contract, CLI lines.
+"""The Dockerfile, checked by reading it: hadolint, pins, user, secrets, contract, CLI lines.
 
-No Docker daemon is available here, so the image itself is not built in these tests (see the README).
+The image itself is built and run with podman in tests/image/ (layers, history, user, labels, running it).
 """
 
 from __future__ import annotations
