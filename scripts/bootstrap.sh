@@ -24,38 +24,42 @@ if [ ! -x .tools/checkov/bin/checkov ]; then
 fi
 uv pip sync --quiet --require-hashes -p .tools/checkov/bin/python tools/checkov.txt
 
-# promtool (Debian's `prometheus` package) runs the alert rules' tests (tests/components/test_monitoring_rules.py);
-# the demo's monitoring step runs Prometheus and Alertmanager (`prometheus-alertmanager`) on 127.0.0.1 with its own
-# config (localrun/monitoring.py).
-if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
-  as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
-  # The packages would start servers on :9090/:9093 on every interface: policy-rc.d (exit 101) keeps
-  # invoke-rc.d and deb-systemd-invoke from starting any service while it installs (init-system-helpers README.policy-rc.d).
-  guard=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $as_root tee /usr/sbin/policy-rc.d >/dev/null
-    $as_root chmod +x /usr/sbin/policy-rc.d
-    guard=/usr/sbin/policy-rc.d
-  fi
-  $as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager >/dev/null
-  if [ -n "$guard" ]; then $as_root rm -f "$guard"; fi
-fi
-
-# The container tools that build and run the model image locally, from Debian's registry (only those missing).
-# Without them (not root, not Debian) the demo serves from a virtualenv and says so; tests/image fails.
-image_tools=(podman buildah runc debootstrap docker-registry skopeo)
-missing_tools=()
-for pkg in "${image_tools[@]}"; do
-  dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing_tools+=("$pkg")
-done
-if [ ${#missing_tools[@]} -gt 0 ]; then
+# Debian packages the tests and the demo run, installed only when missing:
+# - promtool (`prometheus`) runs the alert rules' tests (tests/components/test_monitoring_rules.py); the demo's
+#   monitoring step runs Prometheus and Alertmanager (`prometheus-alertmanager`) with its own config
+#   (localrun/monitoring.py);
+# - the container tools that build and run the model image locally (podman with runc, buildah, debootstrap for the
+#   stand-in base, the CNCF registry `docker-registry`, skopeo). Without them (not root, not Debian) the demo serves
+#   from a virtualenv and says so; tests/image fails.
+monitoring_packages=(prometheus prometheus-alertmanager)
+image_packages=(podman buildah runc debootstrap docker-registry skopeo)
+missing() { for pkg in "$@"; do dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || echo "$pkg"; done; }
+mapfile -t missing_monitoring < <(missing "${monitoring_packages[@]}")
+mapfile -t missing_image < <(missing "${image_packages[@]}")
+missing=("${missing_monitoring[@]}" "${missing_image[@]}")
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # prometheus, alertmanager and docker-registry would start servers on :9090/:9093/:5000 on every interface:
+    # policy-rc.d (exit 101) keeps invoke-rc.d and deb-systemd-invoke from starting any service while they install
+    # (init-system-helpers README.policy-rc.d). The project starts its own, on 127.0.0.1, when it needs them.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      guard=/usr/sbin/policy-rc.d
+    fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_tools[@]}" >/dev/null
+    # The monitoring servers need nothing they only recommend (node-exporter would be one more server); podman
+    # needs its recommended network and runtime helpers, as tested (../shared/reference/local-containers.md).
+    if [ ${#missing_monitoring[@]} -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_monitoring[@]}" >/dev/null
+    fi
+    if [ ${#missing_image[@]} -gt 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_image[@]}" >/dev/null
+    fi
+    if [ -n "$guard" ]; then rm -f "$guard"; fi
   else
-    echo "bootstrap: ${missing_tools[*]} not installed and apt-get needs root here: images will not be built" >&2
+    echo "bootstrap: ${missing[*]} not installed and apt-get needs root here" >&2
   fi
 fi
 
