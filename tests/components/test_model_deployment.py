@@ -19,7 +19,7 @@ from components.naming import Naming
 from stacks.diff import flatten
 from stacks.files import load_stack_config
 from stacks.harness import ProgramRun, RecordedResource, run_program
-from stacks.settings import ServingSettings, StackSettings
+from stacks.settings import ServingSettings, StackSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -125,8 +125,8 @@ def run_deployment(
                 naming=naming,
                 resource_group_name=naming.resource("rg"),
                 location=settings.location,
-                model_name=settings.model.name,
-                model_version=version or settings.model.version,
+                model_name=pinned_model(settings).name,
+                model_version=version or pinned_model(settings).version,
                 image_ref=image_ref or IMAGE_V1,
                 settings=serving,
                 oidc_issuer_url=ISSUER,

@@ -36,7 +36,7 @@ from monitoring.rules import (
     rule_groups,
 )
 from stacks.files import load_stack_config
-from stacks.settings import MonitoringSettings
+from stacks.settings import MonitoringSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
@@ -227,7 +227,7 @@ def _run_promtool(tmp_path: Path, stack: str, mutate_expectations: bool = False)
     assert PROMTOOL is not None
     config = load_stack_config(ROOT, stack)
     settings = config.settings()
-    app = kubernetes_name(settings.model.name)
+    app = kubernetes_name(pinned_model(settings).name)
     rules_file = tmp_path / f"{stack}.rules.yml"
     rules_file.write_text(stack_rules_file(ROOT, stack))
     groups = rule_groups(settings.monitoring, app, f"{config.project}-{stack}")

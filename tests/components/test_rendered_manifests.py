@@ -34,7 +34,7 @@ from stacks.render import (
     render,
     render_stack,
 )
-from stacks.settings import ServingSettings
+from stacks.settings import ServingSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -88,8 +88,8 @@ def cluster_program_run(variant: str) -> ProgramRun:
                 naming=naming,
                 resource_group_name=naming.resource("rg"),
                 location=settings.location,
-                model_name=settings.model.name,
-                model_version=settings.model.version,
+                model_name=pinned_model(settings).name,
+                model_version=pinned_model(settings).version,
                 image_ref=IMAGE,
                 settings=serving,
                 oidc_issuer_url=aks.oidc_issuer_url,

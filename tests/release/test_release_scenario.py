@@ -40,6 +40,7 @@ from stacks import preview as stacks_preview
 from stacks.files import load_stack_config
 from stacks.harness import ProgramOptions, ProgramRun, run_program
 from stacks.pin import pin
+from stacks.settings import pinned_model
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
@@ -207,7 +208,7 @@ class Release:
         return number
 
     def prod_pin(self) -> tuple[int, str | None]:
-        pinned = load_stack_config(self.repo.work, "prod").settings().model
+        pinned = pinned_model(load_stack_config(self.repo.work, "prod").settings())
         return pinned.version, pinned.image_digest
 
 
