@@ -10,6 +10,8 @@ import pytest
 
 from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
 from stacks.mockcloud import DEPLOYER_OBJECT_ID, PrincipalType
+from stacks.preview import registered_before
+from stacks.settings import parse_settings
 from tests.conftest import PROJECT, ROOT, STAGING_REF, stack_values
 
 ROLE = "azure-native:authorization:RoleAssignment"
@@ -25,6 +27,9 @@ def run(stack: str, edit: Any = None, **options: Any) -> ProgramRun:
     values = stack_values(stack)
     if edit is not None:
         edit(values)
+    # A stack file that pins a version was written by promoting it, so the registry holds that version (day zero,
+    # with nothing registered, is tests/test_day_zero.py).
+    options.setdefault("registry_models", registered_before(parse_settings(values, f"Pulumi.{stack}.yaml")))
     return run_program(ROOT / "__main__.py", values, project=PROJECT, stack=stack, options=ProgramOptions(**options))
 
 
