@@ -355,7 +355,8 @@ class ModelDeployment(pulumi.ComponentResource):
                                     k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
                                     k8s.core.v1.EnvVarArgs(name="MODEL_NAME", value=args.model_name),
                                     k8s.core.v1.EnvVarArgs(name="MODEL_VERSION", value=version),
-                                    k8s.core.v1.EnvVarArgs(name="MAX_ROWS", value=str(settings.max_rows)),
+                                    # The name model_server reads (its settings.py); a test holds the two together.
+                                    k8s.core.v1.EnvVarArgs(name="MAX_REQUEST_ROWS", value=str(settings.max_rows)),
                                 ],
                                 resources=resources,
                                 # Ready only once the model is loaded and warmed up: up to 5 minutes to start.

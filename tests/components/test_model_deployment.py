@@ -360,7 +360,17 @@ def test_other_resources_in_config_reach_the_container() -> None:
     result = run_deployment("prod", serving=serving)
     assert result.container["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
     assert result.container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
-    assert {"name": "MAX_ROWS", "value": "500"} in result.container["env"]
+    assert {"name": "MAX_REQUEST_ROWS", "value": "500"} in result.container["env"]
+
+
+def test_serving_max_rows_is_the_limit_the_server_reads_from_the_pod_environment() -> None:
+    # The server's own settings loader, fed the environment the program renders: a name that drifts on either side
+    # (the program once wrote MAX_ROWS, which the server never read) leaves the limit at its default and fails here.
+    from model_server.settings import load_settings
+
+    serving = stack_settings("prod").serving.model_copy(update={"max_rows": 500})
+    env = {e["name"]: e["value"] for e in run_deployment("prod", serving=serving).container["env"]}
+    assert load_settings({**env, "MODEL_DIR": "/opt/model"}).max_request_rows == 500
 
 
 def test_container_runs_non_root_read_only_with_no_capabilities(md_run: DeploymentRun) -> None:
@@ -392,7 +402,7 @@ def test_env_names_the_model_and_keeps_one_thread_per_process(md_run: Deployment
         {"name": "OMP_NUM_THREADS", "value": "1"},
         {"name": "MODEL_NAME", "value": "mlops.models.wine_quality"},
         {"name": "MODEL_VERSION", "value": "1"},
-        {"name": "MAX_ROWS", "value": "10000"},
+        {"name": "MAX_REQUEST_ROWS", "value": "10000"},
     ]
 
 
