@@ -31,6 +31,7 @@ from ruamel.yaml import YAML
 from policies.rules import PACK_NAME, RULES, Rule, Subject, build_policies, plaintext_secret_reason
 from stacks.harness import RecordedResource
 from stacks.preview import StackRun
+from tests.conftest import run_variant
 
 PACK_DIR = Path(__file__).resolve().parents[2] / "policies"
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
@@ -121,9 +122,20 @@ def drop(data: dict[str, Any], path: str) -> None:
     del (at(data, parent) if parent else data)[key]
 
 
+# The shipped staging registers models in Unity Catalog (a job trigger, no registry webhook); the Workspace Model
+# Registry, still an opt-in for existing workspaces, declares the MlflowWebhook whose URL the secrets rule guards.
+LEGACY_STAGING = "staging-workspace-registry"
+
+
+def _workspace_registry(values: dict[str, Any]) -> None:
+    values["mlops-serving:modelRegistry"] = {"type": "workspace"}
+    values["mlops-serving:model"].update(name="wine-quality", catalog="workspace")
+
+
 @pytest.fixture(scope="module")
 def recorded(staging: StackRun, prod: StackRun) -> dict[str, list[RecordedResource]]:
-    return {"staging": staging.run.resources, "prod": prod.run.resources}
+    legacy = run_variant("staging", _workspace_registry)
+    return {"staging": staging.run.resources, "prod": prod.run.resources, LEGACY_STAGING: legacy.resources}
 
 
 def all_resources(recorded: dict[str, list[RecordedResource]]) -> Iterator[RecordedResource]:
@@ -472,10 +484,10 @@ BROKEN = [
         WEB_SECRETS,
         "(LISTENER_GITHUB_API_URL) looks like an access token",
     ),
-    Broken("webhook-url-plain", "staging", WEBHOOK, None, _not_secret("httpUrlSpec"), SECRETS, "httpUrlSpec"),
+    Broken("webhook-url-plain", LEGACY_STAGING, WEBHOOK, None, _not_secret("httpUrlSpec"), SECRETS, "httpUrlSpec"),
     Broken(
         "webhook-url-plain-in-state",
-        "staging",
+        LEGACY_STAGING,
         WEBHOOK,
         None,
         _not_in_additional_secret_outputs("httpUrlSpec"),
@@ -828,10 +840,10 @@ def test_in_the_engine_only_additional_secret_outputs_show_that_a_secret_is_kept
 ) -> None:
     # A plain (non-secret) webhook URL cannot be told from a secret one by a policy; the missing
     # additionalSecretOutputs entry can.
-    plain_input = one(recorded, "staging", WEBHOOK)
+    plain_input = one(recorded, LEGACY_STAGING, WEBHOOK)
     plain_input.secret_inputs.clear()
     assert pack_server.Analyze(analyze_request(plain_input), timeout=30).diagnostics == []
-    plain_state = one(recorded, "staging", WEBHOOK)
+    plain_state = one(recorded, LEGACY_STAGING, WEBHOOK)
     plain_state.additional_secret_outputs.clear()
     (diagnostic,) = pack_server.Analyze(analyze_request(plain_state), timeout=30).diagnostics
     assert diagnostic.policyName == SECRETS
@@ -852,7 +864,7 @@ def test_pulumi_policy_hands_secret_inputs_to_policies_unmarked(recorded: dict[s
     servicer = _PolicyAnalyzerServicer(
         "probe", "0.0.1", [ResourceValidationPolicy("probe", "records props", probe)], EnforcementLevel.ADVISORY
     )
-    webhook = one(recorded, "staging", WEBHOOK)
+    webhook = one(recorded, LEGACY_STAGING, WEBHOOK)
     request = analyze_request(webhook)
     assert request.properties["httpUrlSpec"][SPECIAL_SIG_KEY] == SPECIAL_SECRET_SIG
     servicer.Analyze(request, None)  # type: ignore[no-untyped-call]
