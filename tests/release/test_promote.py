@@ -16,6 +16,8 @@ import pytest
 
 from localrun.processes import child_env
 from release.promote import main
+from stacks.files import load_stack_config
+from stacks.settings import pinned_model
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
@@ -369,7 +371,13 @@ def test_prod_is_proposed_the_digest_staging_deployed(
     assert main([*args, "--built-image", built_image(5)]) == 0
 
     pushed = project_repo.origin_git("rev-parse", "refs/heads/promote/prod/mlops.models.wine_quality-v5")
-    assert changed_lines(project_repo, pushed) == ["-    version: 1", "+    version: 5", f"+    imageDigest: {DIGEST}"]
+    shipped = pinned_model(load_stack_config(project_repo.work, "prod").settings()).image_digest
+    assert changed_lines(project_repo, pushed) == [
+        "-    version: 1",
+        f"-    imageDigest: {shipped}",
+        "+    version: 5",
+        f"+    imageDigest: {DIGEST}",
+    ]
     message = project_repo.git("log", "-1", "--format=%B", pushed)
     assert (
         project_repo.git("log", "-1", "--format=%(trailers:key=Promoted-From,valueonly)", pushed)
@@ -402,11 +410,14 @@ def test_a_built_image_that_is_not_the_pinned_version_is_refused(
     assert project_repo.origin_git("branch", "--list", "promote/*") == ""
 
 
-def test_without_a_built_image_the_pin_is_carried_over_as_it_is(
-    project_repo: ProjectRepo, github: FakeGitHub, quick_diff: list[tuple[str, str]]
+def test_without_a_built_image_prod_is_not_proposed_a_pin_without_a_digest(
+    project_repo: ProjectRepo, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Prod runs only digests staging built: carrying over staging's undigested pin would write a prod stack file the
+    # settings refuse, so nothing is pushed and the error names the key.
     promote_staging_on_main(project_repo, 6)
     args = ["--from-stack", "staging", "--to-stack", "prod", "--repo-dir", str(project_repo.work), "--base", "main"]
-    assert main([*args, "--built-image", ""]) == 0
-    pushed = project_repo.origin_git("rev-parse", "refs/heads/promote/prod/mlops.models.wine_quality-v6")
-    assert changed_lines(project_repo, pushed) == ["-    version: 1", "+    version: 6"]
+    assert main([*args, "--built-image", ""]) == 2
+    assert "model.imageDigest" in capsys.readouterr().err
+    assert project_repo.origin_git("branch", "--list", "promote/prod/*") == ""
+    assert github.pulls == {}
