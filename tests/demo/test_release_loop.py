@@ -44,7 +44,8 @@ def test_the_release_loop_ends_with_version_2_serving_a_forged_webhook_refused_a
     # Shifted traffic fired the staging drift rule in a real Prometheus; Alertmanager → listener → CI as model-drift.
     assert "✓ traffic like the training data" in out
     assert "Prometheus: ModelDataDrift firing" in out
-    assert re.search(r'dispatch received \(model-drift\): \{"alert": "ModelDataDrift", "model": "mlops\.models\.wine_quality"', out)
+    drift = r'dispatch received \(model-drift\): \{"alert": "ModelDataDrift", "model": "mlops\.models\.wine_quality"'
+    assert re.search(drift, out)
     if image_steps.unavailable() is None:
         # Each version ran from its own image, pulled by digest from the local registry, and passed the smoke Job.
         pulled = re.findall(r"pulled (127\.0\.0\.1:\d+/models/mlops\.models\.wine_quality@sha256:[0-9a-f]{64})", out)

@@ -30,7 +30,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     import mlflow.pyfunc  # noqa: F401
 
-MODEL = "mlops.models.wine_quality"  # the shipped staging stack's Unity Catalog name; open-source MLflow takes it as one name
+# The shipped staging stack's Unity Catalog name; open-source MLflow registers it as one plain name.
+MODEL = "mlops.models.wine_quality"
 # Nothing the program reads lives in these; copying them would take minutes.
 _NOT_PROJECT = shutil.ignore_patterns(".git", ".venv", ".tools", "node_modules", ".demo", ".bench", "__pycache__")
 
