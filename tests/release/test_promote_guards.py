@@ -12,7 +12,7 @@ from stacks.pin import pin
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
-MODEL = "wine-quality"
+MODEL = "mlops.models.wine_quality"
 DIGEST = "sha256:" + "3c" * 32
 
 
@@ -41,12 +41,12 @@ def test_a_dispatch_the_registry_does_not_confirm_is_logged_and_ignored(
     assert dispatch(project_repo, 3, "--tracking-uri", live_registry) == 0, "a forged dispatch is not a failure"
     out = capsys.readouterr().out
     assert "dispatch d-3 ignored" in out
-    assert "alias 'champion' of wine-quality is on v2, not v3" in out
+    assert "alias 'champion' of mlops.models.wine_quality is on v2, not v3" in out
     assert project_repo.origin_git("branch", "--list", "promote/*") == ""
     assert github.requests == [], "nothing opened, nothing asked of GitHub"
 
     assert dispatch(project_repo, 2, "--tracking-uri", live_registry) == 0
-    assert [p["head"]["ref"] for p in github.open_pulls()] == ["promote/staging/wine-quality-v2"]
+    assert [p["head"]["ref"] for p in github.open_pulls()] == ["promote/staging/mlops.models.wine_quality-v2"]
 
 
 @pytest.mark.integration
@@ -62,11 +62,11 @@ def test_a_stage_promotion_is_confirmed_by_the_versions_stage(
     assert dispatch(project_repo, 3, "--tracking-uri", live_registry, alias=None, stage="Staging") == 0
     assert "is in stage 'None', not 'Staging'" in capsys.readouterr().out
     assert dispatch(project_repo, 99, "--tracking-uri", live_registry, alias=None, stage="Staging") == 0
-    assert "the registry has no wine-quality v99" in capsys.readouterr().out
+    assert "the registry has no mlops.models.wine_quality v99" in capsys.readouterr().out
     assert not github.pulls
 
     assert dispatch(project_repo, 4, "--tracking-uri", live_registry, alias=None, stage="Staging") == 0
-    assert [p["head"]["ref"] for p in github.open_pulls()] == ["promote/staging/wine-quality-v4"]
+    assert [p["head"]["ref"] for p in github.open_pulls()] == ["promote/staging/mlops.models.wine_quality-v4"]
 
 
 def test_without_a_registry_a_dispatch_is_refused(
@@ -103,7 +103,7 @@ def test_a_proposal_a_reviewer_closed_is_not_reopened(
     github.close(1)
 
     assert dispatch(project_repo, 3, "--no-registry-check") == 0, "a redelivered webhook"
-    assert "pull request #1 from promote/staging/wine-quality-v3 was closed without merging" in capsys.readouterr().out
+    assert "pull request #1 from promote/staging/mlops.models.wine_quality-v3 was closed without merging" in capsys.readouterr().out
     assert len(github.pulls) == 1
     assert github.pulls[1]["state"] == "closed"
 
@@ -128,14 +128,14 @@ def test_prod_is_not_proposed_the_version_it_was_rolled_back_from(
 ) -> None:
     pin(project_repo.work, "staging", MODEL, 3)
     project_repo.git("add", "Pulumi.staging.yaml")
-    project_repo.git(*IDENTITY, "commit", "--quiet", "-m", "Promote wine-quality v3 to staging")
+    project_repo.git(*IDENTITY, "commit", "--quiet", "-m", "Promote mlops.models.wine_quality v3 to staging")
     rollback_prod_from(project_repo, 3)
     built = json.dumps({"model": MODEL, "version": 3, "digest": "sha256:" + "33" * 32})
     args = ["--from-stack", "staging", "--to-stack", "prod", "--repo-dir", str(project_repo.work), "--base", "main"]
 
     assert main([*args, "--built-image", built]) == 0
 
-    assert "prod was rolled back from wine-quality v3" in capsys.readouterr().out
+    assert "prod was rolled back from mlops.models.wine_quality v3" in capsys.readouterr().out
     assert not github.pulls
     assert main([*args, "--built-image", built, "--allow-rolled-back"]) == 0
-    assert [p["head"]["ref"] for p in github.open_pulls()] == ["promote/prod/wine-quality-v3"]
+    assert [p["head"]["ref"] for p in github.open_pulls()] == ["promote/prod/mlops.models.wine_quality-v3"]

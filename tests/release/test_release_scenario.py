@@ -44,7 +44,7 @@ from stacks.settings import pinned_model
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
 
-MODEL = "wine-quality"
+MODEL = "mlops.models.wine_quality"
 ALIAS = "champion"
 
 
@@ -244,7 +244,7 @@ def test_the_whole_release_sequence(release: Release, capsys: pytest.CaptureFixt
     v1_image = preview(release.repo.work, "staging")["outputs"]["modelImage"]
     if release.prod_pin() != (1, v1_image["digest"]):
         pin(release.repo.work, "prod", MODEL, 1, v1_image["digest"])
-        release.push_to_main("Prod pins the digest staging builds for wine-quality v1")
+        release.push_to_main("Prod pins the digest staging builds for mlops.models.wine_quality v1")
 
     # 1. promote v1: staging already pins it, nothing to propose.
     assert release.promote_workflow(release.registry_promotes(1)) == 0
@@ -262,25 +262,25 @@ def test_the_whole_release_sequence(release: Release, capsys: pytest.CaptureFixt
     #    (queued, never cancelled) is checked with the registry and ignored.
     v2_payload = release.registry_promotes(2)
     assert release.promote_workflow(v2_payload) == 0
-    release.pull_checks_pass(release.pull("promote/staging/wine-quality-v2"))
+    release.pull_checks_pass(release.pull("promote/staging/mlops.models.wine_quality-v2"))
     assert release.promote_workflow(release.registry_promotes(3)) == 0
-    assert release.open_heads() == ["promote/staging/wine-quality-v3"]
+    assert release.open_heads() == ["promote/staging/mlops.models.wine_quality-v3"]
     v2_pull = next(p for p in release.github.pulls.values() if p["head"]["ref"].endswith("-v2"))
     assert any(c["body"].startswith("Superseded by #") for c in release.github.comments.values())
     assert release.promote_workflow(v2_payload) == 0
-    assert "ignored: it reports wine-quality v2 promoted, but alias 'champion'" in capsys.readouterr().out
+    assert "ignored: it reports mlops.models.wine_quality v2 promoted, but alias 'champion'" in capsys.readouterr().out
     assert v2_pull["state"] == "closed"
-    assert release.open_heads() == ["promote/staging/wine-quality-v3"]
+    assert release.open_heads() == ["promote/staging/mlops.models.wine_quality-v3"]
 
     # 4. merge v3 -> deploy staging v3 -> prod is proposed v3 by the digest staging built.
-    v3_staging = release.pull("promote/staging/wine-quality-v3")
+    v3_staging = release.pull("promote/staging/mlops.models.wine_quality-v3")
     release.pull_checks_pass(v3_staging)
     release.deploy_workflow(*release.merge(v3_staging))
     assert release.running["staging"][0] == 3
     assert release.running["prod"][0] == 1, "prod waits for its own pull request"
     v3_digest = release.running["staging"][1]
-    assert release.open_heads() == ["promote/prod/wine-quality-v3"]
-    v3_prod = release.pull("promote/prod/wine-quality-v3")
+    assert release.open_heads() == ["promote/prod/mlops.models.wine_quality-v3"]
+    v3_prod = release.pull("promote/prod/mlops.models.wine_quality-v3")
     release.pull_checks_pass(v3_prod)
     assert v3_digest in release.github.pulls[v3_prod]["body"], "the reviewer sees the exact digest"
 
@@ -290,7 +290,7 @@ def test_the_whole_release_sequence(release: Release, capsys: pytest.CaptureFixt
 
     # 6. roll prod back to v1: the digest comes from the registry; merging deploys prod alone.
     assert release.rollback_workflow("prod", 1) == 0
-    rollback_pull = release.pull("rollback/prod/wine-quality-v1")
+    rollback_pull = release.pull("rollback/prod/mlops.models.wine_quality-v1")
     release.pull_checks_pass(rollback_pull)
     before, after = release.merge(rollback_pull)
     assert prod_only(changed_files(before, after, release.repo.work)), "a prod rollback does not wait on staging"
@@ -304,18 +304,18 @@ def test_the_whole_release_sequence(release: Release, capsys: pytest.CaptureFixt
     release.repo.git("add", "NOTES.md")
     after = release.push_to_main("An unrelated change")
     release.deploy_workflow(before, after)
-    assert "prod was rolled back from wine-quality v3" in capsys.readouterr().out
+    assert "prod was rolled back from mlops.models.wine_quality v3" in capsys.readouterr().out
     assert release.open_heads() == []
     assert release.running["prod"] == (1, v1_image["digest"])
 
     # 8. promote v4: proposed, merged, deployed to staging, proposed for prod by digest, deployed to prod.
     assert release.promote_workflow(release.registry_promotes(4)) == 0
-    v4_staging = release.pull("promote/staging/wine-quality-v4")
+    v4_staging = release.pull("promote/staging/mlops.models.wine_quality-v4")
     release.pull_checks_pass(v4_staging)
     release.deploy_workflow(*release.merge(v4_staging))
     v4_digest = release.running["staging"][1]
     assert release.running["staging"][0] == 4
-    v4_prod = release.pull("promote/prod/wine-quality-v4")
+    v4_prod = release.pull("promote/prod/mlops.models.wine_quality-v4")
     release.pull_checks_pass(v4_prod)
     release.deploy_workflow(*release.merge(v4_prod))
     assert release.running == {"staging": (4, v4_digest), "prod": (4, v4_digest)}
@@ -327,12 +327,12 @@ def test_the_whole_release_sequence(release: Release, capsys: pytest.CaptureFixt
     heads = [p["head"]["ref"] for p in release.github.pulls.values()]
     assert sorted(heads) == sorted(
         [
-            "promote/staging/wine-quality-v2",
-            "promote/staging/wine-quality-v3",
-            "promote/prod/wine-quality-v3",
-            "rollback/prod/wine-quality-v1",
-            "promote/staging/wine-quality-v4",
-            "promote/prod/wine-quality-v4",
+            "promote/staging/mlops.models.wine_quality-v2",
+            "promote/staging/mlops.models.wine_quality-v3",
+            "promote/prod/mlops.models.wine_quality-v3",
+            "rollback/prod/mlops.models.wine_quality-v1",
+            "promote/staging/mlops.models.wine_quality-v4",
+            "promote/prod/mlops.models.wine_quality-v4",
         ]
     ), "each proposal exactly once"
     assert len(set(release.built)) == 3, "staging built v1, v3 and v4 once each"

@@ -102,8 +102,9 @@ def test_rollback_reverts_the_pin_commit_and_pins_the_digest_from_the_registry(
 def test_prod_uses_the_digest_staging_built(
     project_repo: ProjectRepo, github: FakeGitHub, registry: str, quick_diff: None
 ) -> None:
-    commit_pin(project_repo, "prod", 2)
-    commit_pin(project_repo, "prod", 3)
+    # Prod pins digests (it never builds): v2 ran staging's image, then v3 another one.
+    commit_pin(project_repo, "prod", 2, DIGEST_V2)
+    commit_pin(project_repo, "prod", 3, "sha256:" + "3c" * 32)
     project_repo.git("push", "--quiet", "origin", "main")
     tag_deployed(registry, 2, "staging", DIGEST_V2)  # prod ran v2 from staging's image; no prod tag recorded
 
