@@ -145,7 +145,13 @@ def test_prod_reads_only_the_registry_from_staging(prod: StackRun) -> None:
     # What staging runs now (its modelImage output) never decides what prod runs.
     asked = [(r.name, r.inputs) for r in prod.run.all("pulumi:pulumi:StackReference")]
     assert asked == [("shared-services", {"name": STAGING_REF})]
-    staging_outputs = {STAGING_REF: {"registryId": "/subscriptions/x/registries/r", "registryLoginServer": "r.io"}}
+    staging_outputs = {
+        STAGING_REF: {
+            "registryId": "/subscriptions/x/registries/r",
+            "registryLoginServer": "r.io",
+            "listenerAlertUrl": "https://listener/api/alerts/azure-monitor?token=t",  # the action group's receiver
+        }
+    }
     run = run_variant("prod", stack_outputs=staging_outputs)  # no modelImage output at all
     assert container_image(run).startswith(f"r.io/models/{MODEL}:1@sha256:")
 
