@@ -9,11 +9,14 @@ Only the Azure, Databricks, Docker and Kubernetes APIs are simulated; the progra
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
 import runpy
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -261,16 +264,66 @@ def run_program(
     the engine sends them). Any error the program raises propagates, with the program's own message.
     """
     options = options or ProgramOptions()
-    # Pulumi's runtime drives its RPCs on the thread's current event loop; an async test (or anything else) may
-    # have closed or unset it. Each run gets a loop of its own, closed when the run is over.
+    with _event_loops():
+        return _run_program(program, config, project=project, stack=stack, options=options)
+
+
+# The loop a thread is left with between runs: one for the process, so no run leaves an open loop behind to be
+# garbage-collected.
+_IDLE_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+@contextlib.contextmanager
+def _event_loops() -> Iterator[None]:
+    """Gives a run an event loop of its own and closes every loop the run made, on every thread.
+
+    Pulumi's runtime drives its RPCs on the thread's current loop (an async test may have closed or unset it) and
+    makes each RPC worker thread a loop of its own that it never closes (`pulumi.runtime.sync_await
+    ._ensure_event_loop`, called by `pulumi.runtime.mocks` on every RPC). An unclosed loop is finalized by the
+    garbage collector whenever it runs, and if its self-pipe socket is finalized first, `BaseEventLoop.__del__`
+    raises `ValueError: Invalid file descriptor: -1`, printed as "Exception ignored in ..." (and failing whatever
+    test was running under pytest's unraisable-exception check). So the run's loop gets an executor whose threads
+    start with a loop the harness owns, and every one of them is closed when the run is over.
+    """
+    global _IDLE_LOOP  # noqa: PLW0603 - one idle loop per process, see above
+    worker_loops: list[asyncio.AbstractEventLoop] = []
+    lock = threading.Lock()
+
+    def give_worker_a_loop() -> None:
+        worker_loop = asyncio.new_event_loop()
+        with lock:
+            worker_loops.append(worker_loop)
+        asyncio.set_event_loop(worker_loop)
+
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="pulumi-rpc", initializer=give_worker_a_loop)
     loop = asyncio.new_event_loop()
+    loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
     try:
-        return _run_program(program, config, project=project, stack=stack, options=options)
+        yield
     finally:
-        loop.close()
+        executor.shutdown(wait=True)
+        for each in (loop, *worker_loops):
+            _close_loop(each)
         # Leave the thread with a usable loop, as it would have had without us.
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        if _IDLE_LOOP is None or _IDLE_LOOP.is_closed():
+            _IDLE_LOOP = asyncio.new_event_loop()
+        asyncio.set_event_loop(_IDLE_LOOP)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancels what is still pending on `loop`, lets it finish, then closes the loop.
+
+    A program that fails leaves `Output.apply` tasks that will never run; destroyed pending, each prints "coroutine
+    ... was never awaited" when the garbage collector gets to it, during whatever runs next. Cancelling them first,
+    as `asyncio.run` does, ends them quietly.
+    """
+    while pending := asyncio.all_tasks(loop):
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 def _run_program(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import shutil
 import subprocess
@@ -148,3 +150,44 @@ def test_unknown_stack_names_the_stacks_there_are() -> None:
     proc = stacks_cli("preview", "qa")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "Pulumi.qa.yaml: no such stack file (stacks here: prod, staging)"
+
+
+def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None:
+    """Pulumi's RPC threads make loops they never close; finalized by the GC they print "Exception ignored"."""
+    from stacks.preview import run_stack
+
+    before = {id(o) for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)}
+    run_stack(ROOT, "staging")
+    current = asyncio.get_event_loop_policy().get_event_loop()
+    left_open = [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, asyncio.AbstractEventLoop) and id(o) not in before and o is not current and not o.is_closed()
+    ]
+    assert left_open == []
+
+
+def test_a_failed_run_leaves_no_pending_work_to_warn_about_later() -> None:
+    """A program that fails mid-way leaves `apply` tasks that never ran; they must not warn during the next test."""
+    import pulumi
+    import pulumi_random
+
+    from stacks.harness import run_program
+
+    def failing_program() -> None:
+        name = pulumi_random.RandomPet("pet")
+        for n in range(5):
+            name.id.apply(lambda value, n=n: f"{value}-{n}")
+        raise RuntimeError("the program stops here")
+
+    ignored: list[str] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: ignored.append(f"{u.exc_type.__name__}: {u.exc_value} in {u.object!r}")
+    try:
+        with pytest.raises(Exception, match="the program stops here"):
+            run_program(failing_program, {}, project="p", stack="s")
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous_hook
+    assert ignored == []
+    assert pulumi.Output  # the SDK stays importable for the next run
