@@ -9,14 +9,12 @@ It keeps jobs and runs, checks the bearer token, and answers as the service does
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from localrun.processes import LOOPBACK
+from tests.release.jsonapi import JsonApiServer
 
 TOKEN = "dapi-test-token"
 
@@ -37,7 +35,11 @@ class FakeDatabricks:
     def started(self) -> list[dict[str, Any]]:
         return list(self.runs)
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
+        status, payload = self._answer(method, raw_path, headers, body)
+        return status, payload, {}
+
+    def _answer(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
         parts = urlsplit(raw_path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         with self._lock:
@@ -79,44 +81,6 @@ class FakeDatabricks:
         return 200, {"run_id": run_id, "number_in_job": run_id}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeDatabricks
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, payload = self.fake.handle(self.command, self.path, headers, body)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class DatabricksServer:
+def DatabricksServer(fake: FakeDatabricks | None = None) -> JsonApiServer[FakeDatabricks]:
     """Runs a FakeDatabricks on 127.0.0.1 in a thread."""
-
-    def __init__(self, fake: FakeDatabricks | None = None) -> None:
-        self.fake = fake or FakeDatabricks()
-        handler = type("Handler", (_Handler,), {"fake": self.fake})
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), handler)
-        self._server.daemon_threads = True
-        self.fake.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> FakeDatabricks:
-        self._thread.start()
-        return self.fake
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    return JsonApiServer(fake or FakeDatabricks(), "fake-databricks")

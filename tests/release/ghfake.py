@@ -6,14 +6,12 @@ JSON body), and can be told to fail the next calls with a given status.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from localrun.processes import LOOPBACK
+from tests.release.jsonapi import JsonApiServer
 
 
 @dataclass
@@ -177,48 +175,6 @@ class FakeGitHub:
         return 200, items[(page - 1) * size : page * size], headers
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: FakeGitHub
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        status, payload, extra = self.fake.handle(self.command, self.path, headers, body)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class GitHubServer:
+def GitHubServer(fake: FakeGitHub | None = None) -> JsonApiServer[FakeGitHub]:
     """Runs a FakeGitHub on 127.0.0.1 in a thread."""
-
-    def __init__(self, fake: FakeGitHub | None = None) -> None:
-        self.fake = fake or FakeGitHub()
-        handler = type("Handler", (_Handler,), {"fake": self.fake})
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), handler)
-        self._server.daemon_threads = True
-        self.fake.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True
-        )
-
-    def __enter__(self) -> FakeGitHub:
-        self._thread.start()
-        return self.fake
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    return JsonApiServer(fake or FakeGitHub(), "fake-github")
