@@ -134,6 +134,22 @@ def test_labels_name_the_model_version_and_run() -> None:
     assert 'org.opencontainers.image.revision="${IMAGE_CODE_HASH}"' in labels
 
 
+def test_a_pin_bump_rebuilds_only_the_model_layers() -> None:
+    # A build arg's new value invalidates every RUN after its ARG line, and after one miss every later step is rebuilt
+    # (docs.docker.com/build/cache/invalidation; Dockerfile reference, "Impact on build caching"): the final stage
+    # declares the model's ARGs only after the layers every version shares, the venv above all.
+    final = final_stage()
+    first_arg = next(i for i, (keyword, _) in enumerate(final) if keyword == "ARG")
+    layers_before = [(keyword, args) for keyword, args in final[:first_arg] if keyword in {"RUN", "COPY", "ADD"}]
+    layers_after = [(keyword, args) for keyword, args in final[first_arg:] if keyword in {"RUN", "COPY", "ADD"}]
+    assert ("COPY", "--from=runtime-deps /opt/venv /opt/venv") in layers_before
+    assert ("COPY", "model_server /opt/app/model_server") in layers_before
+    assert layers_after == [
+        ("COPY", "--from=model /opt/model /opt/model"),
+        ("RUN", "--mount=type=tmpfs,target=/tmp python -m model_server check"),
+    ]
+
+
 def _cli(args: str) -> list[str]:
     words = shlex.split(args.replace("${", "").replace("}", ""))
     return words[words.index("model_server") + 1 :]
