@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import pulumi
 from pulumi_azure_native import authorization, managedidentity, storage, web
 
 from components.naming import Naming
+from components.placement import Placement
 from stacks.settings import ReleaseSettings
 
 # Names the listener reads its settings under (listener/webhook_listener/settings.py: ListenerSettings, env prefix
@@ -71,14 +72,9 @@ _SECRET_URI = re.compile(r"^https://(?P<vault>[A-Za-z0-9-]+)\.vault\.azure\.net/
 class WebhookListenerArgs:
     """What the listener needs from the rest of the platform."""
 
-    naming: Naming
-    """The stack's naming scheme (app, plan, identity and storage names)."""
-    resource_group_name: pulumi.Input[str]
-    """The resource group every child lives in."""
-    location: str
-    """Azure region of every child."""
-    tags: Mapping[str, str]
-    """Tags on every child that takes tags."""
+    placement: Placement
+    """Names (app, plan, identity and storage), resource group, region and tags of every child; `protect` protects
+    the stateful children (identity, host storage, queues, table, app)."""
     source_dir: Path
     """The Function App root (`function_app.py`, `host.json`, `requirements.txt`, the `webhook_listener` package)."""
     app_insights_connection_string: pulumi.Input[str]
@@ -99,8 +95,6 @@ class WebhookListenerArgs:
     """Models the listener acts on (registered names; `catalog.schema.model` for Unity Catalog); empty means any."""
     target_stack: str
     """The stack a promotion releases to first (the pin the dispatched workflow bumps)."""
-    protect: bool
-    """Protect the stateful children (identity, storage, queues, table, app) from deletion."""
     secrets: Sequence[pulumi.Resource] = ()
     """The Key Vault secrets behind those URIs: each role assignment scoped to a secret is made after them."""
     azure_monitor_token_secret_uri: pulumi.Input[str] | None = None
@@ -230,7 +224,7 @@ def _validate(args: WebhookListenerArgs) -> None:
         missing = [f for f in _REQUIRED_FILES if not (args.source_dir / f).is_file()]
         if missing:
             problem("source_dir", f"{args.source_dir} is not a Function App root: missing {', '.join(missing)}")
-    if not args.location:
+    if not args.placement.location:
         problem("location", "an Azure region is required")
     if not args.target_stack:
         problem("target_stack", "the stack a promotion releases to is required")
@@ -296,16 +290,16 @@ class WebhookListener(pulumi.ComponentResource):
         super().__init__("mlops:release:WebhookListener", name, None, opts)
         _validate(args)
         child = pulumi.ResourceOptions(parent=self)
-        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect)
-        tags = dict(args.tags)
-        rg = args.resource_group_name
-        naming = args.naming
+        stateful = pulumi.ResourceOptions(parent=self, protect=args.placement.protect)
+        tags = args.placement.tag_map()
+        rg = args.placement.resource_group_name
+        naming = args.placement.naming
 
         identity = managedidentity.UserAssignedIdentity(
             f"{name}-identity",
             resource_name_=naming.resource("listener-id"),
             resource_group_name=rg,
-            location=args.location,
+            location=args.placement.location,
             tags=tags,
             opts=stateful,
         )
@@ -316,7 +310,7 @@ class WebhookListener(pulumi.ComponentResource):
             f"{name}-storage",
             account_name=naming.global_name("storage", "listener"),
             resource_group_name=rg,
-            location=args.location,
+            location=args.placement.location,
             kind=storage.Kind.STORAGE_V2,
             sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
             allow_shared_key_access=False,
@@ -353,7 +347,7 @@ class WebhookListener(pulumi.ComponentResource):
             f"{name}-package-storage",
             account_name=naming.global_name("storage", "pkg"),
             resource_group_name=rg,
-            location=args.location,
+            location=args.placement.location,
             kind=storage.Kind.STORAGE_V2,
             sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
             allow_shared_key_access=False,
@@ -437,7 +431,7 @@ class WebhookListener(pulumi.ComponentResource):
             f"{name}-plan",
             name=naming.resource("listener-plan"),
             resource_group_name=rg,
-            location=args.location,
+            location=args.placement.location,
             kind="functionapp",
             reserved=True,  # Linux
             sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption"),
@@ -450,7 +444,7 @@ class WebhookListener(pulumi.ComponentResource):
             f"{name}-app",
             name=_site_name(naming),
             resource_group_name=rg,
-            location=args.location,
+            location=args.placement.location,
             kind="functionapp,linux",
             server_farm_id=plan.id,
             https_only=True,
@@ -494,7 +488,7 @@ class WebhookListener(pulumi.ComponentResource):
             tags=tags,
             # The host must reach its storage, the package and its Key Vault references from its first start.
             opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, depends_on=[host_storage, package_access, *secret_readers]
+                parent=self, protect=args.placement.protect, depends_on=[host_storage, package_access, *secret_readers]
             ),
         )
         # Basic (user/password) publishing credentials off for FTP and for the SCM site: deployments use Entra ID.
