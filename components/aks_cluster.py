@@ -4,8 +4,8 @@ Owns: the `ManagedCluster` (system pool inline), the user node pool for models (
 AcrPull role assignment of the kubelet identity on the registry, the deploying identity's Kubernetes data-plane
 role on this cluster, a wait for both grants to take effect, and a `pulumi_kubernetes.Provider` that
 authenticates with an Entra token (secret) obtained through the azure-native provider's own credentials.
-Exports: `cluster`, `cluster_name`, `oidc_issuer_url`, `kubelet_object_id`, `kubeconfig` (secret, for people),
-`provider`.
+Registered outputs: `clusterName`, `oidcIssuerUrl`, `kubeletObjectId`, `kubeconfig` (secret, for people); the same
+as attributes, beside the `cluster` resource and the `provider` for the model deployment.
 
 Secure by default: Entra ID with Azure RBAC and local accounts disabled (no static admin credential exists),
 OIDC issuer and workload identity on, Azure CNI overlay with Cilium network policy, images pulled by the kubelet

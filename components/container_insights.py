@@ -3,7 +3,7 @@
 Owns: a data collection rule with the ContainerInsights extension (stream group
 `Microsoft-ContainerInsights-Group-Default`: ContainerLogV2, KubePodInventory, KubeEvents, ...) flowing to the
 stack's Log Analytics workspace, and its association with the cluster.
-Exports: `data_collection_rule_id`, `association`.
+Registered outputs: `dataCollectionRuleId`; the `rule` and `association` resources are attributes.
 
 Why it exists: the cluster's `omsagent` add-on runs in managed-identity mode (`useAADAuth: "true"`,
 components/aks_cluster.py). In that mode the agent takes what to collect and where to send it from a data

@@ -44,8 +44,8 @@ class ContainerRegistry(pulumi.ComponentResource):
     """Owns the registry: admin user off (no shared password exists to leak), anonymous pull off, SKU per config,
     zone redundancy and untagged-manifest retention where the SKU allows; AcrPush for the deploy identity.
 
-    Exports `registry_id` (the scope each cluster's AcrPull is granted on), `login_server` and `push_ready`
-    (what a push must depend on: the AcrPush grant, once in effect).
+    Registered outputs: `registryId` (the scope each cluster's AcrPull is granted on), `loginServer`; the attribute
+    `push_ready` lists what a push must depend on (the AcrPush grant, once in effect).
     """
 
     registry_id: pulumi.Output[str]

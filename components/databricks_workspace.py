@@ -30,7 +30,8 @@ class DatabricksWorkspace(pulumi.ComponentResource):
     connectivity, so no public IP on cluster nodes; its own managed resource group) and a `pulumi_databricks`
     Provider authenticated against it with the deployer's Azure identity (no personal access token anywhere).
 
-    Exports `workspace_url`, `workspace_id`, `resource_id` and `provider` (for the registry webhook).
+    Registered outputs: `workspaceUrl`, `workspaceId`; attributes also hold the ARM `resource_id` and the `provider`
+    (for the registry webhook and the model catalog).
     """
 
     workspace_url: pulumi.Output[str]

@@ -54,9 +54,10 @@ class PlatformKeyVault(pulumi.ComponentResource):
     Also declares the dispatch-token secret with a placeholder (the operator sets the real token; Pulumi never
     writes it again), so that every secret the listener is granted exists before its grant.
 
-    Exports the vault id and URI, the versionless URI of each secret (what Key Vault references point at), the
-    secret resources (`secrets`, what grants scoped to them wait for), and the generated values as secret Outputs
-    for the resources that must hold them (the Databricks webhook).
+    Registered outputs: `vaultId`, `vaultUri`; attributes also hold the versionless URI of each secret (what Key
+    Vault references point at), the secret resources (`secrets`, what grants scoped to them wait for), and the
+    generated values as secret Outputs for the resources that must hold them (the Databricks webhook). The values
+    are not registered: a component's outputs are one more copy in the state, and these need none.
     """
 
     vault_id: pulumi.Output[str]

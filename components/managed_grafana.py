@@ -4,7 +4,7 @@ Owns: the Grafana workspace (Standard, system-assigned identity, API keys off) w
 integration (which adds the managed Prometheus data source), the identity's `Monitoring Data Reader` role on that
 workspace (what the integration queries with: learn.microsoft.com/azure/managed-grafana/
 how-to-connect-azure-monitor-workspace), and `Grafana Admin` for the cluster's admin groups.
-Exports: `endpoint`.
+Registered outputs: `endpoint`; the `grafana` workspace resource is an attribute.
 
 The dashboard itself (monitoring/rules/<stack>.dashboard.json, from monitoring/dashboard.py) is Grafana content,
 not an Azure resource: Azure Resource Manager has no API for a Managed Grafana workspace's dashboards, so it is

@@ -4,7 +4,8 @@ Owns: the Azure Monitor workspace (where the metrics live and the Prometheus rul
 collection endpoint and data collection rule that forward the cluster's Prometheus metrics to it, and the rule's
 association with the cluster. The cluster's own side is `azureMonitorProfile.metrics.enabled` (components/
 aks_cluster.py), which deploys the ama-metrics agents; they find this rule through the association.
-Exports: `workspace_id`, `query_endpoint`, `data_collection_rule_id`, `association`.
+Registered outputs: `workspaceId`, `queryEndpoint`, `dataCollectionRuleId`; the `workspace`, `endpoint`, `rule` and
+`association` resources are attributes.
 
 The shapes are those of Azure's own template for managed Prometheus (learn.microsoft.com/azure/azure-monitor/
 containers/kubernetes-monitoring-enable, "ARM"/"Bicep" tabs; Azure/ARO-HCP dev-infrastructure/modules/metrics/

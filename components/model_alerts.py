@@ -4,7 +4,7 @@ Owns: an action group (email receivers, and a webhook to the listener's alert ro
 and one `PrometheusRuleGroup` per group of monitoring/rules.py, scoped to the stack's Azure Monitor workspace and
 cluster. The rules are the same objects the Prometheus rules file is rendered from, so Azure and `promtool` see one
 definition.
-Exports: `action_group_id`, `rule_group_ids`.
+Registered outputs: `actionGroupId`, `ruleGroupIds`; the `action_group` and `rule_groups` resources are attributes.
 
 Azure shapes (learn.microsoft.com/azure/azure-monitor/essentials/prometheus-rule-groups): `scopes` holds the Azure
 Monitor workspace and may add the cluster; `clusterName` makes Azure add a `cluster="<name>"` filter to every query,

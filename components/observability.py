@@ -23,8 +23,9 @@ class ObservabilityArgs:
 class Observability(pulumi.ComponentResource):
     """Owns the Log Analytics workspace (container insights, function logs) and Application Insights on top of it.
 
-    Exports `workspace_id` (for the AKS monitoring add-on), `app_insights_id` and `app_insights_connection_string`
-    (the listener's telemetry; an endpoint and ingestion key, not a credential that can read data).
+    Registered outputs: `workspaceId` (for the AKS monitoring add-on), `appInsightsId`; the attribute
+    `app_insights_connection_string` (the listener's telemetry: an endpoint and ingestion key, not a credential that
+    can read data) is not registered, so the key is not copied into the component's outputs.
     """
 
     workspace_id: pulumi.Output[str]
