@@ -58,7 +58,7 @@ if settings.shared.owner:
     assert release is not None
     assert model_registry is not None
     shared_placement = dataclasses.replace(placement, protect=settings.shared.protect)
-    vault_settings, registry_config = key_vault_settings(settings), registry_settings(settings)
+    vault_settings, acr_settings = key_vault_settings(settings), registry_settings(settings)
     vault = PlatformKeyVault(
         "key-vault",
         PlatformKeyVaultArgs(
@@ -91,9 +91,9 @@ if settings.shared.owner:
         ContainerRegistryArgs(
             placement=shared_placement,
             subscription_id=client.subscription_id,
-            sku=registry_config.sku,
-            zone_redundancy=registry_config.zone_redundancy,
-            untagged_retention_days=registry_config.untagged_retention_days,
+            sku=acr_settings.sku,
+            zone_redundancy=acr_settings.zone_redundancy,
+            untagged_retention_days=acr_settings.untagged_retention_days,
             pusher_object_id=client.object_id,
         ),
     )
