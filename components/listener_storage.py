@@ -14,12 +14,13 @@ from components.placement import Placement
 from components.storage_account import hardened_storage_account
 
 # Names the listener reads its settings under (listener/webhook_listener/settings.py: ListenerSettings, env prefix
-# LISTENER_). The component sets them in `listener_app_settings`, the one place that knows them.
+# LISTENER_). `listener_app_settings` (components/listener_app.py) sets them, the one place that knows them.
 QUEUE_NAME = "model-promotions"
 POISON_QUEUE_NAME = "model-promotions-poison"  # also the Functions queue trigger's own `<queue>-poison`
 DEDUPE_TABLE_NAME = "webhookdeliveries"
 # The queue trigger binds to the host storage connection; with identity-based host storage that is the
-# `AzureWebJobsStorage__*` settings below, so the trigger and the listener's own clients use the same account.
+# `AzureWebJobsStorage__*` app settings (listener_app.py), so the trigger and the listener's own clients use the
+# same account.
 QUEUE_TRIGGER_CONNECTION = "AzureWebJobsStorage"
 
 # Flex Consumption keeps the code in a blob container of its own ("deployment container"); one deploy writes the
