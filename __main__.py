@@ -7,6 +7,7 @@ every other stack (prod) reads the owner's registry through a StackReference and
 model deployment, and its `nextStep` output says how the first version gets there.
 """
 
+import dataclasses
 from pathlib import Path
 
 import pulumi
@@ -27,6 +28,7 @@ from components.model_metrics_scrape import ModelMetricsScrape, ModelMetricsScra
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
 from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
+from components.placement import Placement
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
@@ -44,10 +46,9 @@ client = authorization.get_client_config_output()
 group = resources.ResourceGroup(
     "resource-group", resource_group_name=naming.resource("rg"), location=location, tags=tags
 )
-observability = Observability(
-    "observability",
-    ObservabilityArgs(naming=naming, resource_group_name=group.name, location=location, tags=tags),
-)
+# Where every component's Azure children go; the shared services (owner stack) are protected by their own setting.
+placement = Placement(naming, group.name, location, tags, protect=settings.protect)
+observability = Observability("observability", ObservabilityArgs(placement=placement))
 
 model = settings.model
 image_ref: pulumi.Output[str] | None = None
@@ -56,28 +57,22 @@ if settings.shared.owner:
     model_registry = settings.model_registry
     assert release is not None
     assert model_registry is not None
-    shared_protect = settings.shared.protect
+    shared_placement = dataclasses.replace(placement, protect=settings.shared.protect)
+    vault_settings, acr_settings = key_vault_settings(settings), registry_settings(settings)
     vault = PlatformKeyVault(
         "key-vault",
         PlatformKeyVaultArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
+            placement=shared_placement,
             tenant_id=client.tenant_id,
-            settings=key_vault_settings(settings),
-            tags=tags,
-            protect=shared_protect,
+            soft_delete_retention_days=vault_settings.soft_delete_retention_days,
+            purge_protection=vault_settings.purge_protection,
         ),
     )
     workspace = DatabricksWorkspace(
         "databricks",
         DatabricksWorkspaceArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
+            placement=shared_placement,
             subscription_id=client.subscription_id,
-            tags=tags,
-            protect=shared_protect,
             default_catalog=model_registry.catalog if model_registry.type == "unity-catalog" else None,
         ),
     )
@@ -94,23 +89,18 @@ if settings.shared.owner:
     registry = ContainerRegistry(
         "registry",
         ContainerRegistryArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
+            placement=shared_placement,
             subscription_id=client.subscription_id,
-            settings=registry_settings(settings),
-            tags=tags,
-            protect=shared_protect,
+            sku=acr_settings.sku,
+            zone_redundancy=acr_settings.zone_redundancy,
+            untagged_retention_days=acr_settings.untagged_retention_days,
             pusher_object_id=client.object_id,
         ),
     )
     listener = WebhookListener(
         "listener",
         WebhookListenerArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
-            tags=tags,
+            placement=shared_placement,
             source_dir=ROOT / "listener",
             app_insights_connection_string=observability.app_insights_connection_string,
             app_insights_id=observability.app_insights_id,
@@ -126,7 +116,6 @@ if settings.shared.owner:
             # and every later one leave the listener as it is.
             model_names=[model.name] if model is not None and release.webhook_scope == "model" else [],
             target_stack=stack,
-            protect=shared_protect,
         ),
     )
     ModelRegistryWebhook(
@@ -186,14 +175,15 @@ else:
 cluster = AksCluster(
     "cluster",
     AksClusterArgs(
-        naming=naming,
-        resource_group_name=group.name,
-        location=location,
-        settings=settings.cluster,
+        placement=placement,
+        tier=settings.cluster.tier,
+        upgrade_channel=settings.cluster.upgrade_channel,
+        availability_zones=settings.cluster.availability_zones,
+        system_pool=settings.cluster.system_pool,
+        user_pool=settings.cluster.user_pool,
+        admin_group_object_ids=settings.cluster.admin_group_object_ids,
         log_analytics_workspace_id=observability.workspace_id,
         registry_id=registry_id,
-        tags=tags,
-        protect=settings.protect,
         enable_app_routing=settings.serving.exposure == "ingress",
     ),
 )
@@ -202,31 +192,21 @@ monitoring = settings.monitoring
 ContainerInsights(
     "container-insights",
     ContainerInsightsArgs(
-        naming=naming,
-        resource_group_name=group.name,
-        location=location,
-        cluster_id=cluster.cluster.id,
-        log_analytics_workspace_id=observability.workspace_id,
-        tags=tags,
+        placement=placement, cluster_id=cluster.cluster.id, log_analytics_workspace_id=observability.workspace_id
     ),
 )
 prometheus = ManagedPrometheus(
     "prometheus",
-    ManagedPrometheusArgs(
-        naming=naming, resource_group_name=group.name, location=location, cluster_id=cluster.cluster.id, tags=tags
-    ),
+    ManagedPrometheusArgs(placement=placement, cluster_id=cluster.cluster.id),
 )
 if monitoring.grafana:
     grafana = ManagedGrafana(
         "grafana",
         ManagedGrafanaArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
+            placement=placement,
             subscription_id=client.subscription_id,
             azure_monitor_workspace_id=prometheus.workspace_id,
             admin_group_object_ids=settings.cluster.admin_group_object_ids,
-            tags=tags,
         ),
     )
     pulumi.export("grafanaEndpoint", grafana.endpoint)
@@ -234,18 +214,24 @@ pulumi.export("azureMonitorWorkspaceId", prometheus.workspace_id)
 pulumi.export("prometheusQueryEndpoint", prometheus.query_endpoint)
 
 if model is not None and image_ref is not None:
+    serving = settings.serving
     deployment = ModelDeployment(
         "model",
         ModelDeploymentArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
+            placement=placement,
             model_name=model.name,
             model_version=model.version,
             image_ref=image_ref,
-            settings=settings.serving,
             oidc_issuer_url=cluster.oidc_issuer_url,
-            tags=tags,
+            min_replicas=serving.min_replicas,
+            max_replicas=serving.max_replicas,
+            target_cpu_utilization=serving.target_cpu_utilization,
+            cpu=serving.cpu,
+            memory=serving.memory,
+            max_rows=serving.max_rows,
+            exposure=serving.exposure,
+            host=serving.host,
+            tls_secret_name=serving.tls_secret_name,
         ),
         opts=pulumi.ResourceOptions(providers=[cluster.provider]),
     )
@@ -261,16 +247,13 @@ if model is not None and image_ref is not None:
     ModelAlerts(
         "alerts",
         ModelAlertsArgs(
-            naming=naming,
-            resource_group_name=group.name,
-            location=location,
+            placement=placement,
             groups=rule_groups(monitoring, kubernetes_name(model.name), naming.prefix),
             azure_monitor_workspace_id=prometheus.workspace_id,
             cluster_id=cluster.cluster.id,
             cluster_name=cluster.cluster_name,
             emails=monitoring.receivers.emails,
             listener_alert_url=alert_url if monitoring.receivers.listener else None,
-            tags=tags,
         ),
         opts=pulumi.ResourceOptions(parent=deployment),
     )

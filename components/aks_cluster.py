@@ -4,8 +4,8 @@ Owns: the `ManagedCluster` (system pool inline), the user node pool for models (
 AcrPull role assignment of the kubelet identity on the registry, the deploying identity's Kubernetes data-plane
 role on this cluster, a wait for both grants to take effect, and a `pulumi_kubernetes.Provider` that
 authenticates with an Entra token (secret) obtained through the azure-native provider's own credentials.
-Exports: `cluster`, `cluster_name`, `oidc_issuer_url`, `kubelet_object_id`, `kubeconfig` (secret, for people),
-`provider`.
+Registered outputs: `clusterName`, `oidcIssuerUrl`, `kubeletObjectId`, `kubeconfig` (secret, for people); the same
+as attributes, beside the `cluster` resource and the `provider` for the model deployment.
 
 Secure by default: Entra ID with Azure RBAC and local accounts disabled (no static admin credential exists),
 OIDC issuer and workload identity on, Azure CNI overlay with Cilium network policy, images pulled by the kubelet
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -26,10 +26,10 @@ import pulumiverse_time as time
 from pulumi_azure_native import authorization, containerservice
 from ruamel.yaml import YAML
 
-from components.caller import caller_principal_type
-from components.naming import Naming
+from components.placement import Placement
+from components.role_assignment import assign_role
 from stacks.regions import ZONE_REGIONS
-from stacks.settings import ClusterSettings, NodePool
+from stacks.settings import NodePool
 
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 # "Azure Kubernetes Service RBAC Cluster Admin". The deployer creates a Namespace, and of the built-in AKS data-plane
@@ -62,24 +62,28 @@ AGENT_POOL_IGNORE_CHANGES = ["count", "orchestratorVersion"]
 
 @dataclass(frozen=True)
 class AksClusterArgs:
-    """What an AksCluster needs: the stack's naming, where to put it, its settings and what it connects to."""
+    """What an AksCluster needs: where to put it, its tier, upgrades, zones and pools, and what it connects to."""
 
-    naming: Naming
-    """The stack's naming scheme; the cluster is `<project>-<stack>-aks`."""
-    resource_group_name: pulumi.Input[str]
-    """The resource group of the cluster (its nodes live in `<project>-<stack>-aks-nodes`)."""
-    location: str
-    """The Azure region of the cluster; must have availability zones if `settings.availability_zones` lists some."""
-    settings: ClusterSettings
-    """Tier, upgrade channel, zones, system and user pools, admin groups (from the stack file)."""
+    placement: Placement
+    """Names (`<project>-<stack>-aks`, nodes in `<project>-<stack>-aks-nodes`), resource group, region (it must
+    have availability zones if `availability_zones` lists some) and tags; `protect` protects the cluster and its
+    user pool."""
+    tier: Literal["Free", "Standard", "Premium"]
+    """The AKS pricing tier (Standard and Premium carry the uptime SLA)."""
+    upgrade_channel: Literal["patch", "stable", "rapid", "node-image"]
+    """The cluster's automatic Kubernetes upgrade channel (node images follow the NodeImage channel always)."""
+    availability_zones: Sequence[str]
+    """Zones both pools span (`"1"`, `"2"`, `"3"`); empty for a region without zones."""
+    system_pool: NodePool
+    """VM size and autoscaler bounds of the system pool (critical add-ons only)."""
+    user_pool: NodePool
+    """VM size and autoscaler bounds of the user pool the models run on."""
+    admin_group_object_ids: Sequence[str]
+    """Entra groups made cluster admins through Azure RBAC."""
     log_analytics_workspace_id: pulumi.Input[str]
     """The Log Analytics workspace container insights sends to."""
     registry_id: pulumi.Input[str]
     """The container registry the kubelet pulls from (may belong to another stack): only its resource id."""
-    tags: Mapping[str, str]
-    """Azure tags on the cluster and its pools."""
-    protect: bool
-    """Protect the cluster and its user pool from deletion."""
     enable_app_routing: bool = False
     """Turn on the application routing add-on (the `webapprouting.kubernetes.azure.com` ingress class), for
     stacks that expose the model through an Ingress."""
@@ -92,14 +96,14 @@ class AksClusterArgs:
 
 def _validate(args: AksClusterArgs) -> None:
     problems: list[pulumi.InputPropertyErrorDetails] = []
-    if args.settings.availability_zones and args.location not in ZONE_REGIONS:
+    if args.availability_zones and args.placement.location not in ZONE_REGIONS:
         problems.append(
             {
-                "property_path": "settings.availability_zones",
-                "reason": f"{args.location} has no availability zones; use []",
+                "property_path": "availability_zones",
+                "reason": f"{args.placement.location} has no availability zones; use []",
             }
         )
-    dns_prefix = args.naming.resource("aks")
+    dns_prefix = args.placement.naming.resource("aks")
     if len(dns_prefix) > 54:
         problems.append(
             {
@@ -112,13 +116,12 @@ def _validate(args: AksClusterArgs) -> None:
         raise pulumi.InputPropertiesError(f"AksClusterArgs: {details}", problems)
 
 
-def _zones(settings: ClusterSettings) -> list[str] | None:
+def _zones(zones: Sequence[str]) -> list[str] | None:
     # None, not []: a pool without zones must not send the field at all (an empty list is still a diff later).
-    return list(settings.availability_zones) or None
+    return list(zones) or None
 
 
-def _system_pool(settings: ClusterSettings) -> containerservice.ManagedClusterAgentPoolProfileArgs:
-    pool: NodePool = settings.system_pool
+def _system_pool(pool: NodePool, zones: Sequence[str]) -> containerservice.ManagedClusterAgentPoolProfileArgs:
     return containerservice.ManagedClusterAgentPoolProfileArgs(
         name=SYSTEM_POOL_NAME,
         mode=containerservice.AgentPoolMode.SYSTEM,
@@ -130,7 +133,7 @@ def _system_pool(settings: ClusterSettings) -> containerservice.ManagedClusterAg
         count=pool.min_count,
         min_count=pool.min_count,
         max_count=pool.max_count,
-        availability_zones=_zones(settings),
+        availability_zones=_zones(zones),
         # Only critical add-ons (CoreDNS, metrics-server, ...) run here; models go to the user pool.
         node_taints=[SYSTEM_POOL_TAINT],
         enable_node_public_ip=False,
@@ -154,21 +157,20 @@ class AksCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: AksClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         _validate(args)
         super().__init__("mlops:platform:AksCluster", name, None, opts)
-        settings = args.settings
-        tags = dict(args.tags)
+        tags = args.placement.tag_map()
         client = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
 
-        cluster_name = args.naming.resource("aks")
+        cluster_name = args.placement.naming.resource("aks")
         self.cluster = containerservice.ManagedCluster(
             f"{name}-aks",
             resource_name_=cluster_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             dns_prefix=cluster_name,
-            node_resource_group=args.naming.resource("aks-nodes"),
+            node_resource_group=args.placement.naming.resource("aks-nodes"),
             sku=containerservice.ManagedClusterSKUArgs(
                 name=containerservice.ManagedClusterSKUName.BASE,
-                tier=settings.tier,
+                tier=args.tier,
             ),
             # The control plane's own identity is system-assigned; AKS creates the kubelet identity beside it.
             identity=containerservice.ManagedClusterIdentityArgs(
@@ -180,7 +182,7 @@ class AksCluster(pulumi.ComponentResource):
                 managed=True,
                 enable_azure_rbac=True,
                 tenant_id=client.tenant_id,
-                admin_group_object_ids=list(settings.admin_group_object_ids),
+                admin_group_object_ids=list(args.admin_group_object_ids),
             ),
             oidc_issuer_profile=containerservice.ManagedClusterOIDCIssuerProfileArgs(enabled=True),
             security_profile=containerservice.ManagedClusterSecurityProfileArgs(
@@ -194,7 +196,7 @@ class AksCluster(pulumi.ComponentResource):
             # PUT of the whole cluster (an inline change puts every pool of the cluster into "Scaling",
             # pulumi-azure-native#4264), and it can be rotated (new pool, drain, delete) without touching the
             # cluster resource.
-            agent_pool_profiles=[_system_pool(settings)],
+            agent_pool_profiles=[_system_pool(args.system_pool, args.availability_zones)],
             network_profile=containerservice.ContainerServiceNetworkProfileArgs(
                 network_plugin=containerservice.NetworkPlugin.AZURE,
                 network_plugin_mode=containerservice.NetworkPluginMode.OVERLAY,
@@ -203,7 +205,7 @@ class AksCluster(pulumi.ComponentResource):
                 load_balancer_sku=containerservice.LoadBalancerSku.STANDARD,
             ),
             auto_upgrade_profile=containerservice.ManagedClusterAutoUpgradeProfileArgs(
-                upgrade_channel=settings.upgrade_channel,
+                upgrade_channel=args.upgrade_channel,
                 node_os_upgrade_channel=containerservice.NodeOSUpgradeChannel.NODE_IMAGE,
             ),
             # The app routing add-on creates the `webapprouting.kubernetes.azure.com` IngressClass and its managed
@@ -233,15 +235,15 @@ class AksCluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                protect=args.protect,
+                protect=args.placement.protect,
                 ignore_changes=CLUSTER_IGNORE_CHANGES,
             ),
         )
 
-        user = settings.user_pool
+        user = args.user_pool
         self.user_pool = containerservice.AgentPool(
             f"{name}-{USER_POOL_NAME}-pool",
-            resource_group_name=args.resource_group_name,
+            resource_group_name=args.placement.resource_group_name,
             resource_name_=self.cluster.name,
             agent_pool_name=USER_POOL_NAME,
             mode=containerservice.AgentPoolMode.USER,
@@ -253,13 +255,13 @@ class AksCluster(pulumi.ComponentResource):
             count=user.min_count,
             min_count=user.min_count,
             max_count=user.max_count,
-            availability_zones=_zones(settings),
+            availability_zones=_zones(args.availability_zones),
             node_labels={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
             enable_node_public_ip=False,
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                protect=args.protect,
+                protect=args.placement.protect,
                 ignore_changes=AGENT_POOL_IGNORE_CHANGES,
             ),
         )
@@ -268,39 +270,29 @@ class AksCluster(pulumi.ComponentResource):
         self.oidc_issuer_url = self.cluster.oidc_issuer_profile.apply(_issuer_url)
         self.kubelet_object_id = self.cluster.identity_profile.apply(_kubelet_object_id)
 
-        self.acr_pull = authorization.RoleAssignment(
+        self.acr_pull = assign_role(
             f"{name}-kubelet-acr-pull",
+            role_id=ACR_PULL_ROLE_ID,
             scope=args.registry_id,
             principal_id=self.kubelet_object_id,
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=pulumi.Output.concat(
-                "/subscriptions/",
-                client.subscription_id,
-                "/providers/Microsoft.Authorization/roleDefinitions/",
-                ACR_PULL_ROLE_ID,
-            ),
+            subscription_id=client.subscription_id,
+            parent=self,
             description=pulumi.Output.concat("AKS ", self.cluster.name, " kubelet pulls model images"),
-            opts=pulumi.ResourceOptions(parent=self),
         )
 
         # With Azure RBAC for Kubernetes and local accounts off, Owner or Contributor on the cluster grant nothing
         # on the Kubernetes API: the deployer needs a data-plane role, here and nowhere else. Its principal type is
         # what the caller is (a person from a laptop, an Entra app in CI), never a constant.
-        self.deployer_access = authorization.RoleAssignment(
+        self.deployer_access = assign_role(
             f"{name}-deployer-cluster-admin",
+            role_id=AKS_RBAC_CLUSTER_ADMIN_ROLE_ID,
             scope=self.cluster.id,
             principal_id=args.deployer_object_id if args.deployer_object_id is not None else client.object_id,
-            principal_type=args.deployer_principal_type
-            if args.deployer_principal_type is not None
-            else caller_principal_type(pulumi.InvokeOutputOptions(parent=self)),
-            role_definition_id=pulumi.Output.concat(
-                "/subscriptions/",
-                client.subscription_id,
-                "/providers/Microsoft.Authorization/roleDefinitions/",
-                AKS_RBAC_CLUSTER_ADMIN_ROLE_ID,
-            ),
+            principal_type=args.deployer_principal_type,
+            subscription_id=client.subscription_id,
+            parent=self,
             description=pulumi.Output.concat("deploys the model to AKS ", self.cluster.name),
-            opts=pulumi.ResourceOptions(parent=self),
         )
         # Nothing may reach the API server, and no pod may pull, before both grants are in effect. A grant that
         # exists is not yet one that is enforced (see DATA_PLANE_PROPAGATION), and a 403 fails `pulumi up`;
@@ -316,7 +308,7 @@ class AksCluster(pulumi.ComponentResource):
         # `kubelogin convert-kubeconfig -l azurecli`). It holds no credential but names the API server and the
         # tenant, so it stays secret.
         credentials = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=args.resource_group_name,
+            resource_group_name=args.placement.resource_group_name,
             resource_name=self.cluster.name,
             format="exec",
             opts=pulumi.InvokeOutputOptions(parent=self),

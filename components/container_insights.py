@@ -3,7 +3,7 @@
 Owns: a data collection rule with the ContainerInsights extension (stream group
 `Microsoft-ContainerInsights-Group-Default`: ContainerLogV2, KubePodInventory, KubeEvents, ...) flowing to the
 stack's Log Analytics workspace, and its association with the cluster.
-Exports: `data_collection_rule_id`, `association`.
+Registered outputs: `dataCollectionRuleId`; the `rule` and `association` resources are attributes.
 
 Why it exists: the cluster's `omsagent` add-on runs in managed-identity mode (`useAADAuth: "true"`,
 components/aks_cluster.py). In that mode the agent takes what to collect and where to send it from a data
@@ -16,13 +16,12 @@ sampled payloads and access log are stdout lines, so they land in ContainerLogV2
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.naming import Naming
+from components.placement import Placement
 
 CONTAINER_INSIGHTS_STREAM = "Microsoft-ContainerInsights-Group-Default"
 WORKSPACE_DESTINATION = "ciworkspace"
@@ -34,18 +33,12 @@ ASSOCIATION_NAME = "ContainerInsightsExtension"
 class ContainerInsightsArgs:
     """Which cluster's logs go to which Log Analytics workspace, and how often inventory is collected."""
 
-    naming: Naming
-    """The stack's naming scheme (`<project>-<stack>-ci-dcr`)."""
-    resource_group_name: pulumi.Input[str]
-    """The resource group of the rule."""
-    location: str
-    """The region of the rule (the cluster's)."""
+    placement: Placement
+    """Name (`<project>-<stack>-ci-dcr`), resource group, region (the cluster's) and tags of the rule."""
     cluster_id: pulumi.Input[str]
     """The AKS cluster whose monitoring add-on uses the rule."""
     log_analytics_workspace_id: pulumi.Input[str]
     """Where the logs go: the same workspace the add-on is configured with."""
-    tags: Mapping[str, str]
-    """Azure tags on the rule."""
     interval: str = "1m"
     """How often inventory and performance data are collected (container logs are streamed regardless)."""
 
@@ -62,9 +55,9 @@ class ContainerInsights(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.rule = monitor.DataCollectionRule(
             f"{name}-rule",
-            data_collection_rule_name=args.naming.resource("ci-dcr"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            data_collection_rule_name=args.placement.naming.resource("ci-dcr"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             kind=monitor.KnownDataCollectionRuleResourceKind.LINUX,
             description="Container Insights: container logs (ContainerLogV2), inventory and events of the cluster.",
             data_sources=monitor.DataCollectionRuleDataSourcesArgs(
@@ -94,7 +87,7 @@ class ContainerInsights(pulumi.ComponentResource):
             data_flows=[
                 monitor.DataFlowArgs(streams=[CONTAINER_INSIGHTS_STREAM], destinations=[WORKSPACE_DESTINATION])
             ],
-            tags=dict(args.tags),
+            tags=args.placement.tag_map(),
             opts=child,
         )
         self.association = monitor.DataCollectionRuleAssociation(

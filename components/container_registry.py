@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumiverse_time as time
-from pulumi_azure_native import authorization, containerregistry
+from pulumi_azure_native import containerregistry
 
-from components.caller import caller_principal_type
-from components.naming import Naming
-from stacks.settings import RegistrySettings
+from components.placement import Placement
+from components.role_assignment import assign_role
 
 ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
 # "When you assign roles ..., it can take up to 10 minutes for changes to take effect"
@@ -21,27 +20,32 @@ PUSH_GRANT_PROPAGATION = "10m"
 
 @dataclass(frozen=True)
 class ContainerRegistryArgs:
-    """The registry's settings and who may push to it."""
+    """The registry's SKU and features, and who may push to it."""
 
-    naming: Naming
-    resource_group_name: pulumi.Input[str]
-    location: str
+    placement: Placement
+    """Name (a global `registry` name), resource group, region and tags; `protect` protects the registry."""
     subscription_id: pulumi.Input[str]
-    settings: RegistrySettings
-    tags: Mapping[str, str]
-    protect: bool
-    # The identity that builds and pushes images (whoever runs `pulumi up`); gets AcrPush, nothing more.
+    """The subscription whose built-in AcrPush role definition the push grant names."""
+    sku: Literal["Basic", "Standard", "Premium"]
+    """The registry SKU; zone redundancy and retention need Premium."""
+    zone_redundancy: bool = False
+    """Replicate the registry across availability zones (Premium only)."""
+    untagged_retention_days: int = 7
+    """Days untagged manifests are kept before they are deleted (Premium only; 0 turns retention off)."""
     pusher_object_id: pulumi.Input[str] | None = None
-    # `User` or `ServicePrincipal`; defaults to what the caller is (the pusher is the caller unless told otherwise).
+    """The identity that builds and pushes images (whoever runs `pulumi up`); gets AcrPush, nothing more. None: no
+    push grant."""
     pusher_principal_type: pulumi.Input[str] | None = None
+    """`User` or `ServicePrincipal`; defaults to what the caller is (the pusher is the caller unless told
+    otherwise)."""
 
 
 class ContainerRegistry(pulumi.ComponentResource):
     """Owns the registry: admin user off (no shared password exists to leak), anonymous pull off, SKU per config,
     zone redundancy and untagged-manifest retention where the SKU allows; AcrPush for the deploy identity.
 
-    Exports `registry_id` (the scope each cluster's AcrPull is granted on), `login_server` and `push_ready`
-    (what a push must depend on: the AcrPush grant, once in effect).
+    Registered outputs: `registryId` (the scope each cluster's AcrPull is granted on), `loginServer`; the attribute
+    `push_ready` lists what a push must depend on (the AcrPush grant, once in effect).
     """
 
     registry_id: pulumi.Output[str]
@@ -50,52 +54,46 @@ class ContainerRegistry(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ContainerRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:platform:ContainerRegistry", name, None, opts)
-        premium = args.settings.sku == "Premium"
+        premium = args.sku == "Premium"
         registry = containerregistry.Registry(
             f"{name}-registry",
-            registry_name=args.naming.global_name("registry", "acr"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
-            sku=containerregistry.SkuArgs(name=args.settings.sku),
+            registry_name=args.placement.naming.global_name("registry", "acr"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
+            sku=containerregistry.SkuArgs(name=args.sku),
             admin_user_enabled=False,
             anonymous_pull_enabled=False,
             zone_redundancy=(
                 containerregistry.ZoneRedundancy.ENABLED
-                if args.settings.zone_redundancy
+                if args.zone_redundancy
                 else containerregistry.ZoneRedundancy.DISABLED
             ),
             # Untagged manifests are what a re-pushed tag leaves behind; tagged model images are never touched,
             # so every version stays available for rollback.
             policies=containerregistry.PoliciesArgs(
                 retention_policy=containerregistry.RetentionPolicyArgs(
-                    days=args.settings.untagged_retention_days,
-                    status="enabled" if args.settings.untagged_retention_days > 0 else "disabled",
+                    days=args.untagged_retention_days,
+                    status="enabled" if args.untagged_retention_days > 0 else "disabled",
                 )
             )
             if premium
             else None,
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            tags=args.placement.tag_map(),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect),
         )
         self.push_ready = []
         if args.pusher_object_id is not None:
             # The pusher is whoever runs `pulumi up`, a person from a laptop or CI's Entra app: a fixed
             # "ServicePrincipal" fails for a person with UnmatchedPrincipalType, and azure-native sends "User"
             # when none is given, which fails for CI. The type is read from the caller itself.
-            push = authorization.RoleAssignment(
+            push = assign_role(
                 f"{name}-acrpush",
+                role_id=ACR_PUSH_ROLE,
                 scope=registry.id,
                 principal_id=args.pusher_object_id,
-                principal_type=args.pusher_principal_type
-                if args.pusher_principal_type is not None
-                else caller_principal_type(pulumi.InvokeOutputOptions(parent=self)),
-                role_definition_id=pulumi.Output.concat(
-                    "/subscriptions/",
-                    args.subscription_id,
-                    "/providers/Microsoft.Authorization/roleDefinitions/",
-                    ACR_PUSH_ROLE,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
+                principal_type=args.pusher_principal_type,
+                subscription_id=args.subscription_id,
+                parent=self,
             )
             # A push right after the grant may be refused while the grant propagates, and a refused push fails
             # `pulumi up`; the sleep runs only when the grant is created or replaced.

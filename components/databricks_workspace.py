@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_databricks
 from pulumi_azure_native import databricks
 
-from components.naming import Naming
+from components.placement import Placement
 
 
 @dataclass(frozen=True)
 class DatabricksWorkspaceArgs:
     """Where the workspace lives."""
 
-    naming: Naming
-    resource_group_name: pulumi.Input[str]
-    location: str
+    placement: Placement
+    """Names (`<project>-<stack>-databricks`, its managed resource group `-databricks-managed-rg`), resource
+    group, region and tags; `protect` protects the workspace."""
     subscription_id: pulumi.Input[str]
-    tags: Mapping[str, str]
-    protect: bool
+    """The subscription the workspace's managed resource group is created in."""
     default_catalog: str | None = None
     """Unity Catalog: the name of the workspace's default catalog, created with the workspace (models live there).
     None leaves it to Azure (an existing workspace, or the legacy workspace registry)."""
@@ -32,7 +30,8 @@ class DatabricksWorkspace(pulumi.ComponentResource):
     connectivity, so no public IP on cluster nodes; its own managed resource group) and a `pulumi_databricks`
     Provider authenticated against it with the deployer's Azure identity (no personal access token anywhere).
 
-    Exports `workspace_url`, `workspace_id`, `resource_id` and `provider` (for the registry webhook).
+    Registered outputs: `workspaceUrl`, `workspaceId`; attributes also hold the ARM `resource_id` and the `provider`
+    (for the registry webhook and the model catalog).
     """
 
     workspace_url: pulumi.Output[str]
@@ -42,12 +41,12 @@ class DatabricksWorkspace(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DatabricksWorkspaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:platform:DatabricksWorkspace", name, None, opts)
-        managed_rg = args.naming.resource("databricks-managed-rg")
+        managed_rg = args.placement.naming.resource("databricks-managed-rg")
         workspace = databricks.Workspace(
             f"{name}-workspace",
-            workspace_name=args.naming.resource("databricks"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            workspace_name=args.placement.naming.resource("databricks"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             sku=databricks.SkuArgs(name="premium"),
             # Azure creates and locks this group itself; it must not exist beforehand.
             managed_resource_group_id=pulumi.Output.concat(
@@ -64,9 +63,9 @@ class DatabricksWorkspace(pulumi.ComponentResource):
                 if args.default_catalog
                 else None
             ),
-            tags=dict(args.tags),
+            tags=args.placement.tag_map(),
             # defaultCatalog is read at creation only ("initial"): an existing workspace is never replaced over it.
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=["defaultCatalog"]),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect, ignore_changes=["defaultCatalog"]),
         )
         self.workspace_url = workspace.workspace_url.apply(lambda u: f"https://{u}")
         self.workspace_id = workspace.workspace_id

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_random as random
 from pulumi_azure_native import keyvault
 
-from components.naming import Naming
-from stacks.settings import KeyVaultSettings
+from components.placement import Placement
 
 # The CI dispatch token is a credential of another system (a GitHub App token or an Azure DevOps PAT): the program
 # cannot make it, and it never passes through Pulumi config or state. An operator sets it once with
@@ -35,15 +33,17 @@ def vault_name(base: str, suffix: str) -> str:
 
 @dataclass(frozen=True)
 class PlatformKeyVaultArgs:
-    """The vault's settings and where it lives."""
+    """Where the vault lives, whose tenant it trusts, and how long a deleted vault is kept."""
 
-    naming: Naming
-    resource_group_name: pulumi.Input[str]
-    location: str
+    placement: Placement
+    """Name (a global `keyvault` name with a random suffix), resource group, region and tags; `protect`
+    protects the vault and its name suffix."""
     tenant_id: pulumi.Input[str]
-    settings: KeyVaultSettings
-    tags: Mapping[str, str]
-    protect: bool
+    """The Entra tenant that authenticates requests to the vault."""
+    soft_delete_retention_days: int = 7
+    """Days a deleted vault and its secrets can be recovered (7 to 90)."""
+    purge_protection: bool = False
+    """Forbid purging a deleted vault before its retention ends; once on, Azure never lets it be turned off."""
 
 
 class PlatformKeyVault(pulumi.ComponentResource):
@@ -54,9 +54,10 @@ class PlatformKeyVault(pulumi.ComponentResource):
     Also declares the dispatch-token secret with a placeholder (the operator sets the real token; Pulumi never
     writes it again), so that every secret the listener is granted exists before its grant.
 
-    Exports the vault id and URI, the versionless URI of each secret (what Key Vault references point at), the
-    secret resources (`secrets`, what grants scoped to them wait for), and the generated values as secret Outputs
-    for the resources that must hold them (the Databricks webhook).
+    Registered outputs: `vaultId`, `vaultUri`; attributes also hold the versionless URI of each secret (what Key
+    Vault references point at), the secret resources (`secrets`, what grants scoped to them wait for), and the
+    generated values as secret Outputs for the resources that must hold them (the Databricks webhook). The values
+    are not registered: a component's outputs are one more copy in the state, and these need none.
     """
 
     vault_id: pulumi.Output[str]
@@ -84,30 +85,30 @@ class PlatformKeyVault(pulumi.ComponentResource):
             length=VAULT_NAME_SUFFIX_LENGTH,
             special=False,
             upper=False,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect),
         )
-        base_name = args.naming.global_name("keyvault", "kv")
+        base_name = args.placement.naming.global_name("keyvault", "kv")
         self.vault_name = suffix.result.apply(lambda s: vault_name(base_name, s))
         vault = keyvault.Vault(
             f"{name}-vault",
             vault_name=self.vault_name,
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             properties=keyvault.VaultPropertiesArgs(
                 tenant_id=args.tenant_id,
                 sku=keyvault.SkuArgs(family="A", name=keyvault.SkuName.STANDARD),
                 # Access by Azure RBAC roles only: no access policies that grant broad, unaudited rights.
                 enable_rbac_authorization=True,
                 enable_soft_delete=True,
-                soft_delete_retention_in_days=args.settings.soft_delete_retention_days,
+                soft_delete_retention_in_days=args.soft_delete_retention_days,
                 # Purge protection cannot be switched off once on, so it is only set (never sent as false).
-                enable_purge_protection=True if args.settings.purge_protection else None,
+                enable_purge_protection=True if args.purge_protection else None,
                 enabled_for_deployment=False,
                 enabled_for_disk_encryption=False,
                 enabled_for_template_deployment=False,
             ),
-            tags=dict(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            tags=args.placement.tag_map(),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect),
         )
         uri = vault.properties.apply(lambda p: p.vault_uri or "")
 
@@ -122,12 +123,12 @@ class PlatformKeyVault(pulumi.ComponentResource):
                 f"{name}-{role}-secret",
                 secret_name=secret_name,
                 vault_name=vault.name,
-                resource_group_name=args.resource_group_name,
+                resource_group_name=args.placement.resource_group_name,
                 # The random provider marks `result` secret in the engine; saying so here keeps it secret on every path.
                 properties=keyvault.SecretPropertiesArgs(
                     value=pulumi.Output.secret(value.result), content_type="text/plain"
                 ),
-                tags=dict(args.tags),
+                tags=args.placement.tag_map(),
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
             )
             self.secrets.append(secret)
@@ -150,7 +151,7 @@ class PlatformKeyVault(pulumi.ComponentResource):
             f"{name}-dispatch-token-secret",
             secret_name=DISPATCH_TOKEN_SECRET,
             vault_name=vault.name,
-            resource_group_name=args.resource_group_name,
+            resource_group_name=args.placement.resource_group_name,
             properties=keyvault.SecretPropertiesArgs(
                 value=pulumi.Output.secret(DISPATCH_TOKEN_PLACEHOLDER), content_type="text/plain"
             ),

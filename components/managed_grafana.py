@@ -4,7 +4,7 @@ Owns: the Grafana workspace (Standard, system-assigned identity, API keys off) w
 integration (which adds the managed Prometheus data source), the identity's `Monitoring Data Reader` role on that
 workspace (what the integration queries with: learn.microsoft.com/azure/managed-grafana/
 how-to-connect-azure-monitor-workspace), and `Grafana Admin` for the cluster's admin groups.
-Exports: `endpoint`.
+Registered outputs: `endpoint`; the `grafana` workspace resource is an attribute.
 
 The dashboard itself (monitoring/rules/<stack>.dashboard.json, from monitoring/dashboard.py) is Grafana content,
 not an Azure resource: Azure Resource Manager has no API for a Managed Grafana workspace's dashboards, so it is
@@ -13,13 +13,14 @@ imported with `az grafana dashboard import` after `pulumi up`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import authorization, dashboard
 
-from components.naming import Naming
+from components.placement import Placement
+from components.role_assignment import assign_role
 
 MONITORING_DATA_READER_ROLE_ID = "b0d8363b-8ddd-447d-831f-62ca05bff136"
 GRAFANA_ADMIN_ROLE_ID = "22926164-76b3-42b3-bc55-97df8dab3e41"
@@ -29,20 +30,14 @@ GRAFANA_ADMIN_ROLE_ID = "22926164-76b3-42b3-bc55-97df8dab3e41"
 class ManagedGrafanaArgs:
     """Where Grafana lives, which Azure Monitor workspace it reads, and who administers it."""
 
-    naming: Naming
-    resource_group_name: pulumi.Input[str]
-    location: str
+    placement: Placement
+    """Name (a global `grafana` name), resource group, region and tags of the workspace."""
     subscription_id: pulumi.Input[str]
+    """The subscription whose built-in role definitions the grants name."""
     azure_monitor_workspace_id: pulumi.Input[str]
+    """The Azure Monitor workspace Grafana reads (its managed Prometheus data source)."""
     admin_group_object_ids: Sequence[str]
     """Entra groups made Grafana admins (the cluster's admin groups)."""
-    tags: Mapping[str, str]
-
-
-def _role(subscription_id: pulumi.Input[str], role_id: str) -> pulumi.Output[str]:
-    return pulumi.Output.concat(
-        "/subscriptions/", subscription_id, "/providers/Microsoft.Authorization/roleDefinitions/", role_id
-    )
 
 
 class ManagedGrafana(pulumi.ComponentResource):
@@ -56,9 +51,9 @@ class ManagedGrafana(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.grafana = dashboard.Grafana(
             f"{name}-workspace",
-            workspace_name=args.naming.global_name("grafana", "gf"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            workspace_name=args.placement.naming.global_name("grafana", "gf"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             sku=dashboard.ResourceSkuArgs(name="Standard"),
             identity=dashboard.ManagedServiceIdentityArgs(type=dashboard.ManagedServiceIdentityType.SYSTEM_ASSIGNED),
             properties=dashboard.ManagedGrafanaPropertiesArgs(
@@ -73,28 +68,30 @@ class ManagedGrafana(pulumi.ComponentResource):
                     ]
                 ),
             ),
-            tags=dict(args.tags),
+            tags=args.placement.tag_map(),
             opts=child,
         )
         principal = self.grafana.identity.apply(_principal_id)
-        authorization.RoleAssignment(
+        assign_role(
             f"{name}-reads-prometheus",
+            role_id=MONITORING_DATA_READER_ROLE_ID,
             scope=args.azure_monitor_workspace_id,
             principal_id=principal,
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=_role(args.subscription_id, MONITORING_DATA_READER_ROLE_ID),
+            subscription_id=args.subscription_id,
+            parent=self,
             description="Managed Grafana queries the stack's managed Prometheus",
-            opts=child,
         )
         for i, group in enumerate(args.admin_group_object_ids):
-            authorization.RoleAssignment(
+            assign_role(
                 f"{name}-admin-{i}",
+                role_id=GRAFANA_ADMIN_ROLE_ID,
                 scope=self.grafana.id,
                 principal_id=group,
                 principal_type=authorization.PrincipalType.GROUP,
-                role_definition_id=_role(args.subscription_id, GRAFANA_ADMIN_ROLE_ID),
+                subscription_id=args.subscription_id,
+                parent=self,
                 description="Cluster admins administer the stack's Grafana",
-                opts=child,
             )
         self.endpoint = self.grafana.properties.apply(_endpoint)
         self.register_outputs({"endpoint": self.endpoint})

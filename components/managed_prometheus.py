@@ -4,7 +4,8 @@ Owns: the Azure Monitor workspace (where the metrics live and the Prometheus rul
 collection endpoint and data collection rule that forward the cluster's Prometheus metrics to it, and the rule's
 association with the cluster. The cluster's own side is `azureMonitorProfile.metrics.enabled` (components/
 aks_cluster.py), which deploys the ama-metrics agents; they find this rule through the association.
-Exports: `workspace_id`, `query_endpoint`, `data_collection_rule_id`, `association`.
+Registered outputs: `workspaceId`, `queryEndpoint`, `dataCollectionRuleId`; the `workspace`, `endpoint`, `rule` and
+`association` resources are attributes.
 
 The shapes are those of Azure's own template for managed Prometheus (learn.microsoft.com/azure/azure-monitor/
 containers/kubernetes-monitoring-enable, "ARM"/"Bicep" tabs; Azure/ARO-HCP dev-infrastructure/modules/metrics/
@@ -15,13 +16,12 @@ names `ContainerInsightsMetricsExtension` (azure-cli aks/azuremonitormetrics `ge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import monitor
 
-from components.naming import Naming
+from components.placement import Placement
 
 PROMETHEUS_STREAM = "Microsoft-PrometheusMetrics"
 MONITORING_ACCOUNT = "MonitoringAccount1"
@@ -33,16 +33,11 @@ ASSOCIATION_NAME = "ContainerInsightsMetricsExtension"
 class ManagedPrometheusArgs:
     """Where the workspace lives and which cluster it collects from."""
 
-    naming: Naming
-    """The stack's naming scheme (`<project>-<stack>-prometheus`, `-prom-dce`, `-prom-dcr`)."""
-    resource_group_name: pulumi.Input[str]
-    """The resource group of the workspace, endpoint and rule."""
-    location: str
-    """The region of the workspace; the endpoint and rule must be in the same region as the workspace."""
+    placement: Placement
+    """Names (`<project>-<stack>-prometheus`, `-prom-dce`, `-prom-dcr`), resource group, region (the
+    endpoint and rule must be in the workspace's) and tags of the workspace, endpoint and rule."""
     cluster_id: pulumi.Input[str]
     """The AKS cluster whose metrics are forwarded (the association is created on it)."""
-    tags: Mapping[str, str]
-    """Azure tags on the workspace, endpoint and rule."""
 
 
 class ManagedPrometheus(pulumi.ComponentResource):
@@ -59,20 +54,20 @@ class ManagedPrometheus(pulumi.ComponentResource):
     def __init__(self, name: str, args: ManagedPrometheusArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:monitoring:ManagedPrometheus", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
+        tags = args.placement.tag_map()
         self.workspace = monitor.AzureMonitorWorkspace(
             f"{name}-workspace",
-            azure_monitor_workspace_name=args.naming.resource("prometheus"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            azure_monitor_workspace_name=args.placement.naming.resource("prometheus"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             tags=tags,
             opts=child,
         )
         self.endpoint = monitor.DataCollectionEndpoint(
             f"{name}-endpoint",
-            data_collection_endpoint_name=args.naming.resource("prom-dce"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            data_collection_endpoint_name=args.placement.naming.resource("prom-dce"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             kind=monitor.KnownDataCollectionEndpointResourceKind.LINUX,
             description="Ingestion endpoint of the cluster's managed Prometheus metrics.",
             tags=tags,
@@ -80,9 +75,9 @@ class ManagedPrometheus(pulumi.ComponentResource):
         )
         self.rule = monitor.DataCollectionRule(
             f"{name}-rule",
-            data_collection_rule_name=args.naming.resource("prom-dcr"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            data_collection_rule_name=args.placement.naming.resource("prom-dcr"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             kind=monitor.KnownDataCollectionRuleResourceKind.LINUX,
             description="Forwards the cluster's Prometheus metrics (ama-metrics) to the Azure Monitor workspace.",
             data_collection_endpoint_id=self.endpoint.id,

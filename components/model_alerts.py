@@ -4,7 +4,7 @@ Owns: an action group (email receivers, and a webhook to the listener's alert ro
 and one `PrometheusRuleGroup` per group of monitoring/rules.py, scoped to the stack's Azure Monitor workspace and
 cluster. The rules are the same objects the Prometheus rules file is rendered from, so Azure and `promtool` see one
 definition.
-Exports: `action_group_id`, `rule_group_ids`.
+Registered outputs: `actionGroupId`, `ruleGroupIds`; the `action_group` and `rule_groups` resources are attributes.
 
 Azure shapes (learn.microsoft.com/azure/azure-monitor/essentials/prometheus-rule-groups): `scopes` holds the Azure
 Monitor workspace and may add the cluster; `clusterName` makes Azure add a `cluster="<name>"` filter to every query,
@@ -14,14 +14,14 @@ so one workspace can hold several clusters' series; `for` and `interval` are ISO
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
 import pulumi
 from pulumi_azure_native import alertsmanagement, monitor
 
-from components.naming import Naming
+from components.placement import Placement
 from monitoring.rules import AZURE_SEVERITY, AlertRule, RuleGroup, iso8601_duration
 
 # The listener's route for Azure Monitor's common alert schema (defined by the listener; served by the Function App).
@@ -43,21 +43,21 @@ def listener_alert_url(default_host_name: pulumi.Input[str], token: pulumi.Input
 class ModelAlertsArgs:
     """The rule groups to declare, where they evaluate, and whom they notify."""
 
-    naming: Naming
-    """The stack's naming scheme (`<project>-<stack>-alerts`, rule groups by their own names)."""
-    resource_group_name: pulumi.Input[str]
-    location: str
-    """The region of the rule groups (the Azure Monitor workspace's)."""
+    placement: Placement
+    """Name (`<project>-<stack>-alerts`; rule groups by their own names), resource group, region (the
+    Azure Monitor workspace's) and tags of the action group and rule groups."""
     groups: Sequence[RuleGroup]
     """The rule groups (monitoring.rules.rule_groups)."""
     azure_monitor_workspace_id: pulumi.Input[str]
+    """The Azure Monitor workspace the rules evaluate against (managed Prometheus)."""
     cluster_id: pulumi.Input[str]
+    """The cluster whose metrics the rules read (a scope of each rule group)."""
     cluster_name: pulumi.Input[str]
+    """The cluster's name, which rule groups scoped to a cluster carry."""
     emails: Sequence[str]
     """Email receivers; may be empty if the listener receives."""
     listener_alert_url: pulumi.Input[str] | None
     """The listener's alert route (a secret URL with its key), or None to send no webhook."""
-    tags: Mapping[str, str]
 
 
 def _validate(args: ModelAlertsArgs) -> None:
@@ -99,7 +99,7 @@ class ModelAlerts(pulumi.ComponentResource):
         _validate(args)
         super().__init__("mlops:monitoring:ModelAlerts", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args.tags)
+        tags = args.placement.tag_map()
         webhooks = []
         if args.listener_alert_url is not None:
             webhooks.append(
@@ -111,11 +111,11 @@ class ModelAlerts(pulumi.ComponentResource):
             )
         self.action_group = monitor.ActionGroup(
             f"{name}-action-group",
-            action_group_name=args.naming.resource("alerts"),
-            resource_group_name=args.resource_group_name,
+            action_group_name=args.placement.naming.resource("alerts"),
+            resource_group_name=args.placement.resource_group_name,
             # Action groups are global resources.
             location="global",
-            group_short_name=args.naming.stack[:_SHORT_NAME_MAX],
+            group_short_name=args.placement.naming.stack[:_SHORT_NAME_MAX],
             enabled=True,
             email_receivers=[
                 monitor.MicrosoftCommonEmailReceiverArgs(
@@ -133,8 +133,8 @@ class ModelAlerts(pulumi.ComponentResource):
             alertsmanagement.PrometheusRuleGroup(
                 f"{name}-{group.name.rsplit('-', 1)[-1]}",
                 rule_group_name=group.name,
-                resource_group_name=args.resource_group_name,
-                location=args.location,
+                resource_group_name=args.placement.resource_group_name,
+                location=args.placement.location,
                 description=f"{group.name}: rendered from monitoring/rules.py (the same rules as the rules file).",
                 scopes=[args.azure_monitor_workspace_id, args.cluster_id],
                 cluster_name=args.cluster_name,

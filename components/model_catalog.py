@@ -23,6 +23,8 @@ class ModelCatalogArgs:
     """The registry settings (Unity Catalog)."""
 
     registry: ModelRegistrySettings
+    """The Unity Catalog registry: its catalog and schema, and who registers (`registerers`) and who releases
+    (`releasers`) models there."""
 
 
 class ModelCatalog(pulumi.ComponentResource):
@@ -34,7 +36,7 @@ class ModelCatalog(pulumi.ComponentResource):
     workspace's creator) can create the schema and grant on the catalog. Each grant is a `databricks.Grant`, one
     principal's privileges, never the authoritative `databricks.Grants`: the catalog is shared with every workspace
     user, and this stack must not revoke what it did not grant. The Databricks provider comes in through `opts`.
-    Exports `schema_name` (`catalog.schema`, once the schema exists).
+    Registered outputs: `schemaName` (`catalog.schema`, once the schema exists).
     """
 
     schema_name: pulumi.Output[str]

@@ -65,15 +65,21 @@ class ModelImageArgs:
     """What to build and where to push it."""
 
     model: ModelSettings
+    """The pinned model: its registered name and version (the image holds that version)."""
     login_server: pulumi.Input[str]
-    # The project directory and the build context inside it. The context is given to the provider relative to the
-    # project (Pulumi runs programs from there), so that the same tree checked out elsewhere declares the same image.
+    """The registry's login server the image is pushed to (`<name>.azurecr.io`)."""
+    # The context is given to the provider relative to the project (Pulumi runs programs from there), so that the
+    # same tree checked out elsewhere declares the same image.
     project_dir: Path
+    """The project directory; the build context is inside it."""
     workspace_url: pulumi.Input[str]
+    """The Databricks workspace the build fetches the model from."""
     registry_token: pulumi.Input[str]
+    """An Entra token for the Databricks workspace (a secret), mounted as a BuildKit secret for the fetch step."""
     context: str = "model_image"
-    # What the push must wait for: the pusher's AcrPush grant, once in effect (ContainerRegistry.push_ready).
+    """The build context, relative to `project_dir`."""
     push_after: Sequence[pulumi.Resource] = ()
+    """What the push must wait for: the pusher's AcrPush grant, once in effect (ContainerRegistry.push_ready)."""
 
 
 class ModelImage(pulumi.ComponentResource):
@@ -82,7 +88,7 @@ class ModelImage(pulumi.ComponentResource):
     The image is rebuilt when, and only when, the model version or the image's code changes: both are in the tag
     and the build args, and nothing volatile is. The registry token rotates on every run, so it is excluded from
     the diff. Old images are retained on delete, so every version stays in the registry for rollback.
-    Exports `tag`, `digest` and `ref` (`<tag>@<digest>`: what the deployments run).
+    Registered outputs: `tag`, `digest`, `ref` (`<tag>@<digest>`, what the deployments run).
     """
 
     tag: pulumi.Output[str]

@@ -42,6 +42,7 @@ class ModelMetricsScrapeArgs:
     port_name: str
     """The container port name the server listens on (its `/metrics` is on the serving port)."""
     metrics_path: str = "/metrics"
+    """The path the server exports its Prometheus metrics on."""
 
 
 def _label_meta(label: str) -> str:
@@ -92,7 +93,9 @@ def _yaml(document: dict[str, Any]) -> str:
 
 
 class ModelMetricsScrape(pulumi.ComponentResource):
-    """The managed Prometheus scrape job for the model server's pods (a ConfigMap in kube-system)."""
+    """The managed Prometheus scrape job for the model server's pods (a ConfigMap in kube-system).
+
+    Registered outputs: none; the ConfigMap is the attribute `config_map`."""
 
     config_map: k8s.core.v1.ConfigMap
 

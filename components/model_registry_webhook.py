@@ -14,7 +14,8 @@ exist yet, so before the first model is registered the scope is the registry (or
 first version ever registered. Nothing here depends on the pinned version, so the first pin changes none of it.
 
 The Databricks provider comes in through `opts` (`provider=` or `providers=[...]`) and reaches every child.
-Exports `webhook` (or None) and `job` (or None).
+Registered outputs: `webhookId`, `jobId` (each None when that signal is not declared); the `webhook` and `job`
+resources (or None) are attributes.
 """
 
 from __future__ import annotations

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import applicationinsights, operationalinsights
 
-from components.naming import Naming
+from components.placement import Placement
 
 
 @dataclass(frozen=True)
 class ObservabilityArgs:
     """Where the workspace lives and how long it keeps logs."""
 
-    naming: Naming
-    resource_group_name: pulumi.Input[str]
-    location: str
-    tags: Mapping[str, str]
+    placement: Placement
+    """Names (`<project>-<stack>-logs`, `-insights`), resource group, region and tags; nothing is protected."""
     retention_in_days: int = 30
+    """How long the workspace keeps logs, in days (30 to 730)."""
 
 
 class Observability(pulumi.ComponentResource):
     """Owns the Log Analytics workspace (container insights, function logs) and Application Insights on top of it.
 
-    Exports `workspace_id` (for the AKS monitoring add-on), `app_insights_id` and `app_insights_connection_string`
-    (the listener's telemetry; an endpoint and ingestion key, not a credential that can read data).
+    Registered outputs: `workspaceId` (for the AKS monitoring add-on), `appInsightsId`; the attribute
+    `app_insights_connection_string` (the listener's telemetry: an endpoint and ingestion key, not a credential that
+    can read data) is not registered, so the key is not copied into the component's outputs.
     """
 
     workspace_id: pulumi.Output[str]
@@ -40,25 +39,25 @@ class Observability(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         workspace = operationalinsights.Workspace(
             f"{name}-logs",
-            workspace_name=args.naming.resource("logs"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            workspace_name=args.placement.naming.resource("logs"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
             retention_in_days=args.retention_in_days,
-            tags=dict(args.tags),
+            tags=args.placement.tag_map(),
             opts=child,
         )
         insights = applicationinsights.Component(
             f"{name}-insights",
-            resource_name_=args.naming.resource("insights"),
-            resource_group_name=args.resource_group_name,
-            location=args.location,
+            resource_name_=args.placement.naming.resource("insights"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
             kind="web",
             application_type="web",
             workspace_resource_id=workspace.id,
             # Telemetry is sent with Entra ID only; the connection string alone cannot write.
             disable_local_auth=True,
-            tags=dict(args.tags),
+            tags=args.placement.tag_map(),
             opts=child,
         )
         self.workspace_id = workspace.id

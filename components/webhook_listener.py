@@ -6,79 +6,63 @@ with the deployment container the app runs its package from, and the role assign
 the narrowest scope that works. Secrets never enter the app's settings: they are Key Vault references resolved by
 the platform with the identity. The code package itself is not Pulumi's: the deploy workflow's publish step owns it.
 
-Exports the app, its host name, the two webhook URLs (secret: they point at the release trigger), the health URL,
-the identity's principal id, the storage account, the queue names and the content hash of the package the publish
-step must deploy.
+The component calls one builder per part: `build_listener_storage` (components/listener_storage.py),
+`grant_listener_access` (components/listener_access.py), `build_function_app` and its app settings
+(components/listener_app.py); the package's file list and hash are in components/listener_package.py.
+
+Registered outputs: `defaultHostName`, `databricksWebhookUrl` and `jobWebhookUrl` (secret: they point at the release
+trigger), `healthUrl`, `identityPrincipalId`, `storageAccountName`, `queueName`, `poisonQueueName` and
+`packageSha256` (the content hash of the package the publish step must deploy); `function_app` is the app resource.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-from pulumi_azure_native import authorization, managedidentity, storage, web
+from pulumi_azure_native import managedidentity, web
 
-from components.naming import Naming
+from components.listener_access import SECRET_URI, grant_listener_access
+from components.listener_app import build_function_app, key_vault_reference, listener_app_settings
+from components.listener_package import package_files, package_sha256
+from components.listener_storage import (
+    DEDUPE_TABLE_NAME,
+    DEPLOYMENT_CONTAINER,
+    PACKAGE_BLOB_NAME,
+    POISON_QUEUE_NAME,
+    QUEUE_NAME,
+    build_listener_storage,
+)
+from components.placement import Placement
 from stacks.settings import ReleaseSettings
 
-# Names the listener reads its settings under (listener/webhook_listener/settings.py: ListenerSettings, env prefix
-# LISTENER_). The component sets them in `listener_app_settings`, the one place that knows them.
-QUEUE_NAME = "model-promotions"
-POISON_QUEUE_NAME = "model-promotions-poison"  # also the Functions queue trigger's own `<queue>-poison`
-DEDUPE_TABLE_NAME = "webhookdeliveries"
-# The queue trigger binds to the host storage connection; with identity-based host storage that is the
-# `AzureWebJobsStorage__*` settings below, so the trigger and the listener's own clients use the same account.
-QUEUE_TRIGGER_CONNECTION = "AzureWebJobsStorage"
+# Re-exported: the tests, release/package_listener.py and the lock check import them from here.
+__all__ = [
+    "DEDUPE_TABLE_NAME",
+    "DEPLOYMENT_CONTAINER",
+    "PACKAGE_BLOB_NAME",
+    "POISON_QUEUE_NAME",
+    "QUEUE_NAME",
+    "WebhookListener",
+    "WebhookListenerArgs",
+    "key_vault_reference",
+    "listener_app_settings",
+    "package_files",
+    "package_sha256",
+]
 
-# Flex Consumption keeps the code in a blob container of its own ("deployment container"); one deploy writes the
-# package there under this exact name (functions-infrastructure-as-code.md, "Deployment package").
-DEPLOYMENT_CONTAINER = "app-package"
-PACKAGE_BLOB_NAME = "released-package.zip"
-
-PYTHON_VERSION = "3.11"
-INSTANCE_MEMORY_MB = 2048
-# A webhook receiver sees a handful of requests per release, and the plan scales to zero, so the ceiling only caps
-# a burst (forged requests are refused at the signature check, but still run). 40: the lowest ceiling the Flex
-# Consumption API has accepted since its preview ("The lowest maximum scale in preview is 40",
-# flex-consumption-plan.md); current docs allow 1 (event-driven-scaling.md, "Limit scale-out") and default to 100.
-MAXIMUM_INSTANCE_COUNT = 40
-
-# Built-in role definition ids (the same in every tenant).
-STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
-STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
-STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
-KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
-
-# What never goes into the code package: tests, caches, local-only settings (local.settings.json holds local
-# secrets), virtual environments and locally built dependencies (the platform builds them from requirements.txt).
-_EXCLUDED_DIRS = frozenset(
-    {"tests", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "venv", ".python_packages"}
-)
-_EXCLUDED_FILES = frozenset({"local.settings.json"})
-_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 _REQUIRED_FILES = ("function_app.py", "host.json", "requirements.txt")
-
-_SECRET_URI = re.compile(r"^https://(?P<vault>[A-Za-z0-9-]+)\.vault\.azure\.net/secrets/(?P<name>[A-Za-z0-9-]+)/?$")
 
 
 @dataclass(frozen=True)
 class WebhookListenerArgs:
     """What the listener needs from the rest of the platform."""
 
-    naming: Naming
-    """The stack's naming scheme (app, plan, identity and storage names)."""
-    resource_group_name: pulumi.Input[str]
-    """The resource group every child lives in."""
-    location: str
-    """Azure region of every child."""
-    tags: Mapping[str, str]
-    """Tags on every child that takes tags."""
+    placement: Placement
+    """Names (app, plan, identity and storage), resource group, region and tags of every child; `protect` protects
+    the stateful children (identity, host storage, queues, table, app)."""
     source_dir: Path
     """The Function App root (`function_app.py`, `host.json`, `requirements.txt`, the `webhook_listener` package)."""
     app_insights_connection_string: pulumi.Input[str]
@@ -99,123 +83,12 @@ class WebhookListenerArgs:
     """Models the listener acts on (registered names; `catalog.schema.model` for Unity Catalog); empty means any."""
     target_stack: str
     """The stack a promotion releases to first (the pin the dispatched workflow bumps)."""
-    protect: bool
-    """Protect the stateful children (identity, storage, queues, table, app) from deletion."""
     secrets: Sequence[pulumi.Resource] = ()
     """The Key Vault secrets behind those URIs: each role assignment scoped to a secret is made after them."""
     azure_monitor_token_secret_uri: pulumi.Input[str] | None = None
     """Versionless Key Vault URI of the secret the action group's webhook URL carries; None: that route refuses all."""
     alertmanager_token_secret_uri: pulumi.Input[str] | None = None
     """Versionless Key Vault URI of the bearer token Alertmanager sends; None: that route refuses all."""
-
-
-def _alert_token_settings(args: WebhookListenerArgs) -> list[tuple[str, pulumi.Input[str]]]:
-    """The alert routes' tokens (issue 13), as Key Vault references, for those that are configured."""
-    pairs = (
-        ("LISTENER_AZURE_MONITOR_TOKEN", args.azure_monitor_token_secret_uri),
-        ("LISTENER_ALERTMANAGER_TOKEN", args.alertmanager_token_secret_uri),
-    )
-    return [(name, key_vault_reference(uri)) for name, uri in pairs if uri is not None]
-
-
-def key_vault_reference(secret_uri: pulumi.Input[str]) -> pulumi.Output[str]:
-    """An app setting value the platform replaces with the secret's current value (never the value itself)."""
-    return pulumi.Output.concat("@Microsoft.KeyVault(SecretUri=", secret_uri, ")")
-
-
-def listener_app_settings(
-    args: WebhookListenerArgs,
-    *,
-    storage_account_name: pulumi.Input[str],
-    queue_account_url: pulumi.Input[str],
-    table_account_url: pulumi.Input[str],
-    identity_client_id: pulumi.Input[str],
-) -> list[web.NameValuePairArgs]:
-    """Every app setting of the listener: the Functions host's own, then the listener's (`LISTENER_*`).
-
-    Flex Consumption takes runtime, version, scale and deployment from `functionAppConfig`, so the settings that
-    configure those on other plans (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE,
-    WEBSITE_CONTENT*) are deliberately absent. Secrets appear only as Key Vault references.
-    """
-    release = args.release
-    dispatch = release.dispatch
-    settings: list[tuple[str, pulumi.Input[str]]] = [
-        # Host storage through the identity: no connection string, no account key.
-        ("AzureWebJobsStorage__accountName", storage_account_name),
-        ("AzureWebJobsStorage__credential", "managedidentity"),
-        ("AzureWebJobsStorage__clientId", identity_client_id),
-        ("APPLICATIONINSIGHTS_CONNECTION_STRING", args.app_insights_connection_string),
-        # Telemetry authenticated with the identity, so App Insights can run with local (key) auth disabled.
-        (
-            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
-            pulumi.Output.concat("ClientId=", identity_client_id, ";Authorization=AAD"),
-        ),
-        # DefaultAzureCredential in the listener picks the user-assigned identity by this client id.
-        ("AZURE_CLIENT_ID", identity_client_id),
-        ("LISTENER_WEBHOOK_SECRET", key_vault_reference(args.webhook_secret_uri)),
-        ("LISTENER_JOB_TOKEN", key_vault_reference(args.job_token_secret_uri)),
-        *_alert_token_settings(args),
-        ("LISTENER_MODELS", ",".join(args.model_names)),
-        ("LISTENER_PROMOTE_ALIAS", release.promote_alias),
-        ("LISTENER_PROMOTE_STAGES", ",".join(release.promote_stages)),
-        ("LISTENER_TARGET_STACK", args.target_stack),
-        ("LISTENER_QUEUE_ACCOUNT_URL", queue_account_url),
-        ("LISTENER_TABLE_ACCOUNT_URL", table_account_url),
-        ("LISTENER_QUEUE_NAME", QUEUE_NAME),
-        ("LISTENER_POISON_QUEUE_NAME", POISON_QUEUE_NAME),
-        ("LISTENER_DEDUPE_TABLE_NAME", DEDUPE_TABLE_NAME),
-        ("LISTENER_QUEUE_TRIGGER_CONNECTION", QUEUE_TRIGGER_CONNECTION),
-        ("LISTENER_DISPATCH_TARGET", dispatch.target),
-        ("LISTENER_MAX_DISPATCH_ATTEMPTS", str(release.max_dispatch_attempts)),
-    ]
-    if dispatch.target == "github":
-        if dispatch.repository is None:  # DispatchSettings refuses this already; kept for the type checker
-            raise ValueError("release.dispatch.repository is required for the github target")
-        settings += [
-            ("LISTENER_GITHUB_API_URL", dispatch.api_url),
-            ("LISTENER_GITHUB_REPOSITORY", dispatch.repository),
-            ("LISTENER_GITHUB_EVENT_TYPE", dispatch.event_type),
-            ("LISTENER_GITHUB_TOKEN", key_vault_reference(args.dispatch_token_secret_uri)),
-        ]
-    else:
-        if dispatch.organization_url is None or dispatch.project is None or dispatch.pipeline_id is None:
-            raise ValueError("release.dispatch needs organizationUrl, project and pipelineId for azure-devops")
-        settings += [
-            ("LISTENER_AZURE_DEVOPS_ORG_URL", dispatch.organization_url),
-            ("LISTENER_AZURE_DEVOPS_PROJECT", dispatch.project),
-            ("LISTENER_AZURE_DEVOPS_PIPELINE_ID", str(dispatch.pipeline_id)),
-            ("LISTENER_AZURE_DEVOPS_TOKEN", key_vault_reference(args.dispatch_token_secret_uri)),
-        ]
-    return [web.NameValuePairArgs(name=name, value=value) for name, value in settings]
-
-
-def package_files(source_dir: Path) -> list[tuple[str, Path]]:
-    """The files that make up the code package, as (name in the zip, path), sorted by name.
-
-    Hidden files and directories, tests, caches, local settings and locally built dependencies are left out, so
-    that only a change to the code itself changes the package.
-    """
-
-    def walk(directory: Path) -> Iterator[Path]:
-        for entry in sorted(directory.iterdir()):
-            if entry.name.startswith(".") or entry.is_symlink():
-                continue
-            if entry.is_dir():
-                if entry.name not in _EXCLUDED_DIRS:
-                    yield from walk(entry)
-            elif entry.name not in _EXCLUDED_FILES and not entry.name.endswith(_EXCLUDED_SUFFIXES):
-                yield entry
-
-    return [(path.relative_to(source_dir).as_posix(), path) for path in walk(source_dir)]
-
-
-def package_sha256(files: Sequence[tuple[str, Path]]) -> str:
-    """A content hash over the package's file names and bytes (what Pulumi's own archive hash also depends on)."""
-    digest = hashlib.sha256()
-    for name, path in files:
-        digest.update(name.encode("utf-8") + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
 
 
 def _validate(args: WebhookListenerArgs) -> None:
@@ -230,7 +103,7 @@ def _validate(args: WebhookListenerArgs) -> None:
         missing = [f for f in _REQUIRED_FILES if not (args.source_dir / f).is_file()]
         if missing:
             problem("source_dir", f"{args.source_dir} is not a Function App root: missing {', '.join(missing)}")
-    if not args.location:
+    if not args.placement.location:
         problem("location", "an Azure region is required")
     if not args.target_stack:
         problem("target_stack", "the stack a promotion releases to is required")
@@ -246,7 +119,7 @@ def _validate(args: WebhookListenerArgs) -> None:
     ):
         uri = getattr(args, field)
         if isinstance(uri, str):
-            match = _SECRET_URI.match(uri)
+            match = SECRET_URI.match(uri)
             if match is None:
                 problem(
                     field,
@@ -259,23 +132,6 @@ def _validate(args: WebhookListenerArgs) -> None:
     if errors:
         summary = "; ".join(f"{e['property_path']}: {e['reason']}" for e in errors)
         raise pulumi.InputPropertiesError(f"invalid WebhookListenerArgs: {summary}", errors)
-
-
-def _secret_resource_id(key_vault_id: pulumi.Input[str], secret_uri: pulumi.Input[str]) -> pulumi.Output[str]:
-    """The ARM id of the secret a URI names: the scope of a role assignment on that one secret."""
-
-    def build(vault_id: str, uri: str) -> str:
-        match = _SECRET_URI.match(uri)
-        if match is None:
-            raise ValueError(f"{uri!r} is not a versionless Key Vault secret URI")
-        return f"{vault_id}/secrets/{match['name']}"
-
-    return pulumi.Output.all(key_vault_id, secret_uri).apply(lambda v: build(str(v[0]), str(v[1])))
-
-
-def _site_name(naming: Naming) -> str:
-    # `<app>.azurewebsites.net` is global.
-    return naming.global_name("functionapp", "listener")
 
 
 class WebhookListener(pulumi.ComponentResource):
@@ -295,84 +151,15 @@ class WebhookListener(pulumi.ComponentResource):
     def __init__(self, name: str, args: WebhookListenerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:release:WebhookListener", name, None, opts)
         _validate(args)
-        child = pulumi.ResourceOptions(parent=self)
-        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect)
-        tags = dict(args.tags)
-        rg = args.resource_group_name
-        naming = args.naming
-
         identity = managedidentity.UserAssignedIdentity(
             f"{name}-identity",
-            resource_name_=naming.resource("listener-id"),
-            resource_group_name=rg,
-            location=args.location,
-            tags=tags,
-            opts=stateful,
+            resource_name_=args.placement.naming.resource("listener-id"),
+            resource_group_name=args.placement.resource_group_name,
+            location=args.placement.location,
+            tags=args.placement.tag_map(),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect),
         )
-
-        # Host storage, the hand-off queue, the poison queue and the dedupe table. Shared keys are off: every
-        # client (Functions host, queue trigger, the listener's own clients) authenticates as the identity.
-        account = storage.StorageAccount(
-            f"{name}-storage",
-            account_name=naming.global_name("storage", "listener"),
-            resource_group_name=rg,
-            location=args.location,
-            kind=storage.Kind.STORAGE_V2,
-            sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
-            allow_shared_key_access=False,
-            allow_blob_public_access=False,
-            allow_cross_tenant_replication=False,
-            default_to_o_auth_authentication=True,
-            enable_https_traffic_only=True,
-            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
-            tags=tags,
-            opts=stateful,
-        )
-        queue = storage.Queue(
-            f"{name}-queue", account_name=account.name, resource_group_name=rg, queue_name=QUEUE_NAME, opts=stateful
-        )
-        poison_queue = storage.Queue(
-            f"{name}-poison-queue",
-            account_name=account.name,
-            resource_group_name=rg,
-            queue_name=POISON_QUEUE_NAME,
-            opts=stateful,
-        )
-        table = storage.Table(
-            f"{name}-dedupe-table",
-            account_name=account.name,
-            resource_group_name=rg,
-            table_name=DEDUPE_TABLE_NAME,
-            opts=stateful,
-        )
-
-        # The deployment container lives in an account of its own, holding nothing but the package, so the only
-        # writer there (one deploy, as the app's identity) can touch nothing of the host's. Shared keys off: nothing
-        # uploads with a key (Pulumi does not upload the package).
-        package_account = storage.StorageAccount(
-            f"{name}-package-storage",
-            account_name=naming.global_name("storage", "pkg"),
-            resource_group_name=rg,
-            location=args.location,
-            kind=storage.Kind.STORAGE_V2,
-            sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
-            allow_shared_key_access=False,
-            allow_blob_public_access=False,
-            allow_cross_tenant_replication=False,
-            default_to_o_auth_authentication=True,
-            enable_https_traffic_only=True,
-            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
-            tags=tags,
-            opts=child,
-        )
-        container = storage.BlobContainer(
-            f"{name}-package-container",
-            account_name=package_account.name,
-            resource_group_name=rg,
-            container_name=DEPLOYMENT_CONTAINER,
-            public_access=storage.PublicAccess.NONE,
-            opts=child,
-        )
+        stores = build_listener_storage(name, args.placement, self)
 
         # The code package has one owner: the deploy workflow's publish step. Flex Consumption runs the zip named
         # `released-package.zip` in the deployment container, but only a *one deploy* publishes it (the
@@ -384,122 +171,8 @@ class WebhookListener(pulumi.ComponentResource):
         # exports the content hash of the package this commit's `listener/` makes (`packageSha256`, the same
         # function release/package_listener.py uses), so the publish step can compare it with what it deploys.
         self.package_sha256 = package_sha256(package_files(args.source_dir))
-
-        # Role assignments: exactly what the identity uses, each at the narrowest scope that works.
-        client_config = authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
-
-        def grant(
-            role: str, suffix: str, scope: pulumi.Input[str], depends_on: Sequence[pulumi.Resource] = ()
-        ) -> authorization.RoleAssignment:
-            return authorization.RoleAssignment(
-                f"{name}-{suffix}",
-                principal_id=identity.principal_id,
-                principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-                role_definition_id=pulumi.Output.concat(
-                    "/subscriptions/",
-                    client_config.subscription_id,
-                    "/providers/Microsoft.Authorization/roleDefinitions/",
-                    role,
-                ),
-                scope=scope,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
-            )
-
-        # Host storage: the host creates its own containers (keys, leases) at start, hence Owner on the account.
-        host_storage = grant(STORAGE_BLOB_DATA_OWNER, "host-storage-blob-owner", account.id)
-        # The package container only: the platform reads the package and one deploy writes it, as the identity.
-        package_access = grant(STORAGE_BLOB_DATA_CONTRIBUTOR, "package-blob-contributor", container.id)
-        grant(STORAGE_QUEUE_DATA_CONTRIBUTOR, "queue-contributor", queue.id)
-        grant(STORAGE_QUEUE_DATA_CONTRIBUTOR, "poison-queue-contributor", poison_queue.id)
-        grant(STORAGE_TABLE_DATA_CONTRIBUTOR, "dedupe-table-contributor", table.id)
-        # One secret each rather than the whole vault: the vault holds other secrets the listener has no use for.
-        # Each grant is made after the secrets exist: a role assignment names its scope, and the scope must be a
-        # secret the vault holds, not one an operator will set later.
-        secret_readers = [
-            grant(
-                KEY_VAULT_SECRETS_USER,
-                f"kv-{role}",
-                _secret_resource_id(args.key_vault_id, uri),
-                depends_on=list(args.secrets),
-            )
-            for role, uri in (
-                ("webhook-secret", args.webhook_secret_uri),
-                ("job-token", args.job_token_secret_uri),
-                ("dispatch-token", args.dispatch_token_secret_uri),
-                ("azure-monitor-token", args.azure_monitor_token_secret_uri),
-                ("alertmanager-token", args.alertmanager_token_secret_uri),
-            )
-            if uri is not None
-        ]
-        grant(MONITORING_METRICS_PUBLISHER, "app-insights-publisher", args.app_insights_id)
-
-        plan = web.AppServicePlan(
-            f"{name}-plan",
-            name=naming.resource("listener-plan"),
-            resource_group_name=rg,
-            location=args.location,
-            kind="functionapp",
-            reserved=True,  # Linux
-            sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption"),
-            tags=tags,
-            opts=child,
-        )
-
-        endpoints = account.primary_endpoints
-        app = web.WebApp(
-            f"{name}-app",
-            name=_site_name(naming),
-            resource_group_name=rg,
-            location=args.location,
-            kind="functionapp,linux",
-            server_farm_id=plan.id,
-            https_only=True,
-            client_affinity_enabled=False,
-            identity=web.ManagedServiceIdentityArgs(
-                type=web.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity.id]
-            ),
-            key_vault_reference_identity=identity.id,
-            function_app_config=web.FunctionAppConfigArgs(
-                deployment=web.FunctionsDeploymentArgs(
-                    storage=web.FunctionsDeploymentStorageArgs(
-                        type=web.FunctionsDeploymentStorageType.BLOB_CONTAINER,
-                        value=pulumi.Output.concat(
-                            package_account.primary_endpoints.apply(lambda e: e.blob), DEPLOYMENT_CONTAINER
-                        ),
-                        authentication=web.FunctionsDeploymentStorageAuthenticationArgs(
-                            type=web.AuthenticationType.USER_ASSIGNED_IDENTITY,
-                            user_assigned_identity_resource_id=identity.id,
-                        ),
-                    )
-                ),
-                runtime=web.FunctionsRuntimeArgs(name=web.RuntimeName.PYTHON, version=PYTHON_VERSION),
-                scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(
-                    instance_memory_mb=INSTANCE_MEMORY_MB, maximum_instance_count=MAXIMUM_INSTANCE_COUNT
-                ),
-            ),
-            site_config=web.SiteConfigArgs(
-                app_settings=listener_app_settings(
-                    args,
-                    storage_account_name=account.name,
-                    queue_account_url=endpoints.apply(lambda e: e.queue.rstrip("/")),
-                    table_account_url=endpoints.apply(lambda e: e.table.rstrip("/")),
-                    identity_client_id=identity.client_id,
-                ),
-                min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-                scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-                ftps_state=web.FtpsState.DISABLED,
-                http20_enabled=True,
-                remote_debugging_enabled=False,
-            ),
-            tags=tags,
-            # The host must reach its storage, the package and its Key Vault references from its first start.
-            opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, depends_on=[host_storage, package_access, *secret_readers]
-            ),
-        )
-        # Basic (user/password) publishing credentials off for FTP and for the SCM site: deployments use Entra ID.
-        web.WebAppFtpAllowed(f"{name}-ftp-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
-        web.WebAppScmAllowed(f"{name}-scm-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
+        access = grant_listener_access(name, args, identity=identity, stores=stores, parent=self)
+        app = build_function_app(name, args, identity=identity, stores=stores, access=access, parent=self)
 
         # No function key in the URLs: the functions are anonymous at the host and every route verifies its own
         # HMAC signature or bearer token (listener/function_app.py). Reading the app's host keys here would fail
@@ -513,9 +186,9 @@ class WebhookListener(pulumi.ComponentResource):
         self.job_webhook_url = pulumi.Output.secret(pulumi.Output.concat(base, "/api/webhooks/databricks-job"))
         self.health_url = pulumi.Output.concat(base, "/api/health")
         self.identity_principal_id = identity.principal_id
-        self.storage_account_name = account.name
-        self.queue_name = queue.name
-        self.poison_queue_name = poison_queue.name
+        self.storage_account_name = stores.account.name
+        self.queue_name = stores.queue.name
+        self.poison_queue_name = stores.poison_queue.name
         self.register_outputs(
             {
                 "defaultHostName": self.default_host_name,
@@ -524,6 +197,8 @@ class WebhookListener(pulumi.ComponentResource):
                 "healthUrl": self.health_url,
                 "identityPrincipalId": self.identity_principal_id,
                 "storageAccountName": self.storage_account_name,
+                "queueName": self.queue_name,
+                "poisonQueueName": self.poison_queue_name,
                 "packageSha256": self.package_sha256,
             }
         )

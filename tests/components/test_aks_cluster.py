@@ -14,10 +14,12 @@ from ruamel.yaml import YAML
 
 from components.aks_cluster import AksCluster, AksClusterArgs
 from components.naming import Naming
+from components.placement import Placement
 from stacks.files import load_stack_config
 from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
 from stacks.mockcloud import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from stacks.settings import ClusterSettings, StackSettings
+from tests.components.stack_fields import cluster_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -79,14 +81,16 @@ def run_aks(
         aks = AksCluster(
             stack,
             AksClusterArgs(
-                naming=naming,
-                resource_group_name=naming.resource("rg"),
-                location=settings.location,
-                settings=cluster or settings.cluster,
+                placement=Placement(
+                    naming,
+                    naming.resource("rg"),
+                    settings.location,
+                    naming.tags(settings.tags),
+                    protect=settings.protect if protect is None else protect,
+                ),
+                **cluster_fields(cluster or settings.cluster),
                 log_analytics_workspace_id=WORKSPACE_ID,
                 registry_id=REGISTRY_ID,
-                tags=naming.tags(settings.tags),
-                protect=settings.protect if protect is None else protect,
                 enable_app_routing=enable_app_routing,
             ),
         )
@@ -442,17 +446,13 @@ def test_zones_in_a_region_without_zones_are_rejected_naming_the_property() -> N
         AksCluster(
             "prod",
             AksClusterArgs(
-                naming=naming,
-                resource_group_name="rg",
-                location="westcentralus",
-                settings=settings.cluster,
+                placement=Placement(naming, "rg", "westcentralus", {}, protect=True),
+                **cluster_fields(settings.cluster),
                 log_analytics_workspace_id=WORKSPACE_ID,
                 registry_id=REGISTRY_ID,
-                tags={},
-                protect=True,
             ),
         )
-    assert "settings.availability_zones: westcentralus has no availability zones" in str(caught.value)
+    assert "availability_zones: westcentralus has no availability zones" in str(caught.value)
     assert caught.value.errors == [
-        {"property_path": "settings.availability_zones", "reason": "westcentralus has no availability zones; use []"}
+        {"property_path": "availability_zones", "reason": "westcentralus has no availability zones; use []"}
     ]

@@ -16,10 +16,12 @@ import pytest
 
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
+from components.placement import Placement
 from stacks.diff import flatten
 from stacks.files import load_stack_config
 from stacks.harness import ProgramRun, RecordedResource, run_program
 from stacks.settings import ServingSettings, StackSettings, pinned_model
+from tests.components.stack_fields import serving_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -122,15 +124,14 @@ def run_deployment(
         deployment = ModelDeployment(
             "wine",
             ModelDeploymentArgs(
-                naming=naming,
-                resource_group_name=naming.resource("rg"),
-                location=settings.location,
+                placement=Placement(
+                    naming, naming.resource("rg"), settings.location, naming.tags(settings.tags), protect=False
+                ),
                 model_name=pinned_model(settings).name,
                 model_version=version or pinned_model(settings).version,
                 image_ref=image_ref or IMAGE_V1,
-                settings=serving,
                 oidc_issuer_url=ISSUER,
-                tags=naming.tags(settings.tags),
+                **serving_fields(serving),
             ),
             opts=provider_opts(cluster),
         )
@@ -199,15 +200,12 @@ def test_a_missing_kubernetes_provider_is_rejected_naming_the_property() -> None
         ModelDeployment(
             "wine",
             ModelDeploymentArgs(
-                naming=Naming(PROJECT, "prod"),
-                resource_group_name="rg",
-                location="westeurope",
+                placement=Placement(Naming(PROJECT, "prod"), "rg", "westeurope", {}, protect=False),
                 model_name="wine-quality",
                 model_version=1,
                 image_ref=IMAGE_V1,
-                settings=settings.serving,
                 oidc_issuer_url=ISSUER,
-                tags={},
+                **serving_fields(settings.serving),
             ),
         )
     assert [e["property_path"] for e in caught.value.errors or []] == ["opts.providers"]
@@ -219,15 +217,12 @@ def test_invalid_args_are_reported_together_each_naming_its_property() -> None:
         ModelDeployment(
             "wine",
             ModelDeploymentArgs(
-                naming=Naming(PROJECT, "prod"),
-                resource_group_name="rg",
-                location="westeurope",
+                placement=Placement(Naming(PROJECT, "prod"), "rg", "westeurope", {}, protect=False),
                 model_name="wine-quality",
                 model_version=0,
                 image_ref=f"{LOGIN}/models/wine-quality:1",  # a tag, no digest
-                settings=settings.serving,
                 oidc_issuer_url=ISSUER,
-                tags={},
+                **serving_fields(settings.serving),
             ),
         )
     paths = [e["property_path"] for e in caught.value.errors or []]

@@ -8,6 +8,7 @@ the whole program), for staging, prod and prod exposed through an ingress.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from ruamel.yaml import YAML
 from components.aks_cluster import AksCluster, AksClusterArgs
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
+from components.placement import Placement
 from stacks.files import load_stack_config
 from stacks.harness import ProgramRun, RecordedResource, run_program
 from stacks.render import (
@@ -35,6 +37,7 @@ from stacks.render import (
     render_stack,
 )
 from stacks.settings import ServingSettings, pinned_model
+from tests.components.stack_fields import cluster_fields, serving_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -65,35 +68,28 @@ def cluster_program_run(variant: str) -> ProgramRun:
             update={"exposure": "ingress", "host": "wine.models.example.com", "tls_secret_name": "wine-models-tls"}
         )
     naming = Naming(PROJECT, stack, settings.name_suffix)
-    tags = naming.tags(settings.tags)
+    placement = Placement(naming, naming.resource("rg"), settings.location, naming.tags(settings.tags), protect=False)
 
     def program() -> None:
         aks = AksCluster(
             "cluster",
             AksClusterArgs(
-                naming=naming,
-                resource_group_name=naming.resource("rg"),
-                location=settings.location,
-                settings=settings.cluster,
+                placement=dataclasses.replace(placement, protect=settings.protect),
+                **cluster_fields(settings.cluster),
                 log_analytics_workspace_id="/subscriptions/s/resourceGroups/rg/providers/x/workspaces/law",
                 registry_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acr",
-                tags=tags,
-                protect=settings.protect,
                 enable_app_routing=serving.exposure == "ingress",
             ),
         )
         ModelDeployment(
             "model",
             ModelDeploymentArgs(
-                naming=naming,
-                resource_group_name=naming.resource("rg"),
-                location=settings.location,
+                placement=placement,
                 model_name=pinned_model(settings).name,
                 model_version=pinned_model(settings).version,
                 image_ref=IMAGE,
-                settings=serving,
                 oidc_issuer_url=aks.oidc_issuer_url,
-                tags=tags,
+                **serving_fields(serving),
             ),
             opts=pulumi.ResourceOptions(providers=[aks.provider]),
         )

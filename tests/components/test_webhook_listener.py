@@ -14,6 +14,7 @@ import pulumi
 import pytest
 
 from components.naming import Naming
+from components.placement import Placement
 from components.webhook_listener import (
     DEDUPE_TABLE_NAME,
     POISON_QUEUE_NAME,
@@ -118,12 +119,12 @@ def devops_release(staging_release: ReleaseSettings) -> ReleaseSettings:
     return staging_release.model_copy(update={"dispatch": dispatch})
 
 
+PLACEMENT = Placement(Naming(PROJECT, "staging"), RG, "westeurope", {"environment": "staging"}, protect=True)
+
+
 def make_args(release: ReleaseSettings, **changes: Any) -> WebhookListenerArgs:
     args = WebhookListenerArgs(
-        naming=Naming(PROJECT, "staging"),
-        resource_group_name=RG,
-        location="westeurope",
-        tags={"environment": "staging"},
+        placement=PLACEMENT,
         source_dir=REPO / "listener",
         app_insights_connection_string=APP_INSIGHTS_CONNECTION,
         app_insights_id=APP_INSIGHTS_ID,
@@ -134,7 +135,6 @@ def make_args(release: ReleaseSettings, **changes: Any) -> WebhookListenerArgs:
         release=release,
         model_names=["wine-quality"],
         target_stack="staging",
-        protect=True,
         azure_monitor_token_secret_uri=AZURE_MONITOR_TOKEN_URI,
         alertmanager_token_secret_uri=ALERTMANAGER_TOKEN_URI,
     )
@@ -544,7 +544,7 @@ def test_children_are_parented_and_named_from_the_instance_name(run: ProgramRun)
 
 @pytest.mark.parametrize("protect", [True, False])
 def test_stateful_children_are_protected_as_asked(protect: bool, staging_release: ReleaseSettings) -> None:
-    run = run_listener(make_args(staging_release, protect=protect))
+    run = run_listener(make_args(staging_release, placement=dataclasses.replace(PLACEMENT, protect=protect)))
     stateful = {
         "listener-identity",
         "listener-storage",

@@ -1,0 +1,208 @@
+"""The listener's Function App (builder functions the WebhookListener component calls): the Flex Consumption plan, the
+app with its app settings, and basic publishing credentials turned off.
+
+Flex Consumption takes runtime, version, scale and deployment from `functionAppConfig`; every other setting is an app
+setting (`listener_app_settings`), secrets only as Key Vault references resolved with the app's identity.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pulumi
+from pulumi_azure_native import managedidentity, web
+
+from components.listener_access import ListenerAccess
+from components.listener_storage import (
+    DEDUPE_TABLE_NAME,
+    DEPLOYMENT_CONTAINER,
+    POISON_QUEUE_NAME,
+    QUEUE_NAME,
+    QUEUE_TRIGGER_CONNECTION,
+    ListenerStorage,
+)
+from components.naming import Naming
+
+if TYPE_CHECKING:
+    from components.webhook_listener import WebhookListenerArgs
+
+PYTHON_VERSION = "3.11"
+INSTANCE_MEMORY_MB = 2048
+# A webhook receiver sees a handful of requests per release, and the plan scales to zero, so the ceiling only caps
+# a burst (forged requests are refused at the signature check, but still run). 40: the lowest ceiling the Flex
+# Consumption API has accepted since its preview ("The lowest maximum scale in preview is 40",
+# flex-consumption-plan.md); current docs allow 1 (event-driven-scaling.md, "Limit scale-out") and default to 100.
+MAXIMUM_INSTANCE_COUNT = 40
+
+
+def _alert_token_settings(args: WebhookListenerArgs) -> list[tuple[str, pulumi.Input[str]]]:
+    """The alert routes' tokens (issue 13), as Key Vault references, for those that are configured."""
+    pairs = (
+        ("LISTENER_AZURE_MONITOR_TOKEN", args.azure_monitor_token_secret_uri),
+        ("LISTENER_ALERTMANAGER_TOKEN", args.alertmanager_token_secret_uri),
+    )
+    return [(name, key_vault_reference(uri)) for name, uri in pairs if uri is not None]
+
+
+def key_vault_reference(secret_uri: pulumi.Input[str]) -> pulumi.Output[str]:
+    """An app setting value the platform replaces with the secret's current value (never the value itself)."""
+    return pulumi.Output.concat("@Microsoft.KeyVault(SecretUri=", secret_uri, ")")
+
+
+def listener_app_settings(
+    args: WebhookListenerArgs,
+    *,
+    storage_account_name: pulumi.Input[str],
+    queue_account_url: pulumi.Input[str],
+    table_account_url: pulumi.Input[str],
+    identity_client_id: pulumi.Input[str],
+) -> list[web.NameValuePairArgs]:
+    """Every app setting of the listener: the Functions host's own, then the listener's (`LISTENER_*`).
+
+    Flex Consumption takes runtime, version, scale and deployment from `functionAppConfig`, so the settings that
+    configure those on other plans (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE,
+    WEBSITE_CONTENT*) are deliberately absent. Secrets appear only as Key Vault references.
+    """
+    release = args.release
+    dispatch = release.dispatch
+    settings: list[tuple[str, pulumi.Input[str]]] = [
+        # Host storage through the identity: no connection string, no account key.
+        ("AzureWebJobsStorage__accountName", storage_account_name),
+        ("AzureWebJobsStorage__credential", "managedidentity"),
+        ("AzureWebJobsStorage__clientId", identity_client_id),
+        ("APPLICATIONINSIGHTS_CONNECTION_STRING", args.app_insights_connection_string),
+        # Telemetry authenticated with the identity, so App Insights can run with local (key) auth disabled.
+        (
+            "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+            pulumi.Output.concat("ClientId=", identity_client_id, ";Authorization=AAD"),
+        ),
+        # DefaultAzureCredential in the listener picks the user-assigned identity by this client id.
+        ("AZURE_CLIENT_ID", identity_client_id),
+        ("LISTENER_WEBHOOK_SECRET", key_vault_reference(args.webhook_secret_uri)),
+        ("LISTENER_JOB_TOKEN", key_vault_reference(args.job_token_secret_uri)),
+        *_alert_token_settings(args),
+        ("LISTENER_MODELS", ",".join(args.model_names)),
+        ("LISTENER_PROMOTE_ALIAS", release.promote_alias),
+        ("LISTENER_PROMOTE_STAGES", ",".join(release.promote_stages)),
+        ("LISTENER_TARGET_STACK", args.target_stack),
+        ("LISTENER_QUEUE_ACCOUNT_URL", queue_account_url),
+        ("LISTENER_TABLE_ACCOUNT_URL", table_account_url),
+        ("LISTENER_QUEUE_NAME", QUEUE_NAME),
+        ("LISTENER_POISON_QUEUE_NAME", POISON_QUEUE_NAME),
+        ("LISTENER_DEDUPE_TABLE_NAME", DEDUPE_TABLE_NAME),
+        ("LISTENER_QUEUE_TRIGGER_CONNECTION", QUEUE_TRIGGER_CONNECTION),
+        ("LISTENER_DISPATCH_TARGET", dispatch.target),
+        ("LISTENER_MAX_DISPATCH_ATTEMPTS", str(release.max_dispatch_attempts)),
+    ]
+    if dispatch.target == "github":
+        if dispatch.repository is None:  # DispatchSettings refuses this already; kept for the type checker
+            raise ValueError("release.dispatch.repository is required for the github target")
+        settings += [
+            ("LISTENER_GITHUB_API_URL", dispatch.api_url),
+            ("LISTENER_GITHUB_REPOSITORY", dispatch.repository),
+            ("LISTENER_GITHUB_EVENT_TYPE", dispatch.event_type),
+            ("LISTENER_GITHUB_TOKEN", key_vault_reference(args.dispatch_token_secret_uri)),
+        ]
+    else:
+        if dispatch.organization_url is None or dispatch.project is None or dispatch.pipeline_id is None:
+            raise ValueError("release.dispatch needs organizationUrl, project and pipelineId for azure-devops")
+        settings += [
+            ("LISTENER_AZURE_DEVOPS_ORG_URL", dispatch.organization_url),
+            ("LISTENER_AZURE_DEVOPS_PROJECT", dispatch.project),
+            ("LISTENER_AZURE_DEVOPS_PIPELINE_ID", str(dispatch.pipeline_id)),
+            ("LISTENER_AZURE_DEVOPS_TOKEN", key_vault_reference(args.dispatch_token_secret_uri)),
+        ]
+    return [web.NameValuePairArgs(name=name, value=value) for name, value in settings]
+
+
+def _site_name(naming: Naming) -> str:
+    # `<app>.azurewebsites.net` is global.
+    return naming.global_name("functionapp", "listener")
+
+
+def build_function_app(
+    name: str,
+    args: WebhookListenerArgs,
+    *,
+    identity: managedidentity.UserAssignedIdentity,
+    stores: ListenerStorage,
+    access: ListenerAccess,
+    parent: pulumi.Resource,
+) -> web.WebApp:
+    """The plan, the app (protected as `args.placement` says) and its basic-auth switches, children of `parent`."""
+    naming = args.placement.naming
+    rg = args.placement.resource_group_name
+    tags = args.placement.tag_map()
+    child = pulumi.ResourceOptions(parent=parent)
+    account, package_account = stores.account, stores.package_account
+    plan = web.AppServicePlan(
+        f"{name}-plan",
+        name=naming.resource("listener-plan"),
+        resource_group_name=rg,
+        location=args.placement.location,
+        kind="functionapp",
+        reserved=True,  # Linux
+        sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption"),
+        tags=tags,
+        opts=child,
+    )
+
+    endpoints = account.primary_endpoints
+    app = web.WebApp(
+        f"{name}-app",
+        name=_site_name(naming),
+        resource_group_name=rg,
+        location=args.placement.location,
+        kind="functionapp,linux",
+        server_farm_id=plan.id,
+        https_only=True,
+        client_affinity_enabled=False,
+        identity=web.ManagedServiceIdentityArgs(
+            type=web.ManagedServiceIdentityType.USER_ASSIGNED, user_assigned_identities=[identity.id]
+        ),
+        key_vault_reference_identity=identity.id,
+        function_app_config=web.FunctionAppConfigArgs(
+            deployment=web.FunctionsDeploymentArgs(
+                storage=web.FunctionsDeploymentStorageArgs(
+                    type=web.FunctionsDeploymentStorageType.BLOB_CONTAINER,
+                    value=pulumi.Output.concat(
+                        package_account.primary_endpoints.apply(lambda e: e.blob), DEPLOYMENT_CONTAINER
+                    ),
+                    authentication=web.FunctionsDeploymentStorageAuthenticationArgs(
+                        type=web.AuthenticationType.USER_ASSIGNED_IDENTITY,
+                        user_assigned_identity_resource_id=identity.id,
+                    ),
+                )
+            ),
+            runtime=web.FunctionsRuntimeArgs(name=web.RuntimeName.PYTHON, version=PYTHON_VERSION),
+            scale_and_concurrency=web.FunctionsScaleAndConcurrencyArgs(
+                instance_memory_mb=INSTANCE_MEMORY_MB, maximum_instance_count=MAXIMUM_INSTANCE_COUNT
+            ),
+        ),
+        site_config=web.SiteConfigArgs(
+            app_settings=listener_app_settings(
+                args,
+                storage_account_name=account.name,
+                queue_account_url=endpoints.apply(lambda e: e.queue.rstrip("/")),
+                table_account_url=endpoints.apply(lambda e: e.table.rstrip("/")),
+                identity_client_id=identity.client_id,
+            ),
+            min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+            scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
+            ftps_state=web.FtpsState.DISABLED,
+            http20_enabled=True,
+            remote_debugging_enabled=False,
+        ),
+        tags=tags,
+        # The host must reach its storage, the package and its Key Vault references from its first start.
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            protect=args.placement.protect,
+            depends_on=[access.host_storage, access.package_access, *access.secret_readers],
+        ),
+    )
+    # Basic (user/password) publishing credentials off for FTP and for the SCM site: deployments use Entra ID.
+    web.WebAppFtpAllowed(f"{name}-ftp-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
+    web.WebAppScmAllowed(f"{name}-scm-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
+
+    return app

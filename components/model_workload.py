@@ -1,0 +1,491 @@
+"""The Kubernetes side of ModelDeployment: one builder function per group of objects, each a child of the component.
+
+Builders (as pulumi-eks builds a node group's children in plain functions the component calls): `build_namespace`,
+`build_service_account`, `build_deployment`, `build_exposure` (Service, and Ingress with TLS for exposure `ingress`),
+`build_availability` (PodDisruptionBudget, HorizontalPodAutoscaler), `build_network_policies` (default deny, then
+the serving port only) and `build_smoke_test` (the post-deploy Job). Every object gets the cluster's provider
+explicitly (`Workload.kube`), never the azure-native one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.aks_cluster import MODEL_POOL_LABEL
+
+if TYPE_CHECKING:
+    from components.model_deployment import ModelDeploymentArgs
+
+SERVING_PORT = 8080
+SERVICE_PORT = 80
+PORT_NAME = "http"
+RUN_AS_USER = 10001
+READY_PATH = "/health/ready"
+LIVE_PATH = "/health/live"
+INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
+INTERNAL_LB_ANNOTATION = "service.beta.kubernetes.io/azure-load-balancer-internal"
+WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
+WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+SMOKE_BACKOFF_LIMIT = 2
+SMOKE_TTL_SECONDS = 7 * 24 * 3600
+SMOKE_DEADLINE_SECONDS = 600
+IMAGE_REF = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
+
+# checkov reads `checkov.io/skipN: <check>=<reason>` annotations; each skip states why it does not apply here.
+_SKIP_PULL_POLICY = (
+    "CKV_K8S_15=the image is pinned by sha256 digest, so IfNotPresent can never run another image; Always would "
+    "only make every pod start depend on the registry being reachable"
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every builder shares: the component's name (children are named from it), the Kubernetes name, the
+    version, the labels, and the options that make an object the component's child on the cluster's provider."""
+
+    name: str
+    """The component's name; every child is `<name>-<role>`."""
+    app: str
+    """The model's Kubernetes name (namespace, Deployment, Service, ServiceAccount)."""
+    version: str
+    """The model version, as a label value."""
+    common: dict[str, str]
+    """Labels on every object; none carries the version, so a new version changes only the pod template and Job."""
+    selector: dict[str, str]
+    """The serving pods' selector labels."""
+    kube: pulumi.ResourceOptions
+    """`parent=` the component, `provider=` the cluster's Kubernetes provider."""
+
+
+def _checked_image_ref(ref: str) -> str:
+    # The same rule as at construction, for a ref only known at deploy time (another resource's output).
+    if not IMAGE_REF.match(ref):
+        raise ValueError(f"image_ref must be <login server>/<repository>:<tag>@sha256:<64 hex> (got {ref!r})")
+    return ref
+
+
+def metadata_name(meta: k8s.meta.v1.outputs.ObjectMeta) -> str:
+    if not meta.name:
+        raise ValueError("a Kubernetes object came back without metadata.name")
+    return meta.name
+
+
+def _load_balancer_url(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
+    ingress = status.load_balancer.ingress if status and status.load_balancer else None
+    if not ingress or not ingress[0].ip:
+        raise ValueError("the internal load balancer Service has no IP address in status.loadBalancer.ingress")
+    return f"http://{ingress[0].ip}/invocations"
+
+
+def _container_security() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        allow_privilege_escalation=False,
+        privileged=False,
+        read_only_root_filesystem=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def _pod_security() -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        fs_group=RUN_AS_USER,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def _tmp_volume() -> tuple[k8s.core.v1.VolumeArgs, k8s.core.v1.VolumeMountArgs]:
+    # The root filesystem is read-only; /tmp is the one writable place (Python, MLflow and numpy expect one).
+    return (
+        k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+        k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),  # noqa: S108 (a per-pod emptyDir)
+    )
+
+
+def _http_probe(path: str, *, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=PORT_NAME),
+        period_seconds=period,
+        timeout_seconds=2,
+        failure_threshold=failures,
+    )
+
+
+def build_namespace(w: Workload) -> k8s.core.v1.Namespace:
+    """The model's namespace, where the restricted Pod Security Standard is enforced."""
+    name, app, common, kube = w.name, w.app, w.common, w.kube
+    return k8s.core.v1.Namespace(
+        f"{name}-namespace",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=app,
+            labels={
+                **common,
+                # Every pod here meets the restricted Pod Security Standard; the API server enforces it.
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        ),
+        opts=kube,
+    )
+
+
+def build_service_account(
+    w: Workload, namespace: pulumi.Input[str], identity_client_id: pulumi.Input[str]
+) -> k8s.core.v1.ServiceAccount:
+    """The pods' ServiceAccount, bound to the workload identity by its client id."""
+    name, app, common, kube = w.name, w.app, w.common, w.kube
+    return k8s.core.v1.ServiceAccount(
+        f"{name}-service-account",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=app,
+            namespace=namespace,
+            labels=common,
+            annotations={WORKLOAD_IDENTITY_CLIENT_ID: identity_client_id},
+        ),
+        # The workload identity webhook projects its own token for the Entra exchange; the Kubernetes API
+        # token is not needed by the server.
+        automount_service_account_token=False,
+        opts=kube,
+    )
+
+
+def checked_image(image_ref: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The image ref, checked at deploy time too (a ref that is another resource's output is unknown before)."""
+    return pulumi.Output.from_input(image_ref).apply(_checked_image_ref)
+
+
+def build_deployment(
+    w: Workload,
+    args: ModelDeploymentArgs,
+    namespace: pulumi.Input[str],
+    image: pulumi.Input[str],
+    service_account: k8s.core.v1.ServiceAccount,
+) -> k8s.apps.v1.Deployment:
+    """The serving Deployment: the image by digest, probes, restricted security, spread across zones and nodes."""
+    name, app, version, common, selector, kube = w.name, w.app, w.version, w.common, w.selector, w.kube
+    tmp_volume, tmp_mount = _tmp_volume()
+    # CPU request = limit: the server is one process with OMP_NUM_THREADS=1; whole cores, no throttling.
+    resources = k8s.core.v1.ResourceRequirementsArgs(
+        requests={"cpu": args.cpu, "memory": args.memory},
+        limits={"cpu": args.cpu, "memory": args.memory},
+    )
+    spread = [
+        # ScheduleAnyway: a pool spanning zones is one scale set, so the autoscaler cannot add a node in a
+        # chosen zone; a hard constraint could leave a surge pod Pending and fail the rollout.
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key=key,
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            match_label_keys=["pod-template-hash"],
+        )
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
+    return k8s.apps.v1.Deployment(
+        f"{name}-deployment",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=app,
+            namespace=namespace,
+            labels=common,
+            annotations={"checkov.io/skip1": _SKIP_PULL_POLICY},
+        ),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            # No `replicas`: the HPA owns the count. Declaring it here would reset the HPA's choice on every
+            # `pulumi up` (the Deployment starts at 1 and the HPA raises it to minReplicas at once).
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+            ),
+            revision_history_limit=5,
+            progress_deadline_seconds=600,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels={
+                        **common,
+                        **selector,
+                        "app.kubernetes.io/version": version,
+                        WORKLOAD_IDENTITY_USE: "true",
+                    },
+                    annotations={"mlops/model-version": version, "mlops/image-ref": image},
+                ),
+                spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=app,
+                    automount_service_account_token=False,
+                    enable_service_links=False,
+                    security_context=_pod_security(),
+                    # The user pool; the system pool is tainted CriticalAddonsOnly, so no toleration is needed
+                    # and none is given.
+                    node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+                    topology_spread_constraints=spread,
+                    termination_grace_period_seconds=30,
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="server",
+                            image=image,
+                            image_pull_policy="IfNotPresent",
+                            ports=[
+                                k8s.core.v1.ContainerPortArgs(
+                                    name=PORT_NAME, container_port=SERVING_PORT, protocol="TCP"
+                                )
+                            ],
+                            env=[
+                                k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
+                                k8s.core.v1.EnvVarArgs(name="MODEL_NAME", value=args.model_name),
+                                k8s.core.v1.EnvVarArgs(name="MODEL_VERSION", value=version),
+                                # The name model_server reads (its args.py); a test holds the two together.
+                                k8s.core.v1.EnvVarArgs(name="MAX_REQUEST_ROWS", value=str(args.max_rows)),
+                            ],
+                            resources=resources,
+                            # Ready only once the model is loaded and warmed up: up to 5 minutes to start.
+                            startup_probe=_http_probe(READY_PATH, period=5, failures=60),
+                            readiness_probe=_http_probe(READY_PATH, period=5, failures=3),
+                            liveness_probe=_http_probe(LIVE_PATH, period=10, failures=3),
+                            # Let the endpoints controller and load balancer stop sending before SIGTERM.
+                            lifecycle=k8s.core.v1.LifecycleArgs(
+                                pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=5))
+                            ),
+                            security_context=_container_security(),
+                            volume_mounts=[tmp_mount],
+                        )
+                    ],
+                    volumes=[tmp_volume],
+                ),
+            ),
+        ),
+        # pulumi-kubernetes waits until the rollout is Available and fails `pulumi up` otherwise: no
+        # `pulumi.com/skipAwait` here, on purpose.
+        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[service_account])),
+    )
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How the model is reached: its Service, the Ingress (exposure `ingress` only) and the serving URL."""
+
+    service: k8s.core.v1.Service
+    ingress: k8s.networking.v1.Ingress | None
+    service_name: pulumi.Output[str]
+    serving_url: pulumi.Output[str]
+
+
+def build_exposure(w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Input[str]) -> Exposure:
+    """An internal load balancer Service, or a ClusterIP Service behind an Ingress with TLS."""
+    name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
+    internal_lb = args.exposure == "internal-load-balancer"
+    service = k8s.core.v1.Service(
+        f"{name}-service",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=app,
+            namespace=namespace,
+            labels=common,
+            annotations={INTERNAL_LB_ANNOTATION: "true"} if internal_lb else None,
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="LoadBalancer" if internal_lb else "ClusterIP",
+            selector=selector,
+            ports=[
+                k8s.core.v1.ServicePortArgs(name=PORT_NAME, port=SERVICE_PORT, target_port=PORT_NAME, protocol="TCP")
+            ],
+        ),
+        opts=kube,
+    )
+    service_name = service.metadata.apply(metadata_name)
+
+    ingress: k8s.networking.v1.Ingress | None = None
+    host, tls_secret = args.host, args.tls_secret_name
+    if args.exposure == "ingress" and host is not None and tls_secret is not None:
+        ingress = k8s.networking.v1.Ingress(
+            f"{name}-ingress",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=app, namespace=namespace, labels=common),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=INGRESS_CLASS,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[host], secret_name=tls_secret)],
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=host,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.networking.v1.IngressBackendArgs(
+                                        service=k8s.networking.v1.IngressServiceBackendArgs(
+                                            name=app,
+                                            port=k8s.networking.v1.ServiceBackendPortArgs(name=PORT_NAME),
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[service])),
+        )
+        serving_url = pulumi.Output.from_input(f"https://{host}/invocations")
+    else:
+        serving_url = service.status.apply(_load_balancer_url)
+    return Exposure(service=service, ingress=ingress, service_name=service_name, serving_url=serving_url)
+
+
+def build_availability(
+    w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Input[str], deployment: k8s.apps.v1.Deployment
+) -> tuple[k8s.policy.v1.PodDisruptionBudget, k8s.autoscaling.v2.HorizontalPodAutoscaler]:
+    """The disruption budget and the autoscaler (which owns the replica count)."""
+    name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
+    pod_disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+        f"{name}-pdb",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=app, namespace=namespace, labels=common),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            # maxUnavailable, not minAvailable: with one replica (staging) minAvailable: 1 would block every
+            # node drain, and with it AKS node-image and Kubernetes upgrades.
+            max_unavailable=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            # A pod that is not Ready protects nothing; let drains evict it.
+            unhealthy_pod_eviction_policy="AlwaysAllow",
+        ),
+        opts=kube,
+    )
+    autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        f"{name}-hpa",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=app, namespace=namespace, labels=common),
+        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version="apps/v1", kind="Deployment", name=app
+            ),
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            metrics=[
+                k8s.autoscaling.v2.MetricSpecArgs(
+                    type="Resource",
+                    resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                        name="cpu",
+                        target=k8s.autoscaling.v2.MetricTargetArgs(
+                            type="Utilization", average_utilization=args.target_cpu_utilization
+                        ),
+                    ),
+                )
+            ],
+        ),
+        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[deployment])),
+    )
+    return pod_disruption_budget, autoscaler
+
+
+def build_network_policies(
+    w: Workload, namespace: pulumi.Input[str]
+) -> tuple[k8s.networking.v1.NetworkPolicy, k8s.networking.v1.NetworkPolicy]:
+    """Default deny for the namespace, then the serving port from anywhere: nothing else reaches a pod here."""
+    name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
+    default_deny = k8s.networking.v1.NetworkPolicy(
+        f"{name}-default-deny",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name="default-deny-ingress", namespace=namespace, labels=common),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(),
+            policy_types=["Ingress"],
+        ),
+        opts=kube,
+    )
+    allow_serving_port = k8s.networking.v1.NetworkPolicy(
+        f"{name}-allow-serving-port",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{app}-allow-http", namespace=namespace, labels=common),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            policy_types=["Ingress"],
+            # From anywhere (load balancer, ingress controller, the smoke test), on the serving port only.
+            ingress=[
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=SERVING_PORT, protocol="TCP")]
+                )
+            ],
+        ),
+        opts=kube,
+    )
+    return default_deny, allow_serving_port
+
+
+def build_smoke_test(
+    w: Workload,
+    namespace: pulumi.Input[str],
+    image: pulumi.Input[str],
+    after: list[pulumi.Resource],
+) -> k8s.batch.v1.Job:
+    """The post-deploy smoke-test Job: a real prediction through the Service gates `pulumi up`."""
+    name, app, version, common, kube = w.name, w.app, w.version, w.common, w.kube
+    smoke_url = f"http://{app}.{app}.svc.cluster.local/invocations"
+    smoke_labels = {
+        **common,
+        "app.kubernetes.io/component": "smoke-test",
+        "app.kubernetes.io/version": version,
+    }
+    smoke_tmp_volume, smoke_tmp_mount = _tmp_volume()
+    return k8s.batch.v1.Job(
+        f"{name}-smoke-test",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            # Named by version: a new version is a new Job, and so a new smoke run.
+            name=f"{app}-smoke-v{version}",
+            namespace=namespace,
+            labels=smoke_labels,
+            annotations={
+                # A failed smoke test is replaced (run again) on the next `pulumi up` instead of awaited.
+                "pulumi.com/replaceUnready": "true",
+                "checkov.io/skip1": _SKIP_PULL_POLICY,
+            },
+        ),
+        spec=k8s.batch.v1.JobSpecArgs(
+            backoff_limit=SMOKE_BACKOFF_LIMIT,
+            active_deadline_seconds=SMOKE_DEADLINE_SECONDS,
+            # Kept a week for its logs; when the TTL controller removes it, nothing is lost but the record.
+            ttl_seconds_after_finished=SMOKE_TTL_SECONDS,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=smoke_labels),
+                spec=k8s.core.v1.PodSpecArgs(
+                    restart_policy="Never",
+                    service_account_name=app,
+                    automount_service_account_token=False,
+                    enable_service_links=False,
+                    security_context=_pod_security(),
+                    node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="smoke",
+                            image=image,
+                            image_pull_policy="IfNotPresent",
+                            command=["python", "-m", "model_server", "smoke", "--url", smoke_url],
+                            env=[k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1")],
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "500m", "memory": "512Mi"},
+                                limits={"cpu": "500m", "memory": "512Mi"},
+                            ),
+                            security_context=_container_security(),
+                            volume_mounts=[smoke_tmp_mount],
+                        )
+                    ],
+                    volumes=[smoke_tmp_volume],
+                ),
+            ),
+        ),
+        # After the Deployment is Available (its await) and the Service and policy let the request through.
+        # Jobs are immutable: any spec change (a new digest for the same version) must replace the Job, and
+        # as its name stays the same within a version, the old one is deleted first.
+        opts=pulumi.ResourceOptions.merge(
+            kube,
+            pulumi.ResourceOptions(
+                depends_on=after,
+                replace_on_changes=["spec"],
+                delete_before_replace=True,
+            ),
+        ),
+    )
