@@ -22,13 +22,14 @@ import pulumi_kubernetes as k8s
 from pulumi_azure_native import managedidentity
 
 from components.aks_cluster import MODEL_POOL_LABEL
+from components.contracts import server
 from components.naming import Naming
 from stacks.settings import ServingSettings
 
-SERVING_PORT = 8080
+SERVING_PORT = server.PORT
 SERVICE_PORT = 80
 PORT_NAME = "http"
-RUN_AS_USER = 10001
+RUN_AS_USER = server.RUN_AS_USER
 READY_PATH = "/health/ready"
 LIVE_PATH = "/health/live"
 INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
@@ -353,10 +354,11 @@ class ModelDeployment(pulumi.ComponentResource):
                                 ],
                                 env=[
                                     k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
-                                    k8s.core.v1.EnvVarArgs(name="MODEL_NAME", value=args.model_name),
-                                    k8s.core.v1.EnvVarArgs(name="MODEL_VERSION", value=version),
-                                    # The name model_server reads (its settings.py); a test holds the two together.
-                                    k8s.core.v1.EnvVarArgs(name="MAX_REQUEST_ROWS", value=str(settings.max_rows)),
+                                    k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=args.model_name),
+                                    k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_VERSION, value=version),
+                                    k8s.core.v1.EnvVarArgs(
+                                        name=server.Env.MAX_REQUEST_ROWS, value=str(settings.max_rows)
+                                    ),
                                 ],
                                 resources=resources,
                                 # Ready only once the model is loaded and warmed up: up to 5 minutes to start.
