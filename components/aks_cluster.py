@@ -28,7 +28,6 @@ from ruamel.yaml import YAML
 
 from components.caller import caller_principal_type
 from components.naming import Naming
-from stacks.regions import ZONE_REGIONS
 from stacks.settings import ClusterSettings, NodePool
 
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
@@ -92,13 +91,6 @@ class AksClusterArgs:
 
 def _validate(args: AksClusterArgs) -> None:
     problems: list[pulumi.InputPropertyErrorDetails] = []
-    if args.settings.availability_zones and args.location not in ZONE_REGIONS:
-        problems.append(
-            {
-                "property_path": "settings.availability_zones",
-                "reason": f"{args.location} has no availability zones; use []",
-            }
-        )
     dns_prefix = args.naming.resource("aks")
     if len(dns_prefix) > 54:
         problems.append(

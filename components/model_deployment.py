@@ -117,13 +117,8 @@ def _validate(args: ModelDeploymentArgs, provider: pulumi.ProviderResource | Non
         problem("model_name", f"gives the Kubernetes name {name!r}; it must have 1 to {_DNS_MAX} characters")
     if not _LABEL_VALUE.match(args.model_name):
         problem("model_name", "must be a Kubernetes label value (at most 63 letters, digits, '-', '_', '.')")
-    if isinstance(args.model_version, bool) or not isinstance(args.model_version, int) or args.model_version < 1:
-        problem("model_version", f"must be a positive integer (got {args.model_version!r})")
     if isinstance(args.image_ref, str) and not _IMAGE_REF.match(args.image_ref):
         problem("image_ref", f"must be <login server>/<repository>:<tag>@sha256:<64 hex> (got {args.image_ref!r})")
-    serving = args.settings
-    if serving.exposure == "ingress" and (not serving.host or not serving.tls_secret_name):
-        problem("settings.host", "exposure ingress needs settings.host and settings.tls_secret_name")
     if provider is None:
         problem("opts.providers", "needs the cluster's pulumi_kubernetes.Provider (providers=[aks.provider])")
     if problems:
