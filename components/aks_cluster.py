@@ -28,7 +28,6 @@ from ruamel.yaml import YAML
 
 from components.placement import Placement
 from components.role_assignment import assign_role
-from stacks.regions import ZONE_REGIONS
 from stacks.settings import NodePool
 
 ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
@@ -96,13 +95,6 @@ class AksClusterArgs:
 
 def _validate(args: AksClusterArgs) -> None:
     problems: list[pulumi.InputPropertyErrorDetails] = []
-    if args.availability_zones and args.placement.location not in ZONE_REGIONS:
-        problems.append(
-            {
-                "property_path": "availability_zones",
-                "reason": f"{args.placement.location} has no availability zones; use []",
-            }
-        )
     dns_prefix = args.placement.naming.resource("aks")
     if len(dns_prefix) > 54:
         problems.append(

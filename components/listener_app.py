@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pulumi
 from pulumi_azure_native import managedidentity, web
 
+from components.contracts import listener
 from components.listener_access import ListenerAccess
 from components.listener_storage import (
     DEDUPE_TABLE_NAME,
@@ -26,6 +27,9 @@ from components.naming import Naming
 if TYPE_CHECKING:
     from components.webhook_listener import WebhookListenerArgs
 
+# The names the listener reads its settings under (listener/webhook_listener/contract.py).
+Env = listener.Env
+
 PYTHON_VERSION = "3.11"
 INSTANCE_MEMORY_MB = 2048
 # A webhook receiver sees a handful of requests per release, and the plan scales to zero, so the ceiling only caps
@@ -38,8 +42,8 @@ MAXIMUM_INSTANCE_COUNT = 40
 def _alert_token_settings(args: WebhookListenerArgs) -> list[tuple[str, pulumi.Input[str]]]:
     """The alert routes' tokens (issue 13), as Key Vault references, for those that are configured."""
     pairs = (
-        ("LISTENER_AZURE_MONITOR_TOKEN", args.azure_monitor_token_secret_uri),
-        ("LISTENER_ALERTMANAGER_TOKEN", args.alertmanager_token_secret_uri),
+        (Env.AZURE_MONITOR_TOKEN, args.azure_monitor_token_secret_uri),
+        (Env.ALERTMANAGER_TOKEN, args.alertmanager_token_secret_uri),
     )
     return [(name, key_vault_reference(uri)) for name, uri in pairs if uri is not None]
 
@@ -77,40 +81,40 @@ def listener_app_settings(
             pulumi.Output.concat("ClientId=", identity_client_id, ";Authorization=AAD"),
         ),
         # DefaultAzureCredential in the listener picks the user-assigned identity by this client id.
-        ("AZURE_CLIENT_ID", identity_client_id),
-        ("LISTENER_WEBHOOK_SECRET", key_vault_reference(args.webhook_secret_uri)),
-        ("LISTENER_JOB_TOKEN", key_vault_reference(args.job_token_secret_uri)),
+        (Env.AZURE_CLIENT_ID, identity_client_id),
+        (Env.WEBHOOK_SECRET, key_vault_reference(args.webhook_secret_uri)),
+        (Env.JOB_TOKEN, key_vault_reference(args.job_token_secret_uri)),
         *_alert_token_settings(args),
-        ("LISTENER_MODELS", ",".join(args.model_names)),
-        ("LISTENER_PROMOTE_ALIAS", release.promote_alias),
-        ("LISTENER_PROMOTE_STAGES", ",".join(release.promote_stages)),
-        ("LISTENER_TARGET_STACK", args.target_stack),
-        ("LISTENER_QUEUE_ACCOUNT_URL", queue_account_url),
-        ("LISTENER_TABLE_ACCOUNT_URL", table_account_url),
-        ("LISTENER_QUEUE_NAME", QUEUE_NAME),
-        ("LISTENER_POISON_QUEUE_NAME", POISON_QUEUE_NAME),
-        ("LISTENER_DEDUPE_TABLE_NAME", DEDUPE_TABLE_NAME),
-        ("LISTENER_QUEUE_TRIGGER_CONNECTION", QUEUE_TRIGGER_CONNECTION),
-        ("LISTENER_DISPATCH_TARGET", dispatch.target),
-        ("LISTENER_MAX_DISPATCH_ATTEMPTS", str(release.max_dispatch_attempts)),
+        (Env.MODELS, ",".join(args.model_names)),
+        (Env.PROMOTE_ALIAS, release.promote_alias),
+        (Env.PROMOTE_STAGES, ",".join(release.promote_stages)),
+        (Env.TARGET_STACK, args.target_stack),
+        (Env.QUEUE_ACCOUNT_URL, queue_account_url),
+        (Env.TABLE_ACCOUNT_URL, table_account_url),
+        (Env.QUEUE_NAME, QUEUE_NAME),
+        (Env.POISON_QUEUE_NAME, POISON_QUEUE_NAME),
+        (Env.DEDUPE_TABLE_NAME, DEDUPE_TABLE_NAME),
+        (Env.QUEUE_TRIGGER_CONNECTION, QUEUE_TRIGGER_CONNECTION),
+        (Env.DISPATCH_TARGET, dispatch.target),
+        (Env.MAX_DISPATCH_ATTEMPTS, str(release.max_dispatch_attempts)),
     ]
     if dispatch.target == "github":
         if dispatch.repository is None:  # DispatchSettings refuses this already; kept for the type checker
             raise ValueError("release.dispatch.repository is required for the github target")
         settings += [
-            ("LISTENER_GITHUB_API_URL", dispatch.api_url),
-            ("LISTENER_GITHUB_REPOSITORY", dispatch.repository),
-            ("LISTENER_GITHUB_EVENT_TYPE", dispatch.event_type),
-            ("LISTENER_GITHUB_TOKEN", key_vault_reference(args.dispatch_token_secret_uri)),
+            (Env.GITHUB_API_URL, dispatch.api_url),
+            (Env.GITHUB_REPOSITORY, dispatch.repository),
+            (Env.GITHUB_EVENT_TYPE, dispatch.event_type),
+            (Env.GITHUB_TOKEN, key_vault_reference(args.dispatch_token_secret_uri)),
         ]
     else:
         if dispatch.organization_url is None or dispatch.project is None or dispatch.pipeline_id is None:
             raise ValueError("release.dispatch needs organizationUrl, project and pipelineId for azure-devops")
         settings += [
-            ("LISTENER_AZURE_DEVOPS_ORG_URL", dispatch.organization_url),
-            ("LISTENER_AZURE_DEVOPS_PROJECT", dispatch.project),
-            ("LISTENER_AZURE_DEVOPS_PIPELINE_ID", str(dispatch.pipeline_id)),
-            ("LISTENER_AZURE_DEVOPS_TOKEN", key_vault_reference(args.dispatch_token_secret_uri)),
+            (Env.AZURE_DEVOPS_ORG_URL, dispatch.organization_url),
+            (Env.AZURE_DEVOPS_PROJECT, dispatch.project),
+            (Env.AZURE_DEVOPS_PIPELINE_ID, str(dispatch.pipeline_id)),
+            (Env.AZURE_DEVOPS_TOKEN, key_vault_reference(args.dispatch_token_secret_uri)),
         ]
     return [web.NameValuePairArgs(name=name, value=value) for name, value in settings]
 

@@ -10,18 +10,18 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import storage
 
+from components.contracts import listener
 from components.placement import Placement
 from components.storage_account import hardened_storage_account
 
-# Names the listener reads its settings under (listener/webhook_listener/settings.py: ListenerSettings, env prefix
-# LISTENER_). `listener_app_settings` (components/listener_app.py) sets them, the one place that knows them.
-QUEUE_NAME = "model-promotions"
-POISON_QUEUE_NAME = "model-promotions-poison"  # also the Functions queue trigger's own `<queue>-poison`
-DEDUPE_TABLE_NAME = "webhookdeliveries"
+# The listener's names (listener/webhook_listener/contract.py, which its settings class reads too).
+QUEUE_NAME = listener.QUEUE_NAME
+POISON_QUEUE_NAME = listener.POISON_QUEUE_NAME
+DEDUPE_TABLE_NAME = listener.DEDUPE_TABLE_NAME
 # The queue trigger binds to the host storage connection; with identity-based host storage that is the
 # `AzureWebJobsStorage__*` app settings (listener_app.py), so the trigger and the listener's own clients use the
 # same account.
-QUEUE_TRIGGER_CONNECTION = "AzureWebJobsStorage"
+QUEUE_TRIGGER_CONNECTION = listener.QUEUE_TRIGGER_CONNECTION
 
 # Flex Consumption keeps the code in a blob container of its own ("deployment container"); one deploy writes the
 # package there under this exact name (functions-infrastructure-as-code.md, "Deployment package").

@@ -126,12 +126,8 @@ def _validate(args: ModelDeploymentArgs, provider: pulumi.ProviderResource | Non
         problem("model_name", f"gives the Kubernetes name {name!r}; it must have 1 to {_DNS_MAX} characters")
     if not _LABEL_VALUE.match(args.model_name):
         problem("model_name", "must be a Kubernetes label value (at most 63 letters, digits, '-', '_', '.')")
-    if isinstance(args.model_version, bool) or not isinstance(args.model_version, int) or args.model_version < 1:
-        problem("model_version", f"must be a positive integer (got {args.model_version!r})")
     if isinstance(args.image_ref, str) and not IMAGE_REF.match(args.image_ref):
         problem("image_ref", f"must be <login server>/<repository>:<tag>@sha256:<64 hex> (got {args.image_ref!r})")
-    if args.exposure == "ingress" and (not args.host or not args.tls_secret_name):
-        problem("host", "exposure ingress needs host and tls_secret_name")
     if provider is None:
         problem("opts.providers", "needs the cluster's pulumi_kubernetes.Provider (providers=[aks.provider])")
     if problems:

@@ -17,14 +17,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.aks_cluster import MODEL_POOL_LABEL
+from components.contracts import server
 
 if TYPE_CHECKING:
     from components.model_deployment import ModelDeploymentArgs
 
-SERVING_PORT = 8080
+SERVING_PORT = server.PORT
 SERVICE_PORT = 80
 PORT_NAME = "http"
-RUN_AS_USER = 10001
+RUN_AS_USER = server.RUN_AS_USER
 READY_PATH = "/health/ready"
 LIVE_PATH = "/health/live"
 INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
@@ -242,10 +243,10 @@ def build_deployment(
                             ],
                             env=[
                                 k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
-                                k8s.core.v1.EnvVarArgs(name="MODEL_NAME", value=args.model_name),
-                                k8s.core.v1.EnvVarArgs(name="MODEL_VERSION", value=version),
+                                k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=args.model_name),
+                                k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_VERSION, value=version),
                                 # The name model_server reads (its args.py); a test holds the two together.
-                                k8s.core.v1.EnvVarArgs(name="MAX_REQUEST_ROWS", value=str(args.max_rows)),
+                                k8s.core.v1.EnvVarArgs(name=server.Env.MAX_REQUEST_ROWS, value=str(args.max_rows)),
                             ],
                             resources=resources,
                             # Ready only once the model is loaded and warmed up: up to 5 minutes to start.

@@ -24,13 +24,14 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, close_superseded, pin_at, propose, report, settings_at
 from release.record_deployment import RecordError, RegistryError, image_from_outputs, registry_client
 from stacks.files import stack_file
+from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
 from stacks.settings import SettingsError
 
@@ -38,7 +39,8 @@ EVENT_TYPE = "model-promoted"
 
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")]
 StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
-Version = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[1-9][0-9]{0,9}$")]
+# The payload carries the version as a string (MLflow's and Databricks' webhooks do); the one version rule checks it.
+Version = Annotated[str, AfterValidator(lambda value: str(parse_model_version(value)))]
 DeliveryId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9 ._-]+$")]
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stacks.files import load_stack_config
+from stacks.model_version import parse_model_version
 from stacks.settings import SettingsError, pinned_model
 
 TAG_PREFIX = "deployed"
@@ -203,14 +204,16 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     for what, deployed, meant in (("model", image.model, model), ("version", image.version, version)):
         if deployed is not None and deployed != meant:
             raise RecordError(f"the stack outputs say {what} {deployed}, but {meant} was expected; not recording")
-    if not re.fullmatch(r"[1-9][0-9]{0,9}", version):
-        raise RecordError(f"--version: expected a positive integer, got {version!r}")
+    try:
+        number = parse_model_version(version)
+    except ValueError as exc:
+        raise RecordError(f"--version: expected {exc}, got {version!r}") from None
     at = args.at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     try:
         datetime.fromisoformat(at)
     except ValueError:
         raise RecordError(f"--at: not an ISO 8601 time: {at!r}") from None
-    deployment = Deployment(args.stack, model, int(version), image.digest, at, args.run_url or run_url())
+    deployment = Deployment(args.stack, model, number, image.digest, at, args.run_url or run_url())
     return deployment, pinned.catalog
 
 

@@ -27,6 +27,7 @@ from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
 from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, registry_client
 from stacks.files import stack_file
+from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
 from stacks.settings import SettingsError, pinned_model
 
@@ -179,9 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version(text: str) -> int:
-    if not re.fullmatch(r"[1-9][0-9]{0,9}", text.strip()):
-        raise argparse.ArgumentTypeError(f"expected a positive integer version, got {text!r}")
-    return int(text)
+    try:
+        return parse_model_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected {exc}, got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -23,6 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stacks.model_version import ModelVersion
 from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
 
 PROJECT = "mlops-serving"
@@ -44,17 +44,6 @@ _UC_MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _PRINCIPAL = re.compile(r"^[^,\s][^,]{0,254}$")
 
 
-def _positive_version(value: Any) -> int:
-    # Stack files written by hand hold `3`; `pulumi config set` without --path writes "3". Both mean 3.
-    if isinstance(value, bool):
-        raise ValueError("a positive integer, e.g. 3")
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or value < 1:
-        raise ValueError("a positive integer, e.g. 3")
-    return value
-
-
 def _region(value: str) -> str:
     if value not in AZURE_REGIONS:
         close = [r for r in sorted(AZURE_REGIONS) if r.startswith(value[:4].lower())][:3]
@@ -72,7 +61,6 @@ def _matches(pattern: re.Pattern[str], expected: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-ModelVersion = Annotated[int, BeforeValidator(_positive_version)]
 Region = Annotated[str, AfterValidator(_region)]
 Cpu = Annotated[str, _matches(_CPU, 'a Kubernetes CPU quantity such as "500m" or "1"')]
 Memory = Annotated[str, _matches(_MEMORY, 'a Kubernetes memory quantity such as "512Mi" or "2Gi"')]

@@ -15,7 +15,9 @@ from typing import Annotated, Any, Self
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ENV_PREFIX = "LISTENER_"
+from webhook_listener import contract
+
+ENV_PREFIX = contract.ENV_PREFIX
 MIN_SECRET_LENGTH = 16
 
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
@@ -83,14 +85,14 @@ class ListenerSettings(BaseSettings):
     table_account_url: str | None = None
     azure_client_id: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("AZURE_CLIENT_ID", "azure_client_id"),
+        validation_alias=AliasChoices(contract.Env.AZURE_CLIENT_ID, "azure_client_id"),
         description="Client id of the user-assigned managed identity (read by DefaultAzureCredential too).",
     )
-    queue_name: str = "model-promotions"
-    poison_queue_name: str = "model-promotions-poison"
-    dedupe_table_name: str = "webhookdeliveries"
+    queue_name: str = contract.QUEUE_NAME
+    poison_queue_name: str = contract.POISON_QUEUE_NAME
+    dedupe_table_name: str = contract.DEDUPE_TABLE_NAME
     queue_trigger_connection: str = Field(
-        default="AzureWebJobsStorage",
+        default=contract.QUEUE_TRIGGER_CONNECTION,
         description="Name of the Functions host connection the queue trigger uses; same account as the URLs above.",
     )
     accept_timeout_seconds: float = Field(default=3.0, gt=0, le=30)

@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-DEFAULT_MODEL_DIR = Path("/opt/model")
+from model_server import contract
+
+DEFAULT_MODEL_DIR = Path(contract.MODEL_DIR)
 MIB = 1024 * 1024
 
 
@@ -22,13 +24,17 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseModel):
-    """Everything the server reads from its environment. Field aliases are the environment variable names."""
+    """Everything the server reads from its environment. Field aliases are the environment variable names.
+
+    The aliases stay string literals (type checkers read them to type the constructor); `contract.Env` lists the
+    same names for the Pulumi program, and tests/contracts holds the two lists equal.
+    """
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
     model_dir: Path = Field(DEFAULT_MODEL_DIR, alias="MODEL_DIR", description="Directory of the MLflow model.")
     host: str = Field("127.0.0.1", alias="HOST", min_length=1, description="Address to listen on.")
-    port: int = Field(8080, alias="PORT", ge=1, le=65535)
+    port: int = Field(contract.PORT, alias="PORT", ge=1, le=65535)
     workers: int = Field(
         1,
         alias="WORKERS",

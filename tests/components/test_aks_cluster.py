@@ -437,22 +437,3 @@ def test_the_same_config_twice_declares_identical_inputs() -> None:
         (r.type, r.name): r.inputs for r in second.run.resources
     }
     assert len(first.run.resources) == len(second.run.resources)
-
-
-def test_zones_in_a_region_without_zones_are_rejected_naming_the_property() -> None:
-    settings = stack_settings("prod")
-    naming = Naming(PROJECT, "prod")
-    with pytest.raises(pulumi.InputPropertiesError) as caught:
-        AksCluster(
-            "prod",
-            AksClusterArgs(
-                placement=Placement(naming, "rg", "westcentralus", {}, protect=True),
-                **cluster_fields(settings.cluster),
-                log_analytics_workspace_id=WORKSPACE_ID,
-                registry_id=REGISTRY_ID,
-            ),
-        )
-    assert "availability_zones: westcentralus has no availability zones" in str(caught.value)
-    assert caught.value.errors == [
-        {"property_path": "availability_zones", "reason": "westcentralus has no availability zones; use []"}
-    ]

@@ -219,14 +219,15 @@ def test_invalid_args_are_reported_together_each_naming_its_property() -> None:
             ModelDeploymentArgs(
                 placement=Placement(Naming(PROJECT, "prod"), "rg", "westeurope", {}, protect=False),
                 model_name="wine-quality",
-                model_version=0,
+                model_version=1,
                 image_ref=f"{LOGIN}/models/wine-quality:1",  # a tag, no digest
                 oidc_issuer_url=ISSUER,
                 **serving_fields(settings.serving),
             ),
         )
     paths = [e["property_path"] for e in caught.value.errors or []]
-    assert paths == ["model_version", "image_ref", "opts.providers"]
+    # The version and the exposure are the stack settings' to check (stacks/settings.py), once.
+    assert paths == ["image_ref", "opts.providers"]
     assert "image_ref: must be <login server>/<repository>:<tag>@sha256:<64 hex>" in str(caught.value)
 
 

@@ -220,8 +220,8 @@ def test_no_push_commits_locally_only(
 @pytest.mark.parametrize(
     "case",
     [
-        ({"version": "abc"}, "client_payload.version: String should match pattern"),
-        ({"version": "0"}, "client_payload.version: String should match pattern"),
+        ({"version": "abc"}, "client_payload.version: Value error, a positive integer, e.g. 3"),
+        ({"version": "0"}, "client_payload.version: Value error, a positive integer, e.g. 3"),
         ({"delivery_id": None}, "client_payload.delivery_id: Input should be a valid string"),
         ({"model": "../../etc"}, "client_payload.model: String should match pattern"),
         ({"target_stack": "Prod; rm -rf"}, "client_payload.target_stack: String should match pattern"),

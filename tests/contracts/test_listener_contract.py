@@ -1,0 +1,46 @@
+"""The program ↔ listener boundary: the app settings, queue and table names the program uses are the ones the
+listener reads, all taken from `webhook_listener/contract.py`. (tests/components/test_webhook_listener.py checks the
+app settings the program renders against the settings class, value by value.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stacks.preview import StackRun
+from webhook_listener import contract
+from webhook_listener.settings import ALL_SETTINGS, ListenerSettings
+
+SITE = "azure-native:web:WebApp"
+QUEUE = "azure-native:storage:Queue"
+TABLE = "azure-native:storage:Table"
+
+
+def app_settings(run: StackRun) -> dict[str, Any]:
+    app = run.run.one(SITE)
+    return {pair["name"]: pair["value"] for pair in app.inputs["siteConfig"]["appSettings"]}
+
+
+def test_the_contract_names_exactly_the_variables_the_listener_settings_read() -> None:
+    assert contract.env_names() == ALL_SETTINGS
+
+
+def test_the_listener_defaults_are_the_contract_storage_names() -> None:
+    fields = ListenerSettings.model_fields
+    assert fields["queue_name"].default == contract.QUEUE_NAME
+    assert fields["poison_queue_name"].default == contract.POISON_QUEUE_NAME
+    assert fields["dedupe_table_name"].default == contract.DEDUPE_TABLE_NAME
+    assert fields["queue_trigger_connection"].default == contract.QUEUE_TRIGGER_CONNECTION
+
+
+def test_the_program_sets_only_names_the_listener_reads_and_creates_the_storage_it_names(staging: StackRun) -> None:
+    settings = app_settings(staging)
+    listener_names = {name for name in settings if name.startswith(contract.ENV_PREFIX)}
+    assert listener_names <= ALL_SETTINGS
+    assert {contract.Env.WEBHOOK_SECRET, contract.Env.QUEUE_ACCOUNT_URL, contract.Env.TABLE_ACCOUNT_URL} <= set(
+        settings
+    )
+    queues = {r.inputs["queueName"] for r in staging.run.all(QUEUE)}
+    tables = {r.inputs["tableName"] for r in staging.run.all(TABLE)}
+    assert queues == {settings[contract.Env.QUEUE_NAME], settings[contract.Env.POISON_QUEUE_NAME]}
+    assert queues == {contract.QUEUE_NAME, contract.POISON_QUEUE_NAME}
+    assert tables == {settings[contract.Env.DEDUPE_TABLE_NAME]} == {contract.DEDUPE_TABLE_NAME}
