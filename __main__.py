@@ -22,7 +22,7 @@ from components.managed_grafana import ManagedGrafana, ManagedGrafanaArgs
 from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
 from components.model_catalog import ModelCatalog, ModelCatalogArgs
-from components.model_deployment import PORT_NAME, ModelDeployment, ModelDeploymentArgs, kubernetes_name
+from components.model_deployment import PORT_NAME, ModelDeployment, ModelDeploymentArgs
 from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
 from components.model_metrics_scrape import ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
@@ -32,7 +32,7 @@ from components.placement import Placement
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
-from stacks.settings import day_zero_next_step, key_vault_settings, registry_settings
+from stacks.settings import day_zero_next_step, key_vault_settings, kubernetes_name, registry_settings
 
 ROOT = Path(__file__).resolve().parent
 

@@ -16,7 +16,6 @@ HPA, and nothing volatile (timestamps, run ids) is written anywhere, so an unrel
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -41,11 +40,9 @@ from components.model_workload import (
     metadata_name,
 )
 from components.placement import Placement
+from stacks.settings import kubernetes_name
 
-__all__ = ["PORT_NAME", "ModelDeployment", "ModelDeploymentArgs", "kubernetes_name"]
-
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
-_DNS_MAX = 40  # leaves room for "-smoke-v<version>" in a 63-character Job name
+__all__ = ["PORT_NAME", "ModelDeployment", "ModelDeploymentArgs"]
 
 
 @dataclass(frozen=True)
@@ -84,17 +81,6 @@ class ModelDeploymentArgs:
     """The Kubernetes TLS secret of the Ingress host (exposure `ingress`)."""
 
 
-def kubernetes_name(model_name: str) -> str:
-    """The DNS-1123 label a model's Kubernetes objects are named with (`Wine_Quality` -> `wine-quality`).
-
-    A Unity Catalog name's catalog and schema are the platform's own (`mlops.models.wine_quality` ->
-    `wine-quality`): the label names the model, and stays within Kubernetes' 63 characters.
-    """
-    if model_name.count(".") == 2:
-        model_name = model_name.rsplit(".", 1)[1]
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", model_name.lower())).strip("-")
-
-
 def _kubernetes_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource | None:
     # The provider may come as `provider=`, in `providers=` (list or map), or from the parent's providers.
     if opts is None:
@@ -121,11 +107,6 @@ def _validate(args: ModelDeploymentArgs, provider: pulumi.ProviderResource | Non
     def problem(path: str, reason: str) -> None:
         problems.append({"property_path": path, "reason": reason})
 
-    name = kubernetes_name(args.model_name)
-    if not name or len(name) > _DNS_MAX:
-        problem("model_name", f"gives the Kubernetes name {name!r}; it must have 1 to {_DNS_MAX} characters")
-    if not _LABEL_VALUE.match(args.model_name):
-        problem("model_name", "must be a Kubernetes label value (at most 63 letters, digits, '-', '_', '.')")
     if isinstance(args.image_ref, str) and not IMAGE_REF.match(args.image_ref):
         problem("image_ref", f"must be <login server>/<repository>:<tag>@sha256:<64 hex> (got {args.image_ref!r})")
     if provider is None:

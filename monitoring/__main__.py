@@ -13,11 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from components.model_deployment import kubernetes_name
 from monitoring.dashboard import dashboard_document
 from monitoring.rules import render_rules_file, rule_groups
 from stacks.files import load_stack_config, stack_names
-from stacks.settings import SettingsError, pinned_model
+from stacks.settings import SettingsError, kubernetes_name, pinned_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "monitoring" / "rules"

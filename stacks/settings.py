@@ -39,6 +39,10 @@ _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # A Unity Catalog object name the program declares (catalog, schema): lowercase letters, digits, underscores.
 _UC_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
 # A Unity Catalog model's full name: catalog.schema.model.
+# A Kubernetes label value (kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set).
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+# Leaves room for "-smoke-v<version>" in a 63-character Job name.
+KUBERNETES_NAME_MAX = 40
 _UC_MODEL_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 # A principal in a Unity Catalog grant: a user's e-mail, a group's name or a service principal's application id.
 _PRINCIPAL = re.compile(r"^[^,\s][^,]{0,254}$")
@@ -177,6 +181,33 @@ class ModelSettings(Section):
                 "set catalog: workspace for the legacy workspace registry"
             )
         return self
+
+    @model_validator(mode="after")
+    def _name_fits_kubernetes(self) -> Self:
+        # The name is a label value on every Kubernetes object of the model, and its Kubernetes form names them.
+        if not _LABEL_VALUE.match(self.name):
+            raise ValueError(
+                f"name: {self.name!r} must also be a Kubernetes label value (at most 63 letters, digits, "
+                "'-', '_', '.', starting and ending with a letter or digit)"
+            )
+        k8s_name = kubernetes_name(self.name)
+        if not k8s_name or len(k8s_name) > KUBERNETES_NAME_MAX:
+            raise ValueError(
+                f"name: {self.name!r} gives the Kubernetes name {k8s_name!r}; it must have 1 to "
+                f"{KUBERNETES_NAME_MAX} characters"
+            )
+        return self
+
+
+def kubernetes_name(model_name: str) -> str:
+    """The DNS-1123 label a model's Kubernetes objects are named with (`Wine_Quality` -> `wine-quality`).
+
+    A Unity Catalog name's catalog and schema are the platform's own (`mlops.models.wine_quality` ->
+    `wine-quality`): the label names the model, and stays within Kubernetes' 63 characters.
+    """
+    if model_name.count(".") == 2:
+        model_name = model_name.rsplit(".", 1)[1]
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", model_name.lower())).strip("-")
 
 
 class ModelRegistrySettings(Section):

@@ -182,3 +182,22 @@ def test_every_setting_is_documented_in_the_project_file() -> None:
         key = field.alias or name
         assert key in declared, f"Pulumi.yaml does not document {key}"
         assert declared[key].get("description"), f"Pulumi.yaml has no description for {key}"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "mlops.models.wine_quality_scored_by_the_regional_panel",
+            "gives the Kubernetes name 'wine-quality-scored-by-the-regional-panel'; it must have 1 to 40 characters",
+        ),
+        ("mlops.models.wine_quality_" + "x" * 40, "must also be a Kubernetes label value"),
+    ],
+)
+def test_a_model_name_that_cannot_name_its_pods_is_refused_in_the_stack_file(
+    project: Path, name: str, expected: str
+) -> None:
+    edit(project / "Pulumi.prod.yaml", "    name: mlops.models.wine_quality\n", f"    name: {name}\n")
+    [problem] = problems_of(project, "prod")
+    assert problem.startswith("Pulumi.prod.yaml: mlops-serving:model")
+    assert expected in problem

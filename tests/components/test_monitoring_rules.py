@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from components.model_deployment import kubernetes_name
 from model_server.metrics import LATENCY_BUCKETS
 from monitoring.__main__ import dashboard_path, rules_path, stack_dashboard, stack_rules_file
 from monitoring.__main__ import main as monitoring_main
@@ -36,7 +35,7 @@ from monitoring.rules import (
     rule_groups,
 )
 from stacks.files import load_stack_config
-from stacks.settings import MonitoringSettings, pinned_model
+from stacks.settings import MonitoringSettings, kubernetes_name, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
