@@ -1,17 +1,19 @@
 """Offline diff: between two stacks, or between a stack at a git ref and the working tree.
 
-A diff compares two preview documents (see `stacks.preview`): config key by key, then resources by (type, name),
+A diff compares two preview documents (see `offline.preview`): config key by key, then resources by (type, name),
 input by input and option by option. Each change is labelled with what it does in the cloud, so a pin bump reads
 as "the image is rebuilt, the deployment rolls out, nothing else".
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -197,8 +199,14 @@ def render_markdown(diff: StackDiff, stack: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def preview_at_ref(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
-    """The preview document of `stack` as the project was at git `ref`: that ref's program, components and files."""
+@contextlib.contextmanager
+def start_preview_at_ref(project_dir: Path, ref: str, stack: str) -> Iterator[Callable[[], dict[str, Any]]]:
+    """Starts previewing `stack` as the project was at git `ref`; yields a function that waits for the document.
+
+    The ref's tree runs in a process of its own, with that ref's program, components, stack files and tools: its
+    packages have the same names as this tree's (`components`, `stacks`), which one Python process cannot hold
+    twice. It runs while the caller previews the working tree, so a diff takes about one preview's time, not two.
+    """
     archive = subprocess.run(
         ["git", "-C", str(project_dir), "archive", "--format=tar", ref],
         capture_output=True,
@@ -209,14 +217,30 @@ def preview_at_ref(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stacks-base-") as tmp:
         with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "stacks", "preview", stack, "--json"],
             cwd=tmp,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
         )
-        if proc.returncode != 0:
-            raise RuntimeError(f"preview of {stack} at {ref} failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
-        doc: dict[str, Any] = json.loads(proc.stdout)
-        return doc
+
+        def document() -> dict[str, Any]:
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"preview of {stack} at {ref} failed:\n{stderr.strip() or stdout.strip()}")
+            doc: dict[str, Any] = json.loads(stdout)
+            return doc
+
+        try:
+            yield document
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+def preview_at_ref(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
+    """The preview document of `stack` as the project was at git `ref`: that ref's program, components and files."""
+    with start_preview_at_ref(project_dir, ref, stack) as document:
+        return document()
