@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from stacks.harness import ProgramRun
+from offline.harness import ProgramRun
+from offline.preview import preview_document, run_stack
 from stacks.pin import pin
-from stacks.preview import preview_document, run_stack
 from stacks.settings import SettingsError
 from tests.conftest import ROOT, STAGING_REF, copy_project, run_variant
 from tests.release.gitrepo import commit_all, make_template

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from stacks.diff import flatten
-from stacks.harness import ProgramRun
+from offline.diff import flatten
+from offline.harness import ProgramRun
+from offline.preview import StackRun
 from stacks.pin import pin
-from stacks.preview import StackRun
 from tests.conftest import STAGING_REF, copy_project, run_variant
 
 MODEL = "mlops.models.wine_quality"

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from stacks.preview import StackRun
+from offline.preview import StackRun
 from tests.conftest import ROOT
 
 TREE = ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml")
-PACKAGES = ("stacks", "components", "model_image", "listener")
+PACKAGES = ("stacks", "offline", "components", "model_image", "listener")
 
 
 def stacks_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -154,7 +154,7 @@ def test_unknown_stack_names_the_stacks_there_are() -> None:
 
 def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None:
     """Pulumi's RPC threads make loops they never close; finalized by the GC they print "Exception ignored"."""
-    from stacks.preview import run_stack
+    from offline.preview import run_stack
 
     before = {id(o) for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)}
     run_stack(ROOT, "staging")

@@ -16,9 +16,9 @@ import pytest
 
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
-from stacks.diff import flatten
+from offline.diff import flatten
+from offline.harness import ProgramRun, RecordedResource, run_program
 from stacks.files import load_stack_config
-from stacks.harness import ProgramRun, RecordedResource, run_program
 from stacks.settings import ServingSettings, StackSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]

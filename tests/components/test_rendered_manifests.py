@@ -1,4 +1,4 @@
-"""Rendered manifests: what the components declare on a cluster, written as YAML by `stacks.render`, validated
+"""Rendered manifests: what the components declare on a cluster, written as YAML by `offline.render`, validated
 against the Kubernetes 1.33 schemas (kubernetes-validate, strict, offline) and scanned by checkov (no failed check,
 every skip justified in place).
 
@@ -22,9 +22,8 @@ from ruamel.yaml import YAML
 from components.aks_cluster import AksCluster, AksClusterArgs
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
-from stacks.files import load_stack_config
-from stacks.harness import ProgramRun, RecordedResource, run_program
-from stacks.render import (
+from offline.harness import ProgramRun, RecordedResource, run_program
+from offline.render import (
     REDACTED,
     UNKNOWN,
     RenderError,
@@ -34,6 +33,7 @@ from stacks.render import (
     render,
     render_stack,
 )
+from stacks.files import load_stack_config
 from stacks.settings import ServingSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
