@@ -1,4 +1,8 @@
-"""`python -m stacks preview` and `diff`, run as users and CI run them: as commands, on the real stack files."""
+"""`python -m stacks preview` and `diff`, run as users and CI run them, on the real stack files.
+
+The command line runs in this process (`tests.offline_cli`), except in the end-to-end tests at the end, which run
+it as a command and check what a user sees on stderr.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +19,10 @@ import pytest
 
 from offline.preview import StackRun
 from tests.conftest import ROOT
+from tests.offline_cli import stacks_cli
 
 TREE = ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml")
 PACKAGES = ("stacks", "offline", "components", "model_image", "listener")
-
-
-def stacks_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacks", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +164,59 @@ def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None
         if isinstance(o, asyncio.AbstractEventLoop) and id(o) not in before and o is not current and not o.is_closed()
     ]
     assert left_open == []
+
+
+def test_preview_of_several_stacks_runs_staging_once_for_itself_and_for_prod(
+    staging_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from offline import harness, preview
+
+    ran: list[str] = []
+    real = harness.run_program
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        ran.append(kwargs["stack"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "run_program", counted)
+    proc = stacks_cli("preview", "staging", "prod", "--json")
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert list(docs) == ["staging", "prod"]
+    assert docs["staging"] == staging_json
+    assert docs["prod"]["stack"] == "prod"
+    assert ran == ["staging", "prod"]
+
+
+def test_preview_of_several_stacks_prints_each_tree() -> None:
+    proc = stacks_cli("preview", "prod", "staging")
+    assert proc.returncode == 0, proc.stderr
+    headers = [line for line in proc.stdout.splitlines() if line.startswith("Previewing ")]
+    assert headers == [
+        "Previewing mlops-serving/prod (offline, mocked cloud)",
+        "Previewing mlops-serving/staging (offline, mocked cloud)",
+    ]
+
+
+def run_command(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`python -m stacks <args>` as a user runs it: its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "stacks", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+    )
+
+
+def test_a_normal_preview_of_both_stacks_prints_nothing_on_stderr() -> None:
+    proc = run_command("preview", "staging", "prod")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "Previewing mlops-serving/prod (offline, mocked cloud)" in proc.stdout
+
+
+def test_a_normal_diff_against_the_base_prints_nothing_on_stderr(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    stack_file = repo / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("    version: 1\n", "    version: 2\n"))
+    proc = run_command("diff", "--base", "HEAD", "staging", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "image rebuilt and pushed" in proc.stdout
