@@ -79,10 +79,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if len(args.stacks) != 1:
             raise SystemExit("usage: python -m stacks diff --base <git-ref> <stack>")
         stack = args.stacks[0]
-        # The base tree previews in its own process while this one previews the working tree.
-        with offline_diff.start_preview_at_ref(args.project_dir, args.base, stack) as base_document:
-            after = _preview_document(args.project_dir, stack)
-            before = base_document()
+        before = offline_diff.preview_at_ref(args.project_dir, args.base, stack)
+        after = _preview_document(args.project_dir, stack)
         diff = offline_diff.diff_documents(before, after, f"{stack}@{args.base}", f"{stack}@working-tree")
         label: str | None = stack
     else:

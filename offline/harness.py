@@ -232,6 +232,14 @@ def run_program(
 _IDLE_LOOP: asyncio.AbstractEventLoop | None = None
 
 
+def idle_loop() -> asyncio.AbstractEventLoop:
+    """The event loop a thread is left with between runs: one for the process, open until the process ends."""
+    global _IDLE_LOOP  # noqa: PLW0603 - one idle loop per process, see above
+    if _IDLE_LOOP is None or _IDLE_LOOP.is_closed():
+        _IDLE_LOOP = asyncio.new_event_loop()
+    return _IDLE_LOOP
+
+
 @contextlib.contextmanager
 def _event_loops() -> Iterator[None]:
     """Gives a run an event loop of its own and closes every loop the run made, on every thread.
@@ -244,7 +252,6 @@ def _event_loops() -> Iterator[None]:
     test was running under pytest's unraisable-exception check). So the run's loop gets an executor whose threads
     start with a loop the harness owns, and every one of them is closed when the run is over.
     """
-    global _IDLE_LOOP  # noqa: PLW0603 - one idle loop per process, see above
     worker_loops: list[asyncio.AbstractEventLoop] = []
     lock = threading.Lock()
 
@@ -265,9 +272,7 @@ def _event_loops() -> Iterator[None]:
         for each in (loop, *worker_loops):
             _close_loop(each)
         # Leave the thread with a usable loop, as it would have had without us.
-        if _IDLE_LOOP is None or _IDLE_LOOP.is_closed():
-            _IDLE_LOOP = asyncio.new_event_loop()
-        asyncio.set_event_loop(_IDLE_LOOP)
+        asyncio.set_event_loop(idle_loop())
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,8 @@ def _memoized_run_program(real: Any) -> Any:
     return run
 
 
-@contextlib.contextmanager
-def _start_preview_at_ref_in_process(project_dir: Path, ref: str, stack: str) -> Iterator[Callable[[], dict[str, Any]]]:
-    """offline.diff.start_preview_at_ref without its subprocess: the ref's tree, previewed in this process."""
-    yield lambda: _preview_at_ref_in_process(project_dir, ref, stack)
-
-
 def _preview_at_ref_in_process(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
-    """The ref's tree, previewed in this process."""
+    """offline.diff.preview_at_ref without its subprocess: the ref's tree, previewed in this process."""
     archive = subprocess.run(
         ["git", "-C", str(project_dir), "archive", "--format=tar", ref], capture_output=True, check=False
     )
@@ -224,7 +217,7 @@ def release(
     project_repo: ProjectRepo, github: FakeGitHub, live_registry: str, monkeypatch: pytest.MonkeyPatch
 ) -> Release:
     monkeypatch.setattr(stacks_preview, "run_program", _memoized_run_program(run_program))
-    monkeypatch.setattr(stacks_diff, "start_preview_at_ref", _start_preview_at_ref_in_process)
+    monkeypatch.setattr(stacks_diff, "preview_at_ref", _preview_at_ref_in_process)
     diffs: list[OfflineDiff] = []
 
     def offline_diff(repo_dir: Path, base: str, stack: str) -> OfflineDiff:
