@@ -220,3 +220,23 @@ def test_a_normal_diff_against_the_base_prints_nothing_on_stderr(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert "image rebuilt and pushed" in proc.stdout
+
+
+def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: Path) -> None:
+    """Both trees preview in one process; a change to a component's code must still read as a change."""
+    repo = make_repo(tmp_path)
+    module = repo / "components" / "model_deployment.py"
+    text = module.read_text()
+    assert "SERVICE_PORT = 80\n" in text
+    module.write_text(text.replace("SERVICE_PORT = 80\n", "SERVICE_PORT = 8081\n"))
+    proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    service_ports = [
+        (f["before"], f["after"])
+        for r in diff["resources"]
+        if r["type"] == "kubernetes:core/v1:Service"
+        for f in r["fields"]
+        if f["path"].endswith(".port")
+    ]
+    assert (80, 8081) in service_ports, diff["summary"]
