@@ -143,7 +143,7 @@ def _container(deployment: dict[str, Any], job: dict[str, Any]) -> DeclaredConta
 
 def declared_release(project_dir: Path, stack: str) -> DeclaredRelease:
     """Runs the program for `stack` (as `python -m stacks preview/render` do) and reads its model release."""
-    from stacks.render import manifest, run_stack_program
+    from offline.render import manifest, run_stack_program
 
     run = run_stack_program(project_dir, stack)
     image = run.one(IMAGE_TYPE).inputs

@@ -13,7 +13,10 @@ if [ ! -x .venv/bin/python ]; then
   uv venv --quiet -p 3.11 .venv
 fi
 # `sync` makes the venv exactly the lock: nothing missing, nothing extra; every file checked against its hash.
-uv pip sync --quiet --require-hashes -p .venv/bin/python requirements-dev.txt
+# `--compile-bytecode` writes every module's .pyc at install: env.sh sets PYTHONDONTWRITEBYTECODE, so without
+# it each run compiles the provider SDKs from source again (pulumi_databricks alone is 22 MB of Python), which
+# made importing them several times slower (benchmarks/offline_tools.py).
+uv pip sync --quiet --require-hashes --compile-bytecode -p .venv/bin/python requirements-dev.txt
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 # The program, the listener and the model server are three separate deployables; in the dev venv all three import.
 printf '%s\n' "$REPO_ROOT" "$REPO_ROOT/listener" "$REPO_ROOT/model_image" > "$site/mlops_serving_dev.pth"

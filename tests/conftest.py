@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from offline.harness import ProgramOptions, ProgramRun, run_program
+from offline.preview import StackRun, registered_before, run_stack
 from stacks.files import load_stack_config
-from stacks.harness import ProgramOptions, ProgramRun, run_program
-from stacks.preview import StackRun, registered_before, run_stack
 from stacks.settings import SettingsError, parse_settings
 
 ROOT = Path(__file__).resolve().parent.parent

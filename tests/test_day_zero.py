@@ -5,18 +5,17 @@ the image and the deployment, and nothing else."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks.harness import ProgramRun
+from offline.harness import ProgramRun
+from offline.preview import preview_document, run_stack
 from stacks.pin import pin
-from stacks.preview import preview_document, run_stack
 from stacks.settings import SettingsError
 from tests.conftest import ROOT, STAGING_REF, copy_project, run_variant
+from tests.offline_cli import stacks_cli
 from tests.release.gitrepo import commit_all, make_template
 
 MODEL = "mlops.models.wine_quality"
@@ -193,14 +192,7 @@ def test_first_promotion_diff_adds_the_image_and_the_deployment_and_nothing_else
     commit_all(repo, "Day zero: no model pinned")
     pin(repo, "staging", MODEL, 1)
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "stacks", "diff", "--base", "HEAD", "staging", "--json"],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    proc = stacks_cli("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
 
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
@@ -229,13 +221,5 @@ def _under(by_name: dict[str, dict[str, Any]], name: str, roots: set[str]) -> bo
 
 
 def test_shipped_stacks_still_preview() -> None:
-    for stack in ("staging", "prod"):
-        proc = subprocess.run(
-            [sys.executable, "-m", "stacks", "preview", stack, "--json"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stderr
+    proc = stacks_cli("preview", "staging", "prod", "--json", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr

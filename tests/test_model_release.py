@@ -4,18 +4,17 @@ staging runs now."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stacks.diff import flatten
-from stacks.harness import ProgramRun
+from offline.diff import flatten
+from offline.harness import ProgramRun
+from offline.preview import StackRun
 from stacks.pin import pin
-from stacks.preview import StackRun
 from tests.conftest import STAGING_REF, copy_project, run_variant
+from tests.offline_cli import stacks_cli
 
 MODEL = "mlops.models.wine_quality"
 
@@ -160,13 +159,7 @@ def test_prod_previews_while_staging_is_pinned_one_version_ahead(tmp_path: Path)
     # The first promotion of v2 moves staging; prod still runs v1 by digest until its own proposal is merged.
     project = copy_project(tmp_path)
     assert pin(project, "staging", MODEL, 2).changed
-    proc = subprocess.run(
-        [sys.executable, "-m", "stacks", "--project-dir", str(project), "preview", "prod", "--json"],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = stacks_cli("--project-dir", str(project), "preview", "prod", "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"version": 1' in proc.stdout
 

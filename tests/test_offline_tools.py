@@ -1,4 +1,8 @@
-"""`python -m stacks preview` and `diff`, run as users and CI run them: as commands, on the real stack files."""
+"""`python -m stacks preview` and `diff`, run as users and CI run them, on the real stack files.
+
+The command line runs in this process (`tests.offline_cli`), except in the end-to-end tests at the end, which run
+it as a command and check what a user sees on stderr.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,12 @@ from typing import Any
 
 import pytest
 
-from stacks.preview import StackRun
+from offline.preview import StackRun
 from tests.conftest import ROOT
+from tests.offline_cli import stacks_cli
 
 TREE = ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml")
-PACKAGES = ("stacks", "components", "model_image", "listener")
-
-
-def stacks_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacks", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
-    )
+PACKAGES = ("stacks", "offline", "components", "model_image", "listener")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +153,7 @@ def test_unknown_stack_names_the_stacks_there_are() -> None:
 
 def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None:
     """Pulumi's RPC threads make loops they never close; finalized by the GC they print "Exception ignored"."""
-    from stacks.preview import run_stack
+    from offline.preview import run_stack
 
     before = {id(o) for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)}
     run_stack(ROOT, "staging")
@@ -165,3 +164,79 @@ def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None
         if isinstance(o, asyncio.AbstractEventLoop) and id(o) not in before and o is not current and not o.is_closed()
     ]
     assert left_open == []
+
+
+def test_preview_of_several_stacks_runs_staging_once_for_itself_and_for_prod(
+    staging_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from offline import harness, preview
+
+    ran: list[str] = []
+    real = harness.run_program
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        ran.append(kwargs["stack"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "run_program", counted)
+    proc = stacks_cli("preview", "staging", "prod", "--json")
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert list(docs) == ["staging", "prod"]
+    assert docs["staging"] == staging_json
+    assert docs["prod"]["stack"] == "prod"
+    assert ran == ["staging", "prod"]
+
+
+def test_preview_of_several_stacks_prints_each_tree() -> None:
+    proc = stacks_cli("preview", "prod", "staging")
+    assert proc.returncode == 0, proc.stderr
+    headers = [line for line in proc.stdout.splitlines() if line.startswith("Previewing ")]
+    assert headers == [
+        "Previewing mlops-serving/prod (offline, mocked cloud)",
+        "Previewing mlops-serving/staging (offline, mocked cloud)",
+    ]
+
+
+def run_command(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`python -m stacks <args>` as a user runs it: its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "stacks", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+    )
+
+
+def test_a_normal_preview_of_both_stacks_prints_nothing_on_stderr() -> None:
+    proc = run_command("preview", "staging", "prod")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "Previewing mlops-serving/prod (offline, mocked cloud)" in proc.stdout
+
+
+def test_a_normal_diff_against_the_base_prints_nothing_on_stderr(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    stack_file = repo / "Pulumi.staging.yaml"
+    stack_file.write_text(stack_file.read_text().replace("    version: 1\n", "    version: 2\n"))
+    proc = run_command("diff", "--base", "HEAD", "staging", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "image rebuilt and pushed" in proc.stdout
+
+
+def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: Path) -> None:
+    """Both trees preview in one process; a change to a component's code must still read as a change."""
+    repo = make_repo(tmp_path)
+    module = repo / "components" / "model_deployment.py"
+    text = module.read_text()
+    assert "SERVICE_PORT = 80\n" in text
+    module.write_text(text.replace("SERVICE_PORT = 80\n", "SERVICE_PORT = 8081\n"))
+    proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    service_ports = [
+        (f["before"], f["after"])
+        for r in diff["resources"]
+        if r["type"] == "kubernetes:core/v1:Service"
+        for f in r["fields"]
+        if f["path"].endswith(".port")
+    ]
+    assert (80, 8081) in service_ports, diff["summary"]

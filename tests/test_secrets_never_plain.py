@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from stacks.harness import ProgramRun
-from stacks.preview import StackRun, preview_document
+from offline.harness import ProgramRun
+from offline.preview import StackRun, preview_document
 from tests.conftest import ROOT, STAGING_REF, run_variant
 
 MARKER = "PLANTEDsecret7f3a"

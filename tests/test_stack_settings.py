@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from stacks.files import load_stack_config, stack_names
 from stacks.settings import SettingsError
+from tests.offline_cli import stacks_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,13 +157,7 @@ def test_cli_reports_problems_one_per_line_without_traceback(project: Path) -> N
     path = project / "Pulumi.prod.yaml"
     edit(path, "    minReplicas: 3\n", "    minReplicas: 3\n    replicaz: 4\n")
     edit(path, "    version: 1\n", "    version: 0\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "stacks", "--project-dir", str(project), "preview", "prod"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+    proc = stacks_cli("--project-dir", str(project), "preview", "prod")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [

@@ -15,9 +15,9 @@ from ruamel.yaml import YAML
 from components.aks_cluster import AksCluster, AksClusterArgs
 from components.naming import Naming
 from components.placement import Placement
+from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from offline.mockcloud import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from stacks.files import load_stack_config
-from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from stacks.mockcloud import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from stacks.settings import ClusterSettings, StackSettings
 from tests.components.stack_fields import cluster_fields
 

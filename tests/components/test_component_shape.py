@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from stacks.harness import ProgramRun
+from offline.harness import ProgramRun
 from tests.conftest import STAGING_REF, run_variant
 
 COMPONENTS = Path(__file__).resolve().parents[2] / "components"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from stacks.mockcloud import DEPLOYER_OBJECT_ID, PrincipalType
-from stacks.preview import registered_before
+from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from offline.mockcloud import DEPLOYER_OBJECT_ID, PrincipalType
+from offline.preview import registered_before
 from stacks.settings import parse_settings
 from tests.conftest import PROJECT, ROOT, STAGING_REF, stack_values
 

@@ -13,8 +13,8 @@ import pytest
 from pulumi_azure_native import authorization, containerservice
 
 from components.aks_cluster import AKS_RBAC_CLUSTER_ADMIN_ROLE_ID, AKS_SERVER_APP_ID, bearer_kubeconfig
-from stacks.harness import ProgramOptions, run_program
-from stacks.mockcloud import DEPLOYER_OBJECT_ID, CloudError
+from offline.harness import ProgramOptions, run_program
+from offline.mockcloud import DEPLOYER_OBJECT_ID, CloudError
 from tests.components.test_first_run import ACR_PUSH, VAULT, run
 from tests.conftest import PROJECT
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components.model_catalog import REGISTER_PRIVILEGES, RELEASE_PRIVILEGES
-from stacks.preview import StackRun
+from offline.preview import StackRun
 from stacks.settings import SettingsError, parse_settings
 from tests.conftest import run_variant, stack_values
 

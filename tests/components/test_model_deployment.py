@@ -17,9 +17,9 @@ import pytest
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
 from components.placement import Placement
-from stacks.diff import flatten
+from offline.diff import flatten
+from offline.harness import ProgramRun, RecordedResource, run_program
 from stacks.files import load_stack_config
-from stacks.harness import ProgramRun, RecordedResource, run_program
 from stacks.settings import ServingSettings, StackSettings, pinned_model
 from tests.components.stack_fields import serving_fields
 

@@ -26,10 +26,10 @@ from components.model_registry_webhook import (
     ModelRegistryWebhook,
     ModelRegistryWebhookArgs,
 )
-from stacks import harness
+from offline import harness
+from offline.harness import ProgramRun, RecordedResource
+from offline.mockcloud import MockCloud
 from stacks.files import load_stack_config
-from stacks.harness import ProgramRun, RecordedResource
-from stacks.mockcloud import MockCloud
 from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 from webhook_listener.schemas import JobPromotion
 from webhook_listener.signatures import verify_bearer
@@ -59,7 +59,7 @@ UC_MODEL = ModelSettings(name="main.ml.wine_quality", version=1, catalog="unity-
 class DatabricksUserCloud(MockCloud):
     """The mock cloud plus the one Databricks invoke this component makes (getCurrentUser), with its provider.
 
-    Proposed for stacks/mockcloud.py; until then the tests swap it in for the harness's MockCloud.
+    Proposed for offline/mockcloud.py; until then the tests swap it in for the harness's MockCloud.
     """
 
     calls: list[tuple[str, str]] = []  # noqa: RUF012 - reset by run_webhook before each run

@@ -12,8 +12,8 @@ from ruamel.yaml import YAML
 
 from components.model_alerts import listener_alert_url
 from monitoring.__main__ import rules_path
-from stacks.harness import ProgramRun, RecordedResource, run_program
-from stacks.preview import StackRun
+from offline.harness import ProgramRun, RecordedResource, run_program
+from offline.preview import StackRun
 from tests.conftest import run_variant
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"

@@ -1,4 +1,4 @@
-"""Rendered manifests: what the components declare on a cluster, written as YAML by `stacks.render`, validated
+"""Rendered manifests: what the components declare on a cluster, written as YAML by `offline.render`, validated
 against the Kubernetes 1.33 schemas (kubernetes-validate, strict, offline) and scanned by checkov (no failed check,
 every skip justified in place).
 
@@ -24,9 +24,8 @@ from components.aks_cluster import AksCluster, AksClusterArgs
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
 from components.placement import Placement
-from stacks.files import load_stack_config
-from stacks.harness import ProgramRun, RecordedResource, run_program
-from stacks.render import (
+from offline.harness import ProgramRun, RecordedResource, run_program
+from offline.render import (
     REDACTED,
     UNKNOWN,
     RenderError,
@@ -36,6 +35,7 @@ from stacks.render import (
     render,
     render_stack,
 )
+from stacks.files import load_stack_config
 from stacks.settings import ServingSettings, pinned_model
 from tests.components.stack_fields import cluster_fields, serving_fields
 

@@ -24,9 +24,9 @@ from components.webhook_listener import (
     package_files,
     package_sha256,
 )
+from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from offline.mockcloud import SUBSCRIPTION_ID
 from stacks.files import load_stack_config
-from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from stacks.mockcloud import SUBSCRIPTION_ID
 from stacks.settings import DispatchSettings, ReleaseSettings
 from webhook_listener.settings import ALL_SETTINGS, SECRET_SETTINGS, load_settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stacks.preview import StackRun
+from offline.preview import StackRun
 from webhook_listener import contract
 from webhook_listener.settings import ALL_SETTINGS, ListenerSettings
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from model_server import contract
 from model_server.settings import Settings, load_settings
-from stacks.preview import StackRun
+from offline.preview import StackRun
 from tests.model_image.test_dockerfile import final_stage, instructions
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -24,7 +24,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 roots = {sys.argv[1] + "/model_image", sys.argv[1] + "/listener"}
 sys.path[:] = [p for p in sys.path if p.rstrip("/") not in roots]
-from stacks.__main__ import main
+from offline.cli import main
 import contextlib, io
 out = io.StringIO()
 with contextlib.redirect_stdout(out):

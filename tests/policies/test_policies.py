@@ -28,9 +28,9 @@ from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, seria
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 from ruamel.yaml import YAML
 
+from offline.harness import RecordedResource
+from offline.preview import StackRun
 from policies.rules import PACK_NAME, RULES, Rule, Subject, build_policies, plaintext_secret_reason
-from stacks.harness import RecordedResource
-from stacks.preview import StackRun
 from tests.conftest import run_variant
 
 PACK_DIR = Path(__file__).resolve().parents[2] / "policies"

@@ -25,7 +25,7 @@ BRANCH = "promote/staging/mlops.models.wine_quality-v4"
 DELIVERY = "d3b0f2a1-0000-4c2e-9d5b-7e1f00000004"
 DIGEST = "sha256:" + "4d" * 32
 OLD_DIGEST = "sha256:" + "1d" * 32
-# What a pin bump may do, in the offline diff's words (stacks/diff.py): rebuild, roll out, re-run the smoke test.
+# What a pin bump may do, in the offline diff's words (offline/diff.py): rebuild, roll out, re-run the smoke test.
 PIN_BUMP_IMPACTS = {"image rebuilt and pushed", "deployment rolls out", "smoke-test job runs again"}
 
 

@@ -30,15 +30,15 @@ from typing import Any
 
 import pytest
 
+from offline import cli as stacks_cli
+from offline import diff as stacks_diff
+from offline import preview as stacks_preview
+from offline.harness import ProgramOptions, ProgramRun, run_program
 from release import promote as promote_cmd
 from release import proposal, record_deployment, rollback
 from release.deploy_plan import changed_files, prod_only
 from release.proposal import OfflineDiff
-from stacks import __main__ as stacks_cli
-from stacks import diff as stacks_diff
-from stacks import preview as stacks_preview
 from stacks.files import load_stack_config
-from stacks.harness import ProgramOptions, ProgramRun, run_program
 from stacks.pin import pin
 from stacks.settings import pinned_model
 from tests.release.ghfake import FakeGitHub
@@ -62,7 +62,7 @@ def _memoized_run_program(real: Any) -> Any:
 
 
 def _preview_at_ref_in_process(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
-    """stacks.diff.preview_at_ref without its subprocess: the ref's tree, previewed in this process."""
+    """offline.diff.preview_at_ref without its subprocess: the ref's tree, previewed in this process."""
     archive = subprocess.run(
         ["git", "-C", str(project_dir), "archive", "--format=tar", ref], capture_output=True, check=False
     )

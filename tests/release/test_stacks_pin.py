@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from stacks.pin import pin
 from stacks.settings import SettingsError
+from tests import offline_cli
+from tests.offline_cli import CliResult
 from tests.release.gitrepo import ROOT
 
 STACKS = ("staging", "prod")
@@ -219,15 +219,8 @@ def test_missing_stack_file_is_reported(project: Path) -> None:
     assert "Pulumi.qa.yaml: no such stack file" in raised.value.problems[0]
 
 
-def stacks_cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stacks", "--project-dir", str(project), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+def stacks_cli(project: Path, *args: str) -> CliResult:
+    return offline_cli.stacks_cli("--project-dir", str(project), *args, cwd=ROOT)
 
 
 def test_cli_prints_one_line_and_is_idempotent(project: Path) -> None:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 from ruamel.yaml import YAML
 
+from offline.wire import unwrap_secrets
+
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000001"
 TENANT_ID = "00000000-0000-4000-8000-0000000000aa"
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000d1"
@@ -150,8 +152,6 @@ def _guid(*parts: object) -> str:
 
 def plain(value: Any) -> Any:
     """`value` without Pulumi's secret wrappers (the mocks receive inputs still wrapped)."""
-    from stacks.harness import unwrap_secrets
-
     return unwrap_secrets(value)
 
 
@@ -700,7 +700,7 @@ class MockCloud(Mocks):
                 "aclPrincipalId": "users/deployer@example.com",
                 "workspaceUrl": "https://adb-1234567890123456.7.azuredatabricks.net",
             }
-        raise NotImplementedError(f"the mock cloud does not answer {token}; add it to stacks/mockcloud.py")
+        raise NotImplementedError(f"the mock cloud does not answer {token}; add it to offline/mockcloud.py")
 
 
 def _monitoring_outputs(typ: str, name: str, location: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Every resource registration is captured from the raw RPC request, so that options the `Mocks` interface never
 sees (parent, protect, dependsOn, provider, ignoreChanges, retainOnDelete, ...) are recorded too, along with
-which inputs are secret. The mocks answer with realistic provider-computed outputs (see `stacks.mockcloud`).
+which inputs are secret. The mocks answer with realistic provider-computed outputs (see `offline.mockcloud`).
 Only the Azure, Databricks, Docker and Kubernetes APIs are simulated; the program runs as it would for real.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
 import json
 import os
 import runpy
@@ -25,11 +24,18 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from stacks.mockcloud import MockCloud, PrincipalType
+from offline.mockcloud import MockCloud, PrincipalType
+from offline.wire import secret_paths_in, unwrap, unwrap_secrets
 
-# The marker Pulumi's RPC layer wraps secret values in.
-_SECRET_SIG = rpc._special_sig_key
-_SECRET_VALUE = rpc._special_secret_sig
+__all__ = [
+    "ProgramOptions",
+    "ProgramRun",
+    "RecordedResource",
+    "RecordingMonitor",
+    "run_program",
+    "secret_paths_in",
+    "unwrap_secrets",
+]
 
 
 @dataclass(frozen=True)
@@ -96,53 +102,6 @@ class ProgramRun:
         return [r for r in self.resources if r.parent == parent.urn]
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def describe_asset(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
-    """An asset or archive as the engine would see it: by content, never by where it sits on this machine.
-
-    The engine diffs assets by content hash, so a checkout in another directory declares the same package, and a
-    one-byte change to a source file is a change.
-    """
-    if isinstance(value, pulumi.FileAsset):
-        return {"asset": "file", "sha256": _file_digest(Path(str(value.path)))}
-    if isinstance(value, pulumi.StringAsset):
-        return {"asset": "string", "sha256": hashlib.sha256(value.text.encode()).hexdigest()}
-    if isinstance(value, pulumi.RemoteAsset | pulumi.RemoteArchive):
-        return {"remote": str(value.uri)}
-    if isinstance(value, pulumi.AssetArchive):
-        return {"archive": {name: describe_asset(item) for name, item in sorted(value.assets.items())}}
-    if isinstance(value, pulumi.FileArchive):
-        root = Path(str(value.path))
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(file.relative_to(root).as_posix().encode() if root.is_dir() else b"")
-            digest.update(_file_digest(file).encode())
-        return {"archive": "file", "sha256": digest.hexdigest()}
-    return {"asset": type(value).__name__}
-
-
-def _unwrap(value: Any, path: str, secrets: list[str]) -> Any:
-    if isinstance(value, pulumi.Asset | pulumi.Archive):
-        return describe_asset(value)
-    if isinstance(value, dict):
-        if value.get(_SECRET_SIG) == _SECRET_VALUE:
-            secrets.append(path)
-            return _unwrap(value.get("value"), path, secrets)
-        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
-    return value
-
-
-def unwrap_secrets(value: Any) -> Any:
-    """A value with Pulumi's secret wrappers removed (the mocks see wrapped inputs)."""
-    return _unwrap(value, "", [])
-
-
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     # Reads (StackReference, `get` of an existing resource) are recorded too: `pulumi preview` lists them.
 
@@ -177,7 +136,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             provider=provider,
         )
         secret_paths: list[str] = []
-        inputs = _unwrap(raw_inputs, "", secret_paths)
+        inputs = unwrap(raw_inputs, "", secret_paths)
         top_level_secrets = sorted({p.split(".")[0].split("[")[0] for p in secret_paths})
         self.registrations.append(
             RecordedResource(
@@ -205,7 +164,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def ReadResource(self, request: Any) -> Any:
         response = super().ReadResource(request)  # type: ignore[no-untyped-call]
         secret_paths: list[str] = []
-        inputs = _unwrap(rpc.deserialize_properties(request.properties), "", secret_paths)
+        inputs = unwrap(rpc.deserialize_properties(request.properties), "", secret_paths)
         self.registrations.append(
             RecordedResource(
                 type=request.type,
@@ -246,7 +205,7 @@ class ProgramOptions:
     # Stands for the stack's state: random values differ between a stack and the same stack created anew.
     random_seed: str = ""
     # What the Databricks registry holds before the run (model name -> versions). Empty, as in a workspace the run
-    # creates (day zero); a steady-state run says which versions were registered (see stacks.preview).
+    # creates (day zero); a steady-state run says which versions were registered (see offline.preview).
     registry_models: Mapping[str, Sequence[int]] = field(default_factory=dict)
 
 
@@ -273,6 +232,14 @@ def run_program(
 _IDLE_LOOP: asyncio.AbstractEventLoop | None = None
 
 
+def idle_loop() -> asyncio.AbstractEventLoop:
+    """The event loop a thread is left with between runs: one for the process, open until the process ends."""
+    global _IDLE_LOOP  # noqa: PLW0603 - one idle loop per process, see above
+    if _IDLE_LOOP is None or _IDLE_LOOP.is_closed():
+        _IDLE_LOOP = asyncio.new_event_loop()
+    return _IDLE_LOOP
+
+
 @contextlib.contextmanager
 def _event_loops() -> Iterator[None]:
     """Gives a run an event loop of its own and closes every loop the run made, on every thread.
@@ -285,7 +252,6 @@ def _event_loops() -> Iterator[None]:
     test was running under pytest's unraisable-exception check). So the run's loop gets an executor whose threads
     start with a loop the harness owns, and every one of them is closed when the run is over.
     """
-    global _IDLE_LOOP  # noqa: PLW0603 - one idle loop per process, see above
     worker_loops: list[asyncio.AbstractEventLoop] = []
     lock = threading.Lock()
 
@@ -306,9 +272,7 @@ def _event_loops() -> Iterator[None]:
         for each in (loop, *worker_loops):
             _close_loop(each)
         # Leave the thread with a usable loop, as it would have had without us.
-        if _IDLE_LOOP is None or _IDLE_LOOP.is_closed():
-            _IDLE_LOOP = asyncio.new_event_loop()
-        asyncio.set_event_loop(_IDLE_LOOP)
+        asyncio.set_event_loop(idle_loop())
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -386,10 +350,3 @@ def _run_program(
         invokes=list(cloud.invokes),
         stack_urn=monitor.stack_urn,
     )
-
-
-def secret_paths_in(value: Any) -> Sequence[str]:
-    """Paths of the secret-wrapped values inside `value` (for tests of the mocks themselves)."""
-    found: list[str] = []
-    _unwrap(value, "", found)
-    return found

@@ -15,7 +15,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from stacks.harness import ProgramRun, RecordedResource
+from offline.harness import ProgramRun, RecordedResource
 
 # Pulumi's marker for a value not known during a preview; a manifest holding it is not what would be applied.
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
@@ -178,7 +178,7 @@ ProgramRunner = Callable[[Path, str], ProgramRun]
 
 def run_stack_program(project_dir: Path, stack: str) -> ProgramRun:
     """The whole program run for `stack`, the way `python -m stacks preview` runs it (stack references included)."""
-    from stacks.preview import run_stack
+    from offline.preview import run_stack
 
     return run_stack(project_dir, stack).run
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
 from stacks.files import load_stack_config
-from stacks.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
 from stacks.settings import StackSettings
 
 SECRET = "[secret]"
@@ -34,13 +35,18 @@ def registered_before(settings: StackSettings) -> dict[str, list[int]]:
     return {model.name: [model.version]} if model is not None else {}
 
 
-def run_stack(project_dir: Path, stack: str, _seen: tuple[str, ...] = ()) -> StackRun:
+def run_stack(
+    project_dir: Path, stack: str, _seen: tuple[str, ...] = (), *, runs: dict[str, StackRun] | None = None
+) -> StackRun:
     """Validates the stack file, then runs the program for it under the mocks.
 
     A stack that reads another through a StackReference gets that stack's outputs by running it first, from
     its own stack file in the same project: prod's preview shows what prod would do once staging, as it is in
-    this tree, has been deployed.
+    this tree, has been deployed. `runs` holds the stacks already run in this tree, by name: a stack in it is not
+    run again (`preview staging prod` runs staging once, for itself and for prod's StackReference).
     """
+    if runs is not None and stack in runs:
+        return runs[stack]
     if stack in _seen:
         raise RuntimeError(f"stack references form a cycle: {' -> '.join((*_seen, stack))}")
     config = load_stack_config(project_dir, stack)
@@ -48,7 +54,7 @@ def run_stack(project_dir: Path, stack: str, _seen: tuple[str, ...] = ()) -> Sta
     stack_outputs: dict[str, dict[str, Any]] = {}
     if settings.shared.stack is not None:
         owner = settings.shared.stack.split("/")[-1]
-        owner_run = run_stack(project_dir, owner, (*_seen, stack))
+        owner_run = run_stack(project_dir, owner, (*_seen, stack), runs=runs)
         stack_outputs[settings.shared.stack] = owner_run.run.outputs
     run = run_program(
         project_dir / "__main__.py",
@@ -57,7 +63,16 @@ def run_stack(project_dir: Path, stack: str, _seen: tuple[str, ...] = ()) -> Sta
         stack=stack,
         options=ProgramOptions(stack_outputs=stack_outputs, registry_models=registered_before(settings)),
     )
-    return StackRun(stack=stack, settings=settings.model_dump(mode="json", by_alias=True), run=run)
+    result = StackRun(stack=stack, settings=settings.model_dump(mode="json", by_alias=True), run=run)
+    if runs is not None:
+        runs[stack] = result
+    return result
+
+
+def run_stacks(project_dir: Path, stacks: Sequence[str]) -> dict[str, StackRun]:
+    """Runs each of `stacks` once, in order, in this process; a stack another one references runs only once."""
+    runs: dict[str, StackRun] = {}
+    return {stack: run_stack(project_dir, stack, runs=runs) for stack in stacks}
 
 
 def _short(urn: str) -> str:
