@@ -225,7 +225,7 @@ def test_a_normal_diff_against_the_base_prints_nothing_on_stderr(tmp_path: Path)
 def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: Path) -> None:
     """Both trees preview in one process; a change to a component's code must still read as a change."""
     repo = make_repo(tmp_path)
-    module = repo / "components" / "model_deployment.py"
+    module = repo / "components" / "model_workload.py"
     text = module.read_text()
     assert "SERVICE_PORT = 80\n" in text
     module.write_text(text.replace("SERVICE_PORT = 80\n", "SERVICE_PORT = 8081\n"))
