@@ -234,9 +234,16 @@ def preview_at_ref(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
         return doc
 
 
+# Source roots of the other deployables, whose contract modules the program imports by their own package names
+# (components/contracts.py puts them on the path).
+_DEPLOYABLE_ROOTS = ("model_image", "listener")
+
+
 def _packages(root: Path) -> set[str]:
-    """The top-level modules and packages a project tree holds (what its program and tools import by name)."""
+    """The modules and packages a project tree holds that its program and tools import by name: its top-level ones
+    and the deployables' packages (`model_server`, `webhook_listener`), so each tree reads its own contracts."""
     names = {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    names |= {p.parent.name for source in _DEPLOYABLE_ROOTS for p in (root / source).glob("*/__init__.py")}
     return names | {p.stem for p in root.glob("*.py") if p.stem != "__main__"}
 
 

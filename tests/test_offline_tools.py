@@ -240,3 +240,23 @@ def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: 
         if f["path"].endswith(".port")
     ]
     assert (80, 8081) in service_ports, diff["summary"]
+
+
+def test_diff_against_the_base_reads_each_trees_own_contracts(tmp_path: Path) -> None:
+    """The deployables' contracts live outside the project's top-level packages; the base must read its own."""
+    repo = make_repo(tmp_path)
+    contract = repo / "model_image" / "model_server" / "contract.py"
+    text = contract.read_text()
+    assert "PORT: Final = 8080\n" in text
+    contract.write_text(text.replace("PORT: Final = 8080\n", "PORT: Final = 8081\n"))
+    proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)
+    container_ports = [
+        (f["before"], f["after"])
+        for r in diff["resources"]
+        if r["type"] == "kubernetes:apps/v1:Deployment"
+        for f in r["fields"]
+        if f["path"].endswith("containerPort")
+    ]
+    assert (8080, 8081) in container_ports, diff["summary"]
