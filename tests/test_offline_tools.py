@@ -222,41 +222,49 @@ def test_a_normal_diff_against_the_base_prints_nothing_on_stderr(tmp_path: Path)
     assert "image rebuilt and pushed" in proc.stdout
 
 
-def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: Path) -> None:
-    """Both trees preview in one process; a change to a component's code must still read as a change."""
-    repo = make_repo(tmp_path)
-    module = repo / "components" / "model_workload.py"
+def changes_after_editing(
+    repo: Path, file: str, old: str, new: str, *, resource_type: str, path_suffix: str
+) -> tuple[list[tuple[Any, Any]], str]:
+    """Edits `file` in the working tree and runs `diff --base HEAD staging` as a command: the (before, after) pairs
+    of the fields of `resource_type` whose path ends with `path_suffix`, and the diff's summary."""
+    module = repo / file
     text = module.read_text()
-    assert "SERVICE_PORT = 80\n" in text
-    module.write_text(text.replace("SERVICE_PORT = 80\n", "SERVICE_PORT = 8081\n"))
+    assert old in text
+    module.write_text(text.replace(old, new))
     proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
-    service_ports = [
+    pairs = [
         (f["before"], f["after"])
         for r in diff["resources"]
-        if r["type"] == "kubernetes:core/v1:Service"
+        if r["type"] == resource_type
         for f in r["fields"]
-        if f["path"].endswith(".port")
+        if f["path"].endswith(path_suffix)
     ]
-    assert (80, 8081) in service_ports, diff["summary"]
+    return pairs, str(diff["summary"])
+
+
+def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: Path) -> None:
+    """Both trees preview in one process; a change to a component's code must still read as a change."""
+    service_ports, summary = changes_after_editing(
+        make_repo(tmp_path),
+        "components/model_workload.py",
+        "SERVICE_PORT = 80\n",
+        "SERVICE_PORT = 8081\n",
+        resource_type="kubernetes:core/v1:Service",
+        path_suffix=".port",
+    )
+    assert (80, 8081) in service_ports, summary
 
 
 def test_diff_against_the_base_reads_each_trees_own_contracts(tmp_path: Path) -> None:
     """The deployables' contracts live outside the project's top-level packages; the base must read its own."""
-    repo = make_repo(tmp_path)
-    contract = repo / "model_image" / "model_server" / "contract.py"
-    text = contract.read_text()
-    assert "PORT: Final = 8080\n" in text
-    contract.write_text(text.replace("PORT: Final = 8080\n", "PORT: Final = 8081\n"))
-    proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
-    assert proc.returncode == 0, proc.stderr
-    diff = json.loads(proc.stdout)
-    container_ports = [
-        (f["before"], f["after"])
-        for r in diff["resources"]
-        if r["type"] == "kubernetes:apps/v1:Deployment"
-        for f in r["fields"]
-        if f["path"].endswith("containerPort")
-    ]
-    assert (8080, 8081) in container_ports, diff["summary"]
+    container_ports, summary = changes_after_editing(
+        make_repo(tmp_path),
+        "model_image/model_server/contract.py",
+        "PORT: Final = 8080\n",
+        "PORT: Final = 8081\n",
+        resource_type="kubernetes:apps/v1:Deployment",
+        path_suffix="containerPort",
+    )
+    assert (8080, 8081) in container_ports, summary
