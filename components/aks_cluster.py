@@ -26,19 +26,20 @@ import pulumiverse_time as time
 from pulumi_azure_native import authorization, containerservice
 from ruamel.yaml import YAML
 
+from components import azure_facts
 from components.placement import Placement
 from components.role_assignment import assign_role
 from stacks.settings import NodePool
 
-ACR_PULL_ROLE_ID = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+ACR_PULL_ROLE_ID = azure_facts.ACR_PULL
 # "Azure Kubernetes Service RBAC Cluster Admin". The deployer creates a Namespace, and of the built-in AKS data-plane
 # roles only Cluster Admin may write namespaces ("RBAC Admin ... doesn't allow write access to resource quota or to
 # the namespace itself", learn.microsoft.com/azure/aks/manage-azure-rbac); a custom role would need
 # roleDefinitions/write, which "Role Based Access Control Administrator" (the README's deployer) does not have.
-AKS_RBAC_CLUSTER_ADMIN_ROLE_ID = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
+AKS_RBAC_CLUSTER_ADMIN_ROLE_ID = azure_facts.AKS_RBAC_CLUSTER_ADMIN
 # The Entra server application of every AKS-managed Entra ID cluster: the audience its API server accepts
 # (kubelogin's `--server-id`, learn.microsoft.com/azure/aks/kubelogin-authentication).
-AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+AKS_SERVER_APP_ID = azure_facts.AKS_AAD_SERVER_APP_ID
 # "New role assignments can take up to five minutes to propagate and be updated by the authorization server"
 # (learn.microsoft.com/azure/aks/manage-azure-rbac). Slept once, when a grant is created or replaced.
 DATA_PLANE_PROPAGATION = "5m"

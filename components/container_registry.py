@@ -9,10 +9,10 @@ import pulumi
 import pulumiverse_time as time
 from pulumi_azure_native import containerregistry
 
+from components import azure_facts
 from components.placement import Placement
 from components.role_assignment import assign_role
 
-ACR_PUSH_ROLE = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
 # "When you assign roles ..., it can take up to 10 minutes for changes to take effect"
 # (learn.microsoft.com/azure/role-based-access-control/troubleshooting). Slept once, when the grant is created.
 PUSH_GRANT_PROPAGATION = "10m"
@@ -88,7 +88,7 @@ class ContainerRegistry(pulumi.ComponentResource):
             # when none is given, which fails for CI. The type is read from the caller itself.
             push = assign_role(
                 f"{name}-acrpush",
-                role_id=ACR_PUSH_ROLE,
+                role_id=azure_facts.ACR_PUSH,
                 scope=registry.id,
                 principal_id=args.pusher_object_id,
                 principal_type=args.pusher_principal_type,

@@ -11,19 +11,20 @@ from typing import TYPE_CHECKING
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
 
+from components.azure_facts import (
+    KEY_VAULT_SECRETS_USER,
+    MONITORING_METRICS_PUBLISHER,
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_BLOB_DATA_OWNER,
+    STORAGE_QUEUE_DATA_CONTRIBUTOR,
+    STORAGE_TABLE_DATA_CONTRIBUTOR,
+)
 from components.listener_storage import ListenerStorage
 from components.role_assignment import assign_role
 
 if TYPE_CHECKING:
     from components.webhook_listener import WebhookListenerArgs
 
-# Built-in role definition ids (the same in every tenant).
-STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
-STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
-STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
-STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
-KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 SECRET_URI = re.compile(r"^https://(?P<vault>[A-Za-z0-9-]+)\.vault\.azure\.net/secrets/(?P<name>[A-Za-z0-9-]+)/?$")
 

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import authorization, dashboard
 
+from components import azure_facts
 from components.placement import Placement
 from components.role_assignment import assign_role
-
-MONITORING_DATA_READER_ROLE_ID = "b0d8363b-8ddd-447d-831f-62ca05bff136"
-GRAFANA_ADMIN_ROLE_ID = "22926164-76b3-42b3-bc55-97df8dab3e41"
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,7 @@ class ManagedGrafana(pulumi.ComponentResource):
         principal = self.grafana.identity.apply(_principal_id)
         assign_role(
             f"{name}-reads-prometheus",
-            role_id=MONITORING_DATA_READER_ROLE_ID,
+            role_id=azure_facts.MONITORING_DATA_READER,
             scope=args.azure_monitor_workspace_id,
             principal_id=principal,
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
@@ -85,7 +83,7 @@ class ManagedGrafana(pulumi.ComponentResource):
         for i, group in enumerate(args.admin_group_object_ids):
             assign_role(
                 f"{name}-admin-{i}",
-                role_id=GRAFANA_ADMIN_ROLE_ID,
+                role_id=azure_facts.GRAFANA_ADMIN,
                 scope=self.grafana.id,
                 principal_id=group,
                 principal_type=authorization.PrincipalType.GROUP,

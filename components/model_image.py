@@ -13,11 +13,12 @@ from pathlib import Path
 import pulumi
 import pulumi_docker_build as docker_build
 
+from components import azure_facts
 from stacks.settings import ModelSettings
 
 # Azure Databricks' application id: the audience of an Entra token that the Databricks REST API (and so MLflow's
 # registry client) accepts in place of a personal access token.
-DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
+DATABRICKS_RESOURCE = azure_facts.AZURE_DATABRICKS_APP_ID
 # The BuildKit secret the Dockerfile mounts to fetch the model; kept out of every layer and out of the diff.
 TOKEN_SECRET_ID = "mlflow_token"
 

@@ -26,14 +26,39 @@ DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000d1"
 
 PrincipalType = Literal["User", "ServicePrincipal"]
 
-# Built-in role definition ids the cloud's rules below look for (the same in every tenant).
-_AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
-_ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-_ACR_PUSH = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
-# The Entra application of every AKS-managed Entra ID API server: the audience of the tokens it accepts.
+# The built-in role definitions the cloud holds (the same in every tenant), as Azure's built-in roles table lists
+# them (learn.microsoft.com/azure/role-based-access-control/built-in-roles). The cloud's own copy, never the
+# program's: tests/components/test_azure_facts.py holds both to ../shared/reference/azure-built-in-roles.md.
+BUILT_IN_ROLE_DEFINITIONS: dict[str, str] = {
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "Role Based Access Control Administrator": "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+    "AcrPush": "8311e382-0749-4cb8-b61a-304f252e45ec",
+    "Azure Kubernetes Service RBAC Cluster Admin": "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b",
+    "Azure Kubernetes Service RBAC Admin": "3498e952-d568-435e-9b2c-8d77e338d7f7",
+    "Azure Kubernetes Service RBAC Writer": "a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb",
+    "Azure Kubernetes Service Cluster User Role": "4abbcc35-e782-43d8-92c5-2d3f1bd2253f",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Monitoring Data Reader": "b0d8363b-8ddd-447d-831f-62ca05bff136",
+    "Monitoring Reader": "43d0d8ad-25c7-4714-9337-8ba259a9fe05",
+    "Grafana Admin": "22926164-76b3-42b3-bc55-97df8dab3e41",
+}
+_AKS_RBAC_CLUSTER_ADMIN = BUILT_IN_ROLE_DEFINITIONS["Azure Kubernetes Service RBAC Cluster Admin"]
+_ACR_PULL = BUILT_IN_ROLE_DEFINITIONS["AcrPull"]
+_ACR_PUSH = BUILT_IN_ROLE_DEFINITIONS["AcrPush"]
+# "Azure Kubernetes Service AAD Server": the audience of the tokens every AKS-managed Entra ID API server accepts.
 AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
-# Azure CLI's first-party client id, which the kubeconfig's kubelogin exec plugin signs in as.
-_AZURE_CLI_CLIENT_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
+# "Azure Kubernetes Service AAD Client": the client kubelogin signs in as in the device-code kubeconfig AKS hands out.
+_AKS_AAD_CLIENT_APP_ID = "80faf920-1908-4b52-b5ef-a8e7bedfc67a"
 _APP_ROUTING_CLASS = "webapprouting.kubernetes.azure.com"
 
 
@@ -318,6 +343,15 @@ class MockCloud(Mocks):
         return [g for w in waits for g in self._grants(self._closure(self.registered[w].dependencies), role)]
 
     def _admit_role_assignment(self, name: str, inputs: dict[str, Any]) -> None:
+        definition = str(inputs.get("roleDefinitionId", ""))
+        role = definition.rsplit("/", 1)[-1]
+        if definition and role not in BUILT_IN_ROLE_DEFINITIONS.values():
+            # An assignment must name an existing role definition; the program makes no custom roles, so every id
+            # it names must be a built-in one (error code as ARM returns it: JulianHayward/AzAPICall#23).
+            raise CloudError(
+                f"RoleDefinitionDoesNotExist: The specified role definition with ID '{role}' does not exist. "
+                f"(role assignment {name})"
+            )
         principal = str(inputs.get("principalId", ""))
         given = inputs.get("principalType")
         actual = self.principal_types.get(principal)
@@ -750,6 +784,6 @@ def _kubeconfig(cluster: str, fqdn: str) -> str:
         f"users:\n- name: clusterUser_{cluster}\n  user:\n    exec:\n"
         "      apiVersion: client.authentication.k8s.io/v1beta1\n      command: kubelogin\n"
         "      args: [get-token, --environment, AzurePublicCloud, --server-id, "
-        f"{AKS_SERVER_APP_ID}, --client-id, {_AZURE_CLI_CLIENT_ID}, --tenant-id, {TENANT_ID}, --login, devicecode]\n"
+        f"{AKS_SERVER_APP_ID}, --client-id, {_AKS_AAD_CLIENT_APP_ID}, --tenant-id, {TENANT_ID}, --login, devicecode]\n"
         "      env: null\n      provideClusterInfo: false\n"
     )

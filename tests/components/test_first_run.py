@@ -19,7 +19,7 @@ SLEEP = "time:index/sleep:Sleep"
 IMAGE = "docker-build:index:Image"
 VAULT = "azure-native:keyvault:Vault"
 SECRET = "azure-native:keyvault:Secret"
-ACR_PUSH = "8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
+ACR_PUSH = "8311e382-0749-4cb8-b61a-304f252e45ec"  # AcrPush, ../shared/reference/azure-built-in-roles.md
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 
 
