@@ -24,7 +24,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from offline.mockcloud import MockCloud, PrincipalType
+from offline.mockcloud import DEPLOYER_OBJECT_ID, MockCloud, PrincipalType
 from offline.wire import secret_paths_in, unwrap, unwrap_secrets
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "ProgramRun",
     "RecordedResource",
     "RecordingMonitor",
+    "preview_program",
     "run_program",
     "secret_paths_in",
     "unwrap_secrets",
@@ -81,6 +82,9 @@ class ProgramRun:
     secret_outputs: list[str]
     invokes: list[tuple[str, dict[str, Any]]]
     stack_urn: str = ""
+    # The same program as the engine's preview ran it first (dry run, every new resource's computed outputs
+    # unknown); None for the dry run itself.
+    preview: ProgramRun | None = None
 
     def all(self, type_: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_]
@@ -200,6 +204,12 @@ class ProgramOptions:
     secret_marker: str = "mocksecret"
     # Who runs the program: a person from a laptop ("User", the README's path) or CI's Entra app.
     caller_principal_type: PrincipalType = "User"
+    # Its Entra object id, and the groups it is in. None: a member of every group the stack's `deployers` name (a
+    # platform engineer, as the README's day zero has it).
+    caller_object_id: str = DEPLOYER_OBJECT_ID
+    caller_groups: tuple[str, ...] | None = None
+    # How long the caller's Entra tokens stay valid from when they are fetched; None: just issued (60-90 minutes).
+    caller_token_seconds_left: float | None = None
     # Key Vault names that soft-deleted vaults still hold (a stack destroyed earlier).
     soft_deleted_key_vaults: tuple[str, ...] = ()
     # Stands for the stack's state: random values differ between a stack and the same stack created anew.
@@ -217,14 +227,36 @@ def run_program(
     stack: str,
     options: ProgramOptions | None = None,
 ) -> ProgramRun:
-    """Runs `program` (a `__main__.py`, or a function declaring resources) once under the mocks.
+    """Runs `program` (a `__main__.py`, or a function declaring resources) under the mocks, as `pulumi up` does.
 
+    First as the engine's preview runs it (dry run, see `offline.mockcloud.MockCloud`: every resource is new, its
+    computed outputs unknown, invokes through an unconfigured provider empty), then as the update runs it, with
+    the cloud's computed outputs filled in; the update's run is returned, the preview's is its `preview`.
     `config` holds `<namespace>:<key>` to values as read from the stack file (objects are sent as JSON, the way
-    the engine sends them). Any error the program raises propagates, with the program's own message.
+    the engine sends them). Any error the program raises in either run propagates, with the program's own message.
     """
     options = options or ProgramOptions()
     with _event_loops():
-        return _run_program(program, config, project=project, stack=stack, options=options)
+        preview = _run_program(program, config, project=project, stack=stack, options=options, dry_run=True)
+    with _event_loops():
+        run = _run_program(program, config, project=project, stack=stack, options=options, dry_run=False)
+    run.preview = preview
+    return run
+
+
+def preview_program(
+    program: Path | Callable[[], None],
+    config: Mapping[str, Any],
+    *,
+    project: str,
+    stack: str,
+    options: ProgramOptions | None = None,
+) -> ProgramRun:
+    """Runs `program` once as the engine's preview does (dry run), and nothing more: `pulumi preview`."""
+    with _event_loops():
+        return _run_program(
+            program, config, project=project, stack=stack, options=options or ProgramOptions(), dry_run=True
+        )
 
 
 # The loop a thread is left with between runs: one for the process, so no run leaves an open loop behind to be
@@ -297,6 +329,7 @@ def _run_program(
     project: str,
     stack: str,
     options: ProgramOptions,
+    dry_run: bool,
 ) -> ProgramRun:
     # A fresh root Stack each run: set_mocks keeps an existing one, and the old one carries the old stack name.
     pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
@@ -312,12 +345,16 @@ def _run_program(
         stack_outputs=options.stack_outputs,
         secret_marker=options.secret_marker,
         caller_principal_type=options.caller_principal_type,
+        caller_object_id=options.caller_object_id,
+        caller_token_seconds_left=options.caller_token_seconds_left,
+        caller_groups=options.caller_groups if options.caller_groups is not None else _deployer_groups(config, project),
         soft_deleted_key_vaults=options.soft_deleted_key_vaults,
         random_seed=options.random_seed,
         registry_models=options.registry_models,
+        dry_run=dry_run,
     )
     monitor = RecordingMonitor(cloud)
-    pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(cloud, project=project, stack=stack, preview=dry_run, monitor=monitor)
 
     outputs: dict[str, Any] = {}
     secret_outputs: list[str] = []
@@ -350,3 +387,12 @@ def _run_program(
         invokes=list(cloud.invokes),
         stack_urn=monitor.stack_urn,
     )
+
+
+def _deployer_groups(config: Mapping[str, Any], project: str) -> tuple[str, ...]:
+    """The object ids of the groups the stack file's `deployers` name."""
+    raw = config.get(f"{project}:deployers")
+    listed = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(listed, list):
+        return ()
+    return tuple(str(d.get("objectId")) for d in listed if isinstance(d, dict) and d.get("type") == "Group")

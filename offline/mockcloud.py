@@ -11,11 +11,14 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pulumi.output import Unknown
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime.rpc import UNKNOWN
 from ruamel.yaml import YAML
 
 from offline.wire import unwrap_secrets
@@ -25,6 +28,8 @@ TENANT_ID = "00000000-0000-4000-8000-0000000000aa"
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-0000000000d1"
 
 PrincipalType = Literal["User", "ServicePrincipal"]
+# When a token the cloud has just issued expires: far enough ahead for any run (2100-01-01T00:00:00Z).
+_FRESH_TOKEN_EXPIRY = 4102444800
 
 # The built-in role definitions the cloud holds (the same in every tenant), as Azure's built-in roles table lists
 # them (learn.microsoft.com/azure/role-based-access-control/built-in-roles). The cloud's own copy, never the
@@ -191,11 +196,21 @@ class MockCloud(Mocks):
         stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
         secret_marker: str = "mocksecret",
         caller_principal_type: PrincipalType = "User",
+        caller_object_id: str = DEPLOYER_OBJECT_ID,
+        caller_groups: Iterable[str] = (),
+        caller_token_seconds_left: float | None = None,
         soft_deleted_key_vaults: Iterable[str] = (),
         random_seed: str = "",
         registry_models: Mapping[str, Collection[int]] | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.project = project
+        # The engine's preview of a stack that does not exist yet (../shared/reference/pulumi-preview-semantics.md):
+        # nothing is created, so no cloud rule runs; every resource is new, so its id and every output its provider
+        # computes are unknown (pulumi-azure-native's `PreviewOutputs` knows only inputs mapped onto outputs);
+        # and an invoke through a provider whose configuration is unknown answers with an empty
+        # map (pulumi/pulumi pkg/resource/deploy/providers/provider_plugin.go Invoke; pulumi/pulumi#24169).
+        self.dry_run = dry_run
         self.stack = stack
         # Every secret value this cloud makes up starts with the marker, so a test can plant its own marker and
         # then search everything the program exposed for it.
@@ -204,6 +219,15 @@ class MockCloud(Mocks):
         self.invokes: list[tuple[str, dict[str, Any]]] = []
         # Who runs `pulumi up`: a person from a laptop (User) or CI's Entra app (ServicePrincipal).
         self.caller_principal_type = caller_principal_type
+        self.caller_object_id = caller_object_id
+        # How long the caller's tokens stay valid: a token Entra has just issued lives 60-90 minutes
+        # (learn.microsoft.com/entra/identity-platform/configurable-token-lifetimes); the Azure CLI serves a cached
+        # one while it has "at least 5 minutes" left (learn.microsoft.com/cli/azure/account, get-access-token).
+        # None: a token Entra has just issued.
+        self.caller_token_seconds_left = caller_token_seconds_left
+        # A grant to a group is a grant to its members (learn.microsoft.com/azure/role-based-access-control/overview,
+        # "Security principal"): what the caller is authorized as.
+        self.caller_identities = frozenset({caller_object_id, *caller_groups})
         # Vault names held by soft-deleted vaults (what `az keyvault list-deleted` shows).
         self.soft_deleted_key_vaults = frozenset(soft_deleted_key_vaults)
         # The random provider makes its values when a resource is created and keeps them in state: a stack
@@ -211,7 +235,7 @@ class MockCloud(Mocks):
         self.random_seed = random_seed
         # What this run registered, by URN, and the facts the rules below look up.
         self.registered: dict[str, _Registered] = {}
-        self.principal_types: dict[str, str] = {DEPLOYER_OBJECT_ID: caller_principal_type}
+        self.principal_types: dict[str, str] = {caller_object_id: caller_principal_type}
         self.principals_created: set[str] = set()
         self.clusters: dict[str, dict[str, Any]] = {}
         self.sites_created: set[str] = set()
@@ -231,7 +255,13 @@ class MockCloud(Mocks):
         if args.custom is False:
             return "", {}
         if typ.startswith("pulumi:providers:"):
-            return f"{args.name}-provider-id", inputs
+            # A provider configured from unknown values has no id until it is (what its resources and invokes name).
+            return ("" if self.dry_run and _has_unknowns(inputs) else f"{args.name}-provider-id"), inputs
+        if self.dry_run:
+            # Stricter than a real preview, which maps inputs onto the output shape: an input and its output
+            # differ in shape (userAssignedIdentities: a list in, a map out), and only the provider's schema knows
+            # how, so here every output of a new resource is unknown.
+            return "", {}
         if typ.split(":")[1] in _MONITORING_MODULES:
             return self._azure_monitoring(typ, args.name, inputs)
         if typ.startswith("azure-native:"):
@@ -253,11 +283,16 @@ class MockCloud(Mocks):
         # tokens of an Entra app carry `idtyp: app` and no `scp`
         # (learn.microsoft.com/entra/identity-platform/access-token-claims-reference). The signature part carries
         # the secret marker, so tests can find a token wherever it leaks.
-        claims: dict[str, Any] = {"aud": audience, "tid": TENANT_ID, "oid": DEPLOYER_OBJECT_ID}
+        # Every Entra access token carries `exp` (seconds since the epoch, same reference). A real token, and with
+        # it the provider's kubeconfig, changes every run (a secret update of the provider, never a replacement:
+        # aks_cluster.py sets clusterIdentifier); here a fresh token's expiry is fixed, so two runs compare equal.
+        seconds_left = self.caller_token_seconds_left
+        expires = _FRESH_TOKEN_EXPIRY if seconds_left is None else int(time.time() + seconds_left)
+        claims: dict[str, Any] = {"aud": audience, "tid": TENANT_ID, "oid": self.caller_object_id, "exp": expires}
         if self.caller_principal_type == "User":
             claims |= {"scp": "user_impersonation", "upn": "deployer@example.com"}
         else:
-            claims |= {"idtyp": "app", "roles": [], "sub": DEPLOYER_OBJECT_ID}
+            claims |= {"idtyp": "app", "roles": [], "sub": self.caller_object_id}
 
         def segment(value: dict[str, Any]) -> str:
             return base64.urlsafe_b64encode(json.dumps(value, sort_keys=True).encode()).decode().rstrip("=")
@@ -271,6 +306,8 @@ class MockCloud(Mocks):
 
     def admit(self, typ: str, name: str, inputs: dict[str, Any], dependencies: Iterable[str], provider: str) -> None:
         """Refuses a registration the way the real service would (see each rule's source)."""
+        if self.dry_run:
+            return
         inputs = plain(inputs)
         deps = frozenset(dependencies) | ({provider} if provider else frozenset())
         if typ == "azure-native:authorization:RoleAssignment":
@@ -353,6 +390,20 @@ class MockCloud(Mocks):
                 f"(role assignment {name})"
             )
         principal = str(inputs.get("principalId", ""))
+        same = [
+            r.name
+            for r in list(self.registered.values())
+            if r.type == "azure-native:authorization:RoleAssignment"
+            and (r.inputs.get("scope"), r.inputs.get("roleDefinitionId"), r.inputs.get("principalId"))
+            == (inputs.get("scope"), definition, principal)
+        ]
+        if same:
+            # One assignment per (scope, role, principal): a second one, under another name, is refused with 409
+            # (learn.microsoft.com/azure/role-based-access-control/troubleshooting, "RoleAssignmentExists").
+            raise CloudError(
+                f"RoleAssignmentExists: The role assignment already exists. (role assignment {name}; {same[0]} "
+                "grants the same role to the same principal at the same scope)"
+            )
         given = inputs.get("principalType")
         actual = self.principal_types.get(principal)
         if given is not None and actual is not None and given != actual:
@@ -419,7 +470,7 @@ class MockCloud(Mocks):
         admin_grants = [
             g
             for g in self._propagated_grants(deps, _AKS_RBAC_CLUSTER_ADMIN, 5 * 60)
-            if g.inputs.get("principalId") == DEPLOYER_OBJECT_ID and g.inputs.get("scope") == cluster["id"]
+            if g.inputs.get("principalId") in self.caller_identities and g.inputs.get("scope") == cluster["id"]
         ]
         if not admin_grants:
             # With Azure RBAC for Kubernetes and local accounts off, only data-plane role assignments authorize
@@ -427,7 +478,7 @@ class MockCloud(Mocks):
             # (learn.microsoft.com/azure/aks/manage-azure-rbac).
             raise CloudError(
                 f"{typ} {name}: Error from server (Forbidden): {kind.lower()}s is forbidden: User "
-                f'"{DEPLOYER_OBJECT_ID}" cannot create resource "{kind.lower()}s": User does not have access to '
+                f'"{self.caller_object_id}" cannot create resource "{kind.lower()}s": User does not have access to '
                 "the resource in Azure. Update role assignment to allow access."
             )
         if kind in ("Deployment", "Job"):
@@ -459,7 +510,7 @@ class MockCloud(Mocks):
         hosts = {t.split("/")[0] for t in tags}
         registries = {
             str(r.outputs.get("id"))
-            for r in self.registered.values()
+            for r in list(self.registered.values())
             if r.type == "azure-native:containerregistry:Registry" and r.outputs.get("loginServer") in hosts
         }
         if not registries:
@@ -467,7 +518,7 @@ class MockCloud(Mocks):
         pushers = [
             g
             for g in self._propagated_grants(deps, _ACR_PUSH, 10 * 60)
-            if g.inputs.get("principalId") == DEPLOYER_OBJECT_ID and g.inputs.get("scope") in registries
+            if g.inputs.get("principalId") in self.caller_identities and g.inputs.get("scope") in registries
         ]
         if not pushers:
             # A push needs AcrPush (or a role with push) on the registry, and "it can take up to 10 minutes for
@@ -686,15 +737,25 @@ class MockCloud(Mocks):
 
     # Invokes ---------------------------------------------------------------------------------------------
 
+    def _unconfigured(self, provider_ref: str) -> bool:
+        """Whether the explicit provider `provider_ref` (`urn::id`) names has configuration not known yet."""
+        if not provider_ref:
+            return False  # a default provider: configured from the stack's config, always known
+        urn, _, provider_id = provider_ref.rpartition("::")
+        provider = self.registered.get(urn)
+        return provider_id in ("", UNKNOWN) or (provider is not None and _has_unknowns(provider.inputs))
+
     def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         token = args.token
         call_args: dict[str, Any] = plain(dict(args.args))
         self.invokes.append((token, call_args))
+        if self.dry_run and self._unconfigured(args.provider):
+            return {}
         if token == "azure-native:authorization:getClientConfig":
             return {
                 "subscriptionId": SUBSCRIPTION_ID,
                 "tenantId": TENANT_ID,
-                "objectId": DEPLOYER_OBJECT_ID,
+                "objectId": self.caller_object_id,
                 "clientId": _guid("deployer-client"),
             }
         if token == "azure-native:authorization:getClientToken":
@@ -735,6 +796,15 @@ class MockCloud(Mocks):
                 "workspaceUrl": "https://adb-1234567890123456.7.azuredatabricks.net",
             }
         raise NotImplementedError(f"the mock cloud does not answer {token}; add it to offline/mockcloud.py")
+
+
+def _has_unknowns(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_unknowns(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unknowns(v) for v in value)
+    # Deserialized inputs carry an unknown as `pulumi.output.Unknown`; state returned by a mock, as the sentinel.
+    return isinstance(value, Unknown) or value == UNKNOWN
 
 
 def _monitoring_outputs(typ: str, name: str, location: str, inputs: dict[str, Any]) -> dict[str, Any]:

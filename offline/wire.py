@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 # The marker Pulumi's RPC layer wraps secret values in.
@@ -59,6 +60,9 @@ def unwrap(value: Any, path: str, secrets: list[str]) -> Any:
         return {k: unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
     if isinstance(value, list):
         return [unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    if isinstance(value, Unknown):
+        # A value a preview does not know yet, as the engine writes it (and two unknowns compare equal).
+        return rpc.UNKNOWN
     return value
 
 
