@@ -29,6 +29,7 @@ from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistr
 from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
 from components.placement import Placement
+from components.role_assignment import Principal
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
@@ -42,6 +43,9 @@ naming = Naming(pulumi.get_project(), stack, settings.name_suffix)
 tags = naming.tags(settings.tags)
 location = settings.location
 client = authorization.get_client_config_output()
+# Who runs `pulumi up` for this stack, from the stack file: grants that followed the caller instead would be
+# replaced by every run of another identity (a person on day zero, CI, the pull-request preview).
+deployers = [Principal(object_id=d.object_id, type=d.type) for d in settings.deployers]
 
 group = resources.ResourceGroup(
     "resource-group", resource_group_name=naming.resource("rg"), location=location, tags=tags
@@ -94,7 +98,7 @@ if settings.shared.owner:
             sku=acr_settings.sku,
             zone_redundancy=acr_settings.zone_redundancy,
             untagged_retention_days=acr_settings.untagged_retention_days,
-            pusher_object_id=client.object_id,
+            pushers=deployers,
         ),
     )
     listener = WebhookListener(
@@ -185,6 +189,7 @@ cluster = AksCluster(
         log_analytics_workspace_id=observability.workspace_id,
         registry_id=registry_id,
         enable_app_routing=settings.serving.exposure == "ingress",
+        deployers=deployers,
     ),
 )
 # --- Monitoring of the platform: managed Prometheus and Container Insights, from day zero ---------------------

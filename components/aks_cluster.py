@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time as time_
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from ruamel.yaml import YAML
 
 from components import azure_facts
 from components.placement import Placement
-from components.role_assignment import assign_role
+from components.role_assignment import Principal, assign_role
 from stacks.settings import NodePool
 
 ACR_PULL_ROLE_ID = azure_facts.ACR_PULL
@@ -87,11 +88,10 @@ class AksClusterArgs:
     enable_app_routing: bool = False
     """Turn on the application routing add-on (the `webapprouting.kubernetes.azure.com` ingress class), for
     stacks that expose the model through an Ingress."""
-    deployer_object_id: pulumi.Input[str] | None = None
-    """Who deploys workloads through `provider`: gets the data-plane role that needs, on this cluster only.
-    Defaults to the caller of the azure-native provider (the identity running `pulumi up`)."""
-    deployer_principal_type: pulumi.Input[str] | None = None
-    """`User` or `ServicePrincipal`; defaults to what the caller is (read from its own token, components/caller.py)."""
+    deployers: Sequence[Principal] = ()
+    """Who deploys workloads through `provider` (whoever runs `pulumi up`, or a group they are in): each gets the
+    data-plane role that needs, on this cluster only. Fixed principals, never the caller: a grant that followed
+    whoever runs `up` would be replaced by every run of another identity."""
 
 
 def _validate(args: AksClusterArgs) -> None:
@@ -139,7 +139,7 @@ class AksCluster(pulumi.ComponentResource):
     cluster: containerservice.ManagedCluster
     user_pool: containerservice.AgentPool
     acr_pull: authorization.RoleAssignment
-    deployer_access: authorization.RoleAssignment
+    deployer_access: list[authorization.RoleAssignment]
     data_plane_ready: time.Sleep
     cluster_name: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
@@ -277,24 +277,30 @@ class AksCluster(pulumi.ComponentResource):
         # With Azure RBAC for Kubernetes and local accounts off, Owner or Contributor on the cluster grant nothing
         # on the Kubernetes API: the deployer needs a data-plane role, here and nowhere else. Its principal type is
         # what the caller is (a person from a laptop, an Entra app in CI), never a constant.
-        self.deployer_access = assign_role(
-            f"{name}-deployer-cluster-admin",
-            role_id=AKS_RBAC_CLUSTER_ADMIN_ROLE_ID,
-            scope=self.cluster.id,
-            principal_id=args.deployer_object_id if args.deployer_object_id is not None else client.object_id,
-            principal_type=args.deployer_principal_type,
-            subscription_id=client.subscription_id,
-            parent=self,
-            description=pulumi.Output.concat("deploys the model to AKS ", self.cluster.name),
-        )
-        # Nothing may reach the API server, and no pod may pull, before both grants are in effect. A grant that
+        # Named by principal, so adding or removing one deployer leaves the others' grants as they are.
+        self.deployer_access = [
+            assign_role(
+                f"{name}-cluster-admin-{deployer.object_id}",
+                role_id=AKS_RBAC_CLUSTER_ADMIN_ROLE_ID,
+                scope=self.cluster.id,
+                principal_id=deployer.object_id,
+                principal_type=deployer.type,
+                subscription_id=client.subscription_id,
+                parent=self,
+                description=pulumi.Output.concat("deploys the model to AKS ", self.cluster.name),
+            )
+            for deployer in args.deployers
+        ]
+        # Nothing may reach the API server, and no pod may pull, before the grants are in effect. A grant that
         # exists is not yet one that is enforced (see DATA_PLANE_PROPAGATION), and a 403 fails `pulumi up`;
         # the sleep runs only when a grant is created or replaced (its triggers), never on a routine update.
+        triggers: dict[str, pulumi.Input[str]] = {"kubelet": self.acr_pull.id}
+        triggers |= {f"deployer-{d.object_id}": g.id for d, g in zip(args.deployers, self.deployer_access, strict=True)}
         self.data_plane_ready = time.Sleep(
             f"{name}-data-plane-propagation",
             create_duration=DATA_PLANE_PROPAGATION,
-            triggers={"deployer": self.deployer_access.id, "kubelet": self.acr_pull.id},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployer_access, self.acr_pull]),
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.deployer_access, self.acr_pull]),
         )
 
         # For people: the kubeconfig AKS hands out (kubelogin exec in device-code mode; convert it with
@@ -322,12 +328,17 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[self.data_plane_ready]),
         )
         with_token: pulumi.Output[str] = pulumi.Output.all(self.kubeconfig, token.token).apply(
-            lambda v: bearer_kubeconfig(str(v[0]), str(v[1]))
+            lambda v: bearer_kubeconfig(str(v[0]), long_lived_enough(str(v[1]), time_.time()))
         )
         provider_kubeconfig: pulumi.Output[str] = pulumi.Output.secret(with_token)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=provider_kubeconfig,
+            # The token in the kubeconfig is new every run, and unknown in a preview that waits on a new grant;
+            # without a fixed identifier either change replaces the provider and every object it manages. With
+            # one, "the provider will only be replaced when clusterIdentifier changes" (pulumi-kubernetes
+            # Provider docs, `clusterIdentifier`).
+            cluster_identifier=cluster_name,
             enable_server_side_apply=True,
             # Workloads land on the user pool, and the API server and the kubelet must accept us first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.user_pool, self.data_plane_ready]),
@@ -364,6 +375,37 @@ def _decode_kubeconfig(
     if not kubeconfigs or not kubeconfigs[0].value:
         raise ValueError("listManagedClusterUserCredentials returned no kubeconfig")
     return base64.b64decode(kubeconfigs[0].value).decode()
+
+
+# What is left of `pulumi up` once the token is fetched (after the grants' wait): the image build and its push wait
+# (10 minutes) and the Deployment's rollout (pulumi-kubernetes waits up to 10 minutes), with room to spare. A token
+# Entra has just issued lives 60-90 minutes (learn.microsoft.com/entra/identity-platform/configurable-token-lifetimes).
+TOKEN_MIN_REMAINING_SECONDS = 45 * 60
+
+
+def long_lived_enough(token: str, now: float) -> str:
+    """`token`, if it stays valid for the rest of the run (TOKEN_MIN_REMAINING_SECONDS); otherwise a clear error.
+
+    In CI the azure-native provider gets a new token from Entra for every run. On a laptop the token is the Azure
+    CLI's, served from its cache while it has "at least 5 minutes" left (`az account get-access-token`); the
+    provider cannot refresh it later, so a run that outlives it fails at its first Kubernetes call, halfway.
+    """
+    parts = token.split(".")
+    claims: Any = None
+    if len(parts) == 3:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    expires = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(expires, int | float):
+        raise ValueError("the Entra token for the AKS API server carries no expiry (exp claim); cannot use it")
+    left = expires - now
+    if left < TOKEN_MIN_REMAINING_SECONDS:
+        raise ValueError(
+            f"the Entra token for the AKS API server expires in {max(left, 0) / 60:.0f} minutes, and the rest of "
+            f"this run may need {TOKEN_MIN_REMAINING_SECONDS // 60}: it is the Azure CLI's cached token, which "
+            "the Kubernetes provider cannot renew. Sign in again for a new one (`az logout && az login`), then "
+            "run `pulumi up` again; nothing was deployed to the cluster yet."
+        )
+    return token
 
 
 def bearer_kubeconfig(kubeconfig: str, token: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +12,7 @@ from pulumi_azure_native import containerregistry
 
 from components import azure_facts
 from components.placement import Placement
-from components.role_assignment import assign_role
+from components.role_assignment import Principal, assign_role
 
 # "When you assign roles ..., it can take up to 10 minutes for changes to take effect"
 # (learn.microsoft.com/azure/role-based-access-control/troubleshooting). Slept once, when the grant is created.
@@ -32,12 +33,9 @@ class ContainerRegistryArgs:
     """Replicate the registry across availability zones (Premium only)."""
     untagged_retention_days: int = 7
     """Days untagged manifests are kept before they are deleted (Premium only; 0 turns retention off)."""
-    pusher_object_id: pulumi.Input[str] | None = None
-    """The identity that builds and pushes images (whoever runs `pulumi up`); gets AcrPush, nothing more. None: no
-    push grant."""
-    pusher_principal_type: pulumi.Input[str] | None = None
-    """`User` or `ServicePrincipal`; defaults to what the caller is (the pusher is the caller unless told
-    otherwise)."""
+    pushers: Sequence[Principal] = ()
+    """The identities that build and push images (the stack's deployers: whoever runs `pulumi up`); each gets
+    AcrPush, nothing more. Empty: no push grant."""
 
 
 class ContainerRegistry(pulumi.ComponentResource):
@@ -81,30 +79,33 @@ class ContainerRegistry(pulumi.ComponentResource):
             tags=args.placement.tag_map(),
             opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect),
         )
-        self.push_ready = []
-        if args.pusher_object_id is not None:
-            # The pusher is whoever runs `pulumi up`, a person from a laptop or CI's Entra app: a fixed
-            # "ServicePrincipal" fails for a person with UnmatchedPrincipalType, and azure-native sends "User"
-            # when none is given, which fails for CI. The type is read from the caller itself.
-            push = assign_role(
-                f"{name}-acrpush",
+        # Named by principal, so adding or removing one pusher leaves the others' grants as they are.
+        pushes = [
+            assign_role(
+                f"{name}-acrpush-{pusher.object_id}",
                 role_id=azure_facts.ACR_PUSH,
                 scope=registry.id,
-                principal_id=args.pusher_object_id,
-                principal_type=args.pusher_principal_type,
+                principal_id=pusher.object_id,
+                principal_type=pusher.type,
                 subscription_id=args.subscription_id,
                 parent=self,
             )
-            # A push right after the grant may be refused while the grant propagates, and a refused push fails
-            # `pulumi up`; the sleep runs only when the grant is created or replaced.
-            self.push_ready = [
+            for pusher in args.pushers
+        ]
+        # A push right after the grant may be refused while the grant propagates, and a refused push fails
+        # `pulumi up`; the sleep runs only when a grant is created or replaced.
+        self.push_ready = (
+            [
                 time.Sleep(
                     f"{name}-acrpush-propagation",
                     create_duration=PUSH_GRANT_PROPAGATION,
-                    triggers={"grant": push.id},
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[push]),
+                    triggers={p.object_id: g.id for p, g in zip(args.pushers, pushes, strict=True)},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=pushes),
                 )
             ]
+            if pushes
+            else []
+        )
         self.registry_id = registry.id
         self.login_server = registry.login_server
         self.register_outputs({"registryId": self.registry_id, "loginServer": self.login_server})

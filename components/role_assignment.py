@@ -10,11 +10,21 @@ read from the caller itself (components/caller.py), never fixed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 from pulumi_azure_native import authorization
 
 from components.caller import caller_principal_type
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An Entra principal a role is granted to, with the type ARM checks it against."""
+
+    object_id: str
+    type: Literal["User", "Group", "ServicePrincipal"]
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role_id: str) -> pulumi.Output[str]:

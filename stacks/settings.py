@@ -157,6 +157,15 @@ class ClusterSettings(Section):
     )
 
 
+class Deployer(Section):
+    """A principal that runs `pulumi up` for this stack (CI's deploy identity, or a group of platform engineers)."""
+
+    object_id: Guid = Field(description="Its Entra object id (a service principal's object id, not its app id).")
+    type: Literal["User", "Group", "ServicePrincipal"] = Field(
+        description="What the object id is: ARM refuses a role assignment whose principalType does not match."
+    )
+
+
 class ModelSettings(Section):
     """The pinned model: what the stack serves. A pin bump is the only change a release makes."""
 
@@ -386,6 +395,12 @@ class StackSettings(Section):
     release: ReleaseSettings | None = None
     model_registry: ModelRegistrySettings | None = None
     cluster: ClusterSettings
+    deployers: list[Deployer] = Field(
+        min_length=1,
+        description="Who runs `pulumi up` for this stack: each gets the Kubernetes data-plane role on the cluster "
+        "and, in the stack that owns the registry, AcrPush. Fixed in the stack file so that a run by another "
+        "identity (a person on day zero, CI, the pull-request preview) changes no grant.",
+    )
     model: ModelSettings | None = Field(
         default=None,
         description="The pinned model. Absent on day zero: the platform comes up without an image or a deployment, "

@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from components.aks_cluster import AksCluster, AksClusterArgs
 from components.naming import Naming
 from components.placement import Placement
+from components.role_assignment import Principal
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
 from offline.mockcloud import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from stacks.files import load_stack_config
@@ -92,6 +93,7 @@ def run_aks(
                 log_analytics_workspace_id=WORKSPACE_ID,
                 registry_id=REGISTRY_ID,
                 enable_app_routing=enable_app_routing,
+                deployers=[Principal(d.object_id, d.type) for d in settings.deployers],
             ),
         )
         pulumi.export("clusterName", aks.cluster_name)
@@ -106,7 +108,14 @@ def run_aks(
             opts=pulumi.ResourceOptions(provider=aks.provider),
         )
 
-    options = ProgramOptions(caller_principal_type=caller)
+    # A person in the stack's platform group, or the stack's CI deploy identity.
+    groups = tuple(d.object_id for d in settings.deployers if d.type == "Group")
+    ci = next(d.object_id for d in settings.deployers if d.type == "ServicePrincipal")
+    options = (
+        ProgramOptions(caller_principal_type=caller, caller_groups=groups)
+        if caller == "User"
+        else ProgramOptions(caller_principal_type=caller, caller_object_id=ci, caller_groups=())
+    )
     return AksRun(stack, settings, run_program(program, {}, project=PROJECT, stack=stack, options=options))
 
 
@@ -135,14 +144,14 @@ def test_component_owns_cluster_pool_grant_and_provider_as_children(aks_run: Aks
             (CLUSTER, f"{aks_run.stack}-aks"),
             (AGENT_POOL, f"{aks_run.stack}-models-pool"),
             (ROLE_ASSIGNMENT, f"{aks_run.stack}-kubelet-acr-pull"),
-            (ROLE_ASSIGNMENT, f"{aks_run.stack}-deployer-cluster-admin"),
+            *((ROLE_ASSIGNMENT, f"{aks_run.stack}-cluster-admin-{d.object_id}") for d in aks_run.settings.deployers),
             (SLEEP, f"{aks_run.stack}-data-plane-propagation"),
             (K8S_PROVIDER, f"{aks_run.stack}-k8s"),
         ]
     )
     # Nothing else is declared (besides the test's probe): no registry (it belongs to its own stack), no secret,
     # no pull secret.
-    assert len(aks_run.run.resources) == 8
+    assert len(aks_run.run.resources) == 7 + len(aks_run.settings.deployers)
 
 
 def test_cluster_is_named_by_the_stack_in_its_resource_group(aks_run: AksRun) -> None:
@@ -343,35 +352,45 @@ def test_provider_authenticates_with_an_entra_token_for_the_aks_server_app_not_a
     assert config["current-context"] == people["current-context"]
 
 
-def test_deployer_gets_cluster_admin_on_this_cluster_only_as_whatever_principal_it_is(aks_run: AksRun) -> None:
-    grant = aks_run.run.one(ROLE_ASSIGNMENT, f"{aks_run.stack}-deployer-cluster-admin")
-    assert grant.inputs["principalId"] == DEPLOYER_OBJECT_ID
-    assert grant.inputs["roleDefinitionId"] == (
-        f"/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/{CLUSTER_ADMIN_ROLE}"
-    )
-    assert grant.inputs["scope"] == (
-        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/mlops-serving-{aks_run.stack}-rg/providers/"
-        f"Microsoft.ContainerService/managedClusters/mlops-serving-{aks_run.stack}-aks"
-    )
-    assert aks_run.cluster.urn in grant.property_dependencies["scope"]
-    # The fixture's caller is a person (the README's laptop path); the type is read from the caller's token.
-    assert grant.inputs["principalType"] == "User"
+def test_each_deployer_of_the_stack_file_gets_cluster_admin_on_this_cluster_only(aks_run: AksRun) -> None:
+    for deployer in aks_run.settings.deployers:
+        grant = aks_run.run.one(ROLE_ASSIGNMENT, f"{aks_run.stack}-cluster-admin-{deployer.object_id}")
+        assert grant.inputs["principalId"] == deployer.object_id
+        assert grant.inputs["principalType"] == deployer.type
+        assert grant.inputs["roleDefinitionId"] == (
+            f"/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/{CLUSTER_ADMIN_ROLE}"
+        )
+        assert grant.inputs["scope"] == (
+            f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/mlops-serving-{aks_run.stack}-rg/providers/"
+            f"Microsoft.ContainerService/managedClusters/mlops-serving-{aks_run.stack}-aks"
+        )
+        assert aks_run.cluster.urn in grant.property_dependencies["scope"]
+    # No grant follows whoever runs `up`.
+    assert DEPLOYER_OBJECT_ID not in {r.inputs["principalId"] for r in aks_run.run.all(ROLE_ASSIGNMENT)}
 
 
-def test_kubernetes_calls_wait_for_both_grants_to_propagate(aks_run: AksRun) -> None:
+def test_kubernetes_calls_wait_for_every_grant_to_propagate(aks_run: AksRun) -> None:
     wait = aks_run.run.one(SLEEP)
     grants = {r.urn for r in aks_run.run.all(ROLE_ASSIGNMENT)}
     assert wait.inputs["createDuration"] == "5m"
     assert grants <= set(wait.dependencies)
     # A new or replaced grant waits again; nothing else does.
-    assert set(wait.inputs["triggers"]) == {"deployer", "kubelet"}
+    assert set(wait.inputs["triggers"]) == {"kubelet", *(f"deployer-{d.object_id}" for d in aks_run.settings.deployers)}
     assert wait.urn in aks_run.run.one(K8S_PROVIDER).dependencies
 
 
+def test_a_new_token_or_an_unknown_kubeconfig_updates_the_provider_but_never_replaces_it(aks_run: AksRun) -> None:
+    # pulumi-kubernetes replaces a provider, and every object it manages, when its kubeconfig changes or is
+    # unknown, unless `clusterIdentifier` is set: then "only ... when clusterIdentifier changes" (its Provider docs).
+    provider = aks_run.run.one(K8S_PROVIDER)
+    assert provider.inputs["clusterIdentifier"] == f"mlops-serving-{aks_run.stack}-aks"
+    assert aks_run.run.preview is not None
+    assert aks_run.run.preview.one(K8S_PROVIDER).inputs["clusterIdentifier"] == provider.inputs["clusterIdentifier"]
+
+
 @pytest.mark.parametrize("caller", ["User", "ServicePrincipal"])
-def test_a_person_and_an_entra_app_can_both_deploy_to_the_cluster(caller: PrincipalType) -> None:
+def test_a_person_in_the_platform_group_and_ci_can_both_deploy_to_the_cluster(caller: PrincipalType) -> None:
     run = run_aks("staging", caller=caller)
-    assert run.run.one(ROLE_ASSIGNMENT, "staging-deployer-cluster-admin").inputs["principalType"] == caller
     assert run.run.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"] == "probe"
 
 

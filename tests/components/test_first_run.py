@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from offline.mockcloud import DEPLOYER_OBJECT_ID, PrincipalType
+from offline.harness import ProgramOptions, ProgramRun, RecordedResource, preview_program, run_program
+from offline.mockcloud import DEPLOYER_OBJECT_ID, CloudError, PrincipalType
 from offline.preview import registered_before
 from stacks.settings import parse_settings
 from tests.conftest import PROJECT, ROOT, STAGING_REF, stack_values
@@ -53,14 +53,73 @@ def closure(run_: ProgramRun, resource: RecordedResource) -> set[str]:
     return seen
 
 
+def deployer(stack: str, type_: str) -> str:
+    """The object id of the stack file's deployer of that type."""
+    return str(next(d["objectId"] for d in stack_values(stack)[f"{PROJECT}:deployers"] if d["type"] == type_))
+
+
+def as_caller(stack: str, caller: PrincipalType) -> dict[str, Any]:
+    """Who runs `up`: a person in the stack's platform group (from a laptop) or the stack's CI deploy identity."""
+    if caller == "User":
+        return {"caller_principal_type": "User"}
+    return {"caller_principal_type": caller, "caller_object_id": deployer(stack, caller), "caller_groups": ()}
+
+
 @pytest.mark.parametrize("caller", ["User", "ServicePrincipal"])
 def test_staging_then_prod_come_up_for_a_person_and_for_ci(caller: PrincipalType) -> None:
-    staging = run("staging", caller_principal_type=caller)
-    prod = run("prod", caller_principal_type=caller, stack_outputs={STAGING_REF: staging.outputs})
-    for stack_run in (staging, prod):
-        mine = [r for r in stack_run.all(ROLE) if r.inputs["principalId"] == DEPLOYER_OBJECT_ID]
-        assert mine, "the deployer is granted what it needs"
-        assert {r.inputs["principalType"] for r in mine} == {caller}
+    staging = run("staging", **as_caller("staging", caller))
+    prod = run("prod", stack_outputs={STAGING_REF: staging.outputs}, **as_caller("prod", caller))
+    for stack, stack_run in (("staging", staging), ("prod", prod)):
+        granted = {(r.inputs["principalId"], r.inputs["principalType"]) for r in stack_run.all(ROLE)}
+        listed = {(d["objectId"], d["type"]) for d in stack_values(stack)[f"{PROJECT}:deployers"]}
+        assert listed <= granted, "every deployer the stack file lists is granted what it needs"
+        assert DEPLOYER_OBJECT_ID not in {p for p, _ in granted}, "no grant follows whoever runs `up`"
+
+
+def test_a_run_by_another_identity_changes_no_resource() -> None:
+    person = run("staging")
+    ci = run("staging", **as_caller("staging", "ServicePrincipal"))
+    # The pull-request preview identity is no deployer: it only previews, and its preview declares the same.
+    values = stack_values("staging")
+    options = ProgramOptions(
+        caller_principal_type="ServicePrincipal",
+        caller_object_id="0f5b8c1e-4d2a-4e7b-9c3f-6a1d8e2b7c90",
+        caller_groups=(),
+        registry_models=registered_before(parse_settings(values, "Pulumi.staging.yaml")),
+    )
+    preview_identity = preview_program(ROOT / "__main__.py", values, project=PROJECT, stack="staging", options=options)
+    assert person.preview is not None
+    for other, base in ((ci, person), (preview_identity, person.preview)):
+        assert declared(other) == declared(base)
+
+
+def declared(run_: ProgramRun) -> dict[str, tuple[dict[str, Any], frozenset[str]]]:
+    """Every resource's inputs and dependencies by URN, less the caller's own tokens, which change every run.
+
+    The Kubernetes provider's bearer token: a secret update of the provider on every run, never a replacement (its
+    clusterIdentifier stays, tests/components/test_aks_cluster.py). The image build's registry token: a build
+    secret the provider leaves out of its diff (`ignoreSecretsInDiffCalculation`, pulumi-docker-build Image docs).
+    """
+    out: dict[str, tuple[dict[str, Any], frozenset[str]]] = {}
+    for r in run_.resources:
+        inputs = dict(r.inputs)
+        if r.type == "pulumi:providers:kubernetes":
+            inputs.pop("kubeconfig", None)
+        if r.type == IMAGE:
+            ignored = set(inputs.get("ignoreSecretsInDiffCalculation") or ())
+            inputs["secrets"] = {k: v for k, v in (inputs.get("secrets") or {}).items() if k not in ignored}
+        out[r.urn] = (inputs, frozenset(r.dependencies))
+    return out
+
+
+def test_a_caller_who_is_no_deployer_cannot_reach_the_cluster() -> None:
+    with pytest.raises(CloudError, match=r"Forbidden.*cannot create resource"):
+        run("staging", caller_principal_type="ServicePrincipal", caller_groups=())
+
+
+def test_a_cached_cli_token_that_would_expire_mid_run_fails_before_anything_is_deployed() -> None:
+    with pytest.raises(Exception, match=r"expires in 20 minutes.*az logout && az login.*nothing was deployed"):
+        run("staging", caller_token_seconds_left=20 * 60)
 
 
 def test_the_image_push_waits_for_the_acrpush_grant_to_take_effect() -> None:
@@ -68,9 +127,13 @@ def test_the_image_push_waits_for_the_acrpush_grant_to_take_effect() -> None:
     image = staging.one(IMAGE)
     waits = [r for r in staging.all(SLEEP) if r.urn in closure(staging, image)]
     assert [w.inputs["createDuration"] for w in waits] == ["10m"]
-    grant = staging.one(ROLE, "registry-acrpush")
-    assert grant.inputs["roleDefinitionId"].endswith(ACR_PUSH)
-    assert grant.urn in waits[0].dependencies
+    grants = [r for r in staging.all(ROLE) if r.name.startswith("registry-acrpush-")]
+    assert {g.inputs["principalId"] for g in grants} == {
+        d["objectId"] for d in stack_values("staging")[f"{PROJECT}:deployers"]
+    }
+    for grant in grants:
+        assert grant.inputs["roleDefinitionId"].endswith(ACR_PUSH)
+        assert grant.urn in waits[0].dependencies
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -85,11 +148,12 @@ def test_pods_pull_only_after_the_kubelet_acrpull_grant(stack: str) -> None:
 
 def test_every_kubernetes_object_waits_for_the_deployers_data_plane_role() -> None:
     staging = run("staging")
-    grant = staging.one(ROLE, "cluster-deployer-cluster-admin")
+    grants = {r.urn for r in staging.all(ROLE) if r.name.startswith("cluster-cluster-admin-")}
+    assert len(grants) == len(stack_values("staging")[f"{PROJECT}:deployers"])
     wait = staging.one(SLEEP, "cluster-data-plane-propagation")
     for resource in staging.resources:
         if resource.type.startswith("kubernetes:"):
-            assert {grant.urn, wait.urn} <= closure(staging, resource), resource.name
+            assert {*grants, wait.urn} <= closure(staging, resource), resource.name
 
 
 def test_a_destroyed_staging_can_be_created_again_while_its_old_vault_is_soft_deleted() -> None:
