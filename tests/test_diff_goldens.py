@@ -266,3 +266,57 @@ def test_a_diff_too_long_for_one_comment_is_elided_and_says_so(previews: dict[st
     assert text.splitlines()[2] == f"**{diff.summary()}**"
     assert "Elided to stay within GitHub's comment size limit" in text
     assert "more resources, not listed" in text
+
+
+# --- the rules behind the goldens, on values made to break them -------------------------------------------------
+
+
+def _text_of(before: Any, after: Any) -> list[str]:
+    """The field lines of the text diff of one resource whose input `x` goes from `before` to `after`."""
+    doc: dict[str, Any] = {"config": {}, "outputs": {}, "resources": []}
+    resource: dict[str, Any] = dict.fromkeys(("protect", "provider", "ignore_changes", "parent"))
+    resource |= {"depends_on": [], "replace_on_changes": [], "secret_inputs": [], "delete_before_replace": False}
+    resource |= {"retain_on_delete": False, "type": "test:index:Thing", "name": "thing"}
+    old = {**doc, "resources": [{**resource, "inputs": {"x": before}}]}
+    new = {**doc, "resources": [{**resource, "inputs": {"x": after}}]}
+    return render_text(diff_documents(old, new, "a", "b")).splitlines()[4:]
+
+
+def test_a_long_string_is_shortened_around_the_change_and_never_reads_the_same() -> None:
+    head, tail = "a long sentence that says the same on both sides " * 4, " and goes on the same way" * 4
+    [line] = _text_of(f"{head}for 15m{tail}", f"{head}for 10m{tail}")
+    before, after = line.split(": ", 1)[1].split(" → ")
+    assert "for 15m" in before
+    assert "for 10m" in after
+    assert before.startswith("…")
+    assert before.endswith("…")
+    assert len(before) < 100
+
+
+def test_an_identifier_is_never_cut() -> None:
+    base = "registry.example.io/" + "models/" * 20 + "wine:2@"
+    old, new = base + "sha256:" + "ae" * 32, base + "sha256:" + "e4" * 32
+    [line] = _text_of(old, new)
+    assert line.endswith(f"inputs.x: {old} → {new}")
+
+
+def test_values_that_print_alike_are_shown_as_json() -> None:
+    [line] = _text_of(1, "1")
+    assert line.endswith('inputs.x: 1 → "1"')
+
+
+def test_json_in_a_string_is_shown_as_a_line_diff() -> None:
+    lines = _text_of(json.dumps({"a": 1, "b": [1, 2], "c": "same"}), json.dumps({"a": 1, "b": [1, 3], "c": "same"}))
+    assert lines[0].strip() == "inputs.x:"
+    assert [" ".join(line.split()) for line in lines if line.strip()[:2] in ("- ", "+ ")] == ["- 2", "+ 3"]
+
+
+def test_list_items_are_keyed_by_their_name_and_a_list_of_scalars_is_one_value() -> None:
+    env = [{"name": "A", "value": "1"}, {"name": "MODEL_VERSION", "value": "1"}]
+    moved = [{"name": "NEW", "value": "x"}, {"name": "MODEL_VERSION", "value": "2"}, {"name": "A", "value": "1"}]
+    lines = _text_of({"env": env, "zones": []}, {"env": moved, "zones": ["1", "2", "3"]})
+    assert [line.strip() for line in lines] == [
+        "inputs.x.env[name=MODEL_VERSION].value: 1 → 2",
+        'inputs.x.env[name=NEW]: (none) → {"name": "NEW", "value": "x"}',
+        'inputs.x.zones: [] → ["1", "2", "3"]',
+    ]
