@@ -122,12 +122,17 @@ def _compare(before: Any, after: Any, path: str) -> list[FieldChange]:
     """The changes between two values, as leaves a reviewer can read.
 
     An input set to null and one left out mean the same to the engine: neither is a change. Objects are compared
-    key by key; lists of named items item by item, by name; any other list (of scalars, or of items with no name)
-    as one value when it changes as a whole (one side empty or missing, or a list of scalars), else by position.
+    key by key; lists of named items item by item, by name; a list of scalars, or one that appears or goes whole,
+    as one value; any other list by position.
     """
     if before == after or (before is None and after is None):
         return []
-    if isinstance(before, dict) and isinstance(after, dict) and before and after:
+    # An object that appears or goes whole still reads key by key (`model.name`, `model.version`).
+    if isinstance(before, dict) and after is None and before:
+        after = {}
+    if isinstance(after, dict) and before is None and after:
+        before = {}
+    if isinstance(before, dict) and isinstance(after, dict) and (before or after):
         out: list[FieldChange] = []
         for key in list(before) + [k for k in after if k not in before]:
             out += _compare(before.get(key), after.get(key), f"{path}.{key}" if path else str(key))
@@ -141,15 +146,20 @@ def _compare(before: Any, after: Any, path: str) -> list[FieldChange]:
             new = {_label(item, keys): item for item in after}
             out = []
             for label in list(old) + [k for k in new if k not in old]:
-                out += _compare(old.get(label), new.get(label), f"{path}[{label}]")
+                out += _item(old.get(label), new.get(label), f"{path}[{label}]")
             return out
         out = []
         for i in range(max(len(before), len(after))):
-            out += _compare(
-                before[i] if i < len(before) else None, after[i] if i < len(after) else None, f"{path}[{i}]"
-            )
+            out += _item(before[i] if i < len(before) else None, after[i] if i < len(after) else None, f"{path}[{i}]")
         return out
     return [FieldChange(path, before, after)]
+
+
+def _item(before: Any, after: Any, path: str) -> list[FieldChange]:
+    """A list item: one that is added or removed is one value (the whole env var, the whole rule)."""
+    if before is None or after is None:
+        return [] if before == after else [FieldChange(path, before, after)]
+    return _compare(before, after, path)
 
 
 def _changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[FieldChange]:
