@@ -512,7 +512,9 @@ def render_markdown(diff: StackDiff, stack: str | None = None, budget: int = MAR
     footer = ["", "_Computed offline under Pulumi mocks (no cloud calls); `pulumi preview` is authoritative._"]
     reserve = 400  # the elision note and the footer
     listing = [
-        f"- **{words[r.kind]}** `{r.type}` `{r.name}`{f' ({r.forced})' if r.forced else ''}: {diff.impact(r)}"
+        f"- **{words[r.kind]}** `{r.type}` `{r.name}`"
+        + (f" ({r.forced})" if r.forced else "")
+        + ("" if diff.comparison else f": {diff.impact(r)}")  # between two stacks the word says it all
         for r in diff.resources
     ]
     # The listing may take at most 60% of what is left: the details of the first resources need room too.
