@@ -234,16 +234,21 @@ _TOKEN = re.compile(r"\[[^\]]*\]|[^.\[\]]+")
 
 
 def _values_at(value: Any, tokens: Sequence[str]) -> list[Any]:
-    """The values at a property path (`spec.containers[*].image`; `*` is any key or item); missing ones as None."""
+    """The values at a property path (`spec.containers[*].image`, `[0]`, `["key"]`; `*` is any key or item), as
+    Pulumi's property paths write them; a missing one as None."""
     if not tokens:
         return [value]
     head, rest = tokens[0], tokens[1:]
     if head in ("*", "[*]"):
         items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
         return [v for item in items for v in _values_at(item, rest)]
+    index = re.fullmatch(r"\[(\d+)\]", head)
+    if index is not None:
+        i = int(index.group(1))
+        return _values_at(value[i] if isinstance(value, list) and i < len(value) else None, rest)
     if isinstance(value, dict):
-        return _values_at(value.get(head), rest)
-    return [None] if not rest else _values_at(None, rest)
+        return _values_at(value.get(head.strip('[]"')), rest)
+    return _values_at(None, rest) if rest else [None]
 
 
 def _forced_by(resource_type: str, before: dict[str, Any], after: dict[str, Any]) -> list[str]:

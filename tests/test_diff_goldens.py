@@ -271,15 +271,40 @@ def test_a_diff_too_long_for_one_comment_is_elided_and_says_so(previews: dict[st
 # --- the rules behind the goldens, on values made to break them -------------------------------------------------
 
 
-def _text_of(before: Any, after: Any) -> list[str]:
-    """The field lines of the text diff of one resource whose input `x` goes from `before` to `after`."""
-    doc: dict[str, Any] = {"config": {}, "outputs": {}, "resources": []}
+def _one_resource(inputs: dict[str, Any], type_: str = "test:index:Thing", **options: Any) -> dict[str, Any]:
+    """A preview document holding one resource with these inputs and options."""
     resource: dict[str, Any] = dict.fromkeys(("protect", "provider", "ignore_changes", "parent"))
     resource |= {"depends_on": [], "replace_on_changes": [], "secret_inputs": [], "delete_before_replace": False}
-    resource |= {"retain_on_delete": False, "type": "test:index:Thing", "name": "thing"}
-    old = {**doc, "resources": [{**resource, "inputs": {"x": before}}]}
-    new = {**doc, "resources": [{**resource, "inputs": {"x": after}}]}
+    resource |= {"retain_on_delete": False, "type": type_, "name": "thing", "inputs": inputs, **options}
+    return {"config": {}, "outputs": {}, "resources": [resource]}
+
+
+def _text_of(before: Any, after: Any) -> list[str]:
+    """The field lines of the text diff of one resource whose input `x` goes from `before` to `after`."""
+    old, new = _one_resource({"x": before}), _one_resource({"x": after})
     return render_text(diff_documents(old, new, "a", "b")).splitlines()[4:]
+
+
+def test_a_replacement_names_the_providers_rule_or_the_programs_replace_on_changes() -> None:
+    deployment = "kubernetes:apps/v1:Deployment"
+    spec = {"selector": {"matchLabels": {"app": "a"}}, "replicas": 1}
+    moved = {"selector": {"matchLabels": {"app": "b"}}, "replicas": 1}
+    [change] = diff_documents(
+        _one_resource({"spec": spec}, deployment), _one_resource({"spec": moved}, deployment), "a", "b"
+    ).resources
+    assert (change.kind, change.replaced_by) == ("replace", ["inputs.spec.selector"])
+    assert change.impact == "replaced"
+    # Only the replica count: updated in place, whatever else the Deployment holds.
+    scaled = _one_resource({"spec": {**spec, "replicas": 2}}, deployment)
+    [change] = diff_documents(_one_resource({"spec": spec}, deployment), scaled, "a", "b").resources
+    assert change.kind == "update"
+    # The program's own rule, with the old one deleted first: the reviewer is told it is down meanwhile.
+    opts: dict[str, Any] = {"replace_on_changes": ["config.items[*].key"], "delete_before_replace": True}
+    before = _one_resource({"config": {"items": [{"key": "a"}]}}, **opts)
+    after = _one_resource({"config": {"items": [{"key": "b"}]}}, **opts)
+    [change] = diff_documents(before, after, "a", "b").resources
+    assert change.replaced_by == ["inputs.config.items[*].key"]
+    assert change.impact == "replaced, deleted first (down until the new one is up)"
 
 
 def test_a_long_string_is_shortened_around_the_change_and_never_reads_the_same() -> None:
