@@ -293,9 +293,11 @@ class ResourceChange:
         if self.kind == "replace":
             if self.type == JOB_TYPE:  # the per-version smoke test is replaced by design: that is how it runs again
                 return "smoke-test job runs again"
-            text = (
-                "replaced, deleted first (down until the new one is up)" if self.delete_before_replace else "replaced"
-            )
+            # By default the replacement is created before the old one is deleted; `delete_before_replace` turns
+            # that around (pulumi.com/docs/iac/concepts/resources/options/deletebeforereplace/).
+            text = "replaced"
+            if self.delete_before_replace:
+                text = "replaced, deleted first (down until the new one is up)"
             consequence = _REPLACEMENT_CONSEQUENCE.get(self.type)
             return f"{text} ({consequence})" if consequence else text
         paths = [f.path for f in self.fields]
