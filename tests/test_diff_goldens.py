@@ -345,3 +345,13 @@ def test_list_items_are_keyed_by_their_name_and_a_list_of_scalars_is_one_value()
         'inputs.x.env[name=NEW]: (none) → {"name": "NEW", "value": "x"}',
         'inputs.x.zones: [] → ["1", "2", "3"]',
     ]
+
+
+def test_each_markdown_resource_line_ends_with_its_impact_as_the_release_tools_read_it() -> None:
+    """release/ reads a resource's impact as what follows the last ": " of its `- **...` line (tests/release)."""
+    for name, scenario in SCENARIOS.items():
+        if scenario.comparison:
+            continue
+        impacts = [r["impact"] for r in json.loads(_golden(name, "json"))["resources"]]
+        lines = [line for line in _golden(name, "md").splitlines() if line.startswith("- **")]
+        assert [line.rsplit(": ", 1)[1] for line in lines] == impacts, name
