@@ -88,7 +88,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             raise SystemExit("usage: python -m stacks diff <stackA> <stackB>")
         a, b = args.stacks
         docs = _preview_documents(args.project_dir, [a, b])
-        diff = offline_diff.diff_documents(docs[a], docs[b], a, b)
+        diff = offline_diff.diff_documents(docs[a], docs[b], a, b, comparison=True)
         label = None
     if args.json:
         print(json.dumps(diff.as_json(), indent=2, default=str))

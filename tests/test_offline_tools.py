@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,19 @@ def test_diff_staging_prod_shows_only_what_differs() -> None:
     assert ("azure-native:containerregistry:Registry", "delete") in kinds
     assert ("docker-build:index:Image", "delete") in kinds
     assert ("pulumi:pulumi:StackReference", "add") in kinds
+    assert diff["comparison"] is True
+    assert "only in staging" in diff["summary"]
+
+
+def test_diff_staging_prod_reads_as_a_comparison_with_no_line_whose_sides_read_the_same() -> None:
+    proc = stacks_cli("diff", "staging", "prod")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Compare staging | prod: ")
+    assert "rolls out" not in proc.stdout
+    pairs = [line.split(": ", 1)[1].split("  |  ") for line in proc.stdout.splitlines() if "  |  " in line]
+    assert len(pairs) > 50
+    for pair in pairs:
+        assert pair[0] != pair[1], pair
 
 
 def make_repo(dest: Path) -> Path:
@@ -122,6 +136,40 @@ def test_diff_markdown_reads_as_a_pr_comment(tmp_path: Path) -> None:
     assert proc.stdout.startswith("### Offline diff for `staging`")
     assert "image rebuilt and pushed" in proc.stdout
     assert "| `model.version` | `1` | `2` |" in proc.stdout
+
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def test_a_prod_pin_bump_by_digest_shows_the_old_and_new_digests_in_full(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    old = DIGEST.search((repo / "Pulumi.prod.yaml").read_text())
+    assert old is not None
+    new = "sha256:" + "e4" * 32
+    model = ("--model", "mlops.models.wine_quality")
+    pinned = stacks_cli("--project-dir", str(repo), "pin", "prod", *model, "--version", "2", "--digest", new)
+    assert pinned.returncode == 0, pinned.stderr
+    proc = stacks_cli("--project-dir", str(repo), "diff", "--base", "HEAD", "prod")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"  ~ model.imageDigest: {old.group()} → {new}" in lines
+    image = [line for line in lines if ".containers[name=server].image: " in line]
+    assert len(image) == 1, proc.stdout
+    assert DIGEST.findall(image[0]) == [old.group(), new]
+
+
+def test_an_alert_threshold_change_shows_the_expressions_changed_line(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    stack_file = repo / "Pulumi.staging.yaml"
+    text = stack_file.read_text()
+    assert "threshold: 0.25\n" in text
+    stack_file.write_text(text.replace("threshold: 0.25\n", "threshold: 0.3\n"))
+    proc = stacks_cli("--project-dir", str(repo), "diff", "--base", "HEAD", "staging")
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    expression = lines.index("inputs.rules[alert=ModelDataDrift].expression:")
+    changed = [line for line in lines[expression:] if line.startswith(("- ", "+ "))][:2]
+    assert changed == ["- ) > 0.25", "+ ) > 0.3"], proc.stdout
 
 
 def test_diff_of_an_unchanged_tree_is_empty(tmp_path: Path) -> None:
