@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from offline.diff_values import render_pair
-from offline.mockcloud import _OWN_NAME_INPUT
+from offline.mockcloud import OWN_NAME_INPUT
 
 IMAGE_TYPE = "docker-build:index:Image"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
@@ -224,7 +224,7 @@ def force_new_paths(resource_type: str) -> tuple[str, ...]:
         kind = resource_type.removeprefix("kubernetes:")
         return _KUBERNETES_METADATA_FORCE_NEW + _KUBERNETES_FORCE_NEW.get(kind, ())
     if resource_type.startswith("azure-native:"):
-        own = _OWN_NAME_INPUT.get(resource_type)
+        own = OWN_NAME_INPUT.get(resource_type)
         names = ("resourceGroupName", *([own] if own else []), *_AZURE_PARENT_NAMES)
         return tuple(dict.fromkeys(names + _AZURE_EXTRA_PATH.get(resource_type, ())))
     return ()

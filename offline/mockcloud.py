@@ -142,7 +142,7 @@ _NAME_INPUTS = (
     "federatedIdentityCredentialResourceName",
     "agentPoolName",
 )
-_OWN_NAME_INPUT = {
+OWN_NAME_INPUT = {
     "azure-native:resources:ResourceGroup": "resourceGroupName",
     "azure-native:containerregistry:Registry": "registryName",
     "azure-native:containerservice:ManagedCluster": "resourceName",
@@ -556,7 +556,7 @@ class MockCloud(Mocks):
         return f"{base}/providers/{arm}/{name}"
 
     def _azure(self, typ: str, logical: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        own = _OWN_NAME_INPUT.get(typ)
+        own = OWN_NAME_INPUT.get(typ)
         name = str(inputs.get(own) if own and inputs.get(own) else f"{logical}{_h(logical, n=7)}")
         rid = self._azure_id(typ, name, inputs)
         out: dict[str, Any] = {**inputs, "name": name, "id": rid}
