@@ -328,7 +328,9 @@ class AksCluster(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[self.data_plane_ready]),
         )
         with_token: pulumi.Output[str] = pulumi.Output.all(self.kubeconfig, token.token).apply(
-            lambda v: bearer_kubeconfig(str(v[0]), long_lived_enough(str(v[1]), time_.time()))
+            lambda v: bearer_kubeconfig(
+                str(v[0]), str(v[1]) if pulumi.runtime.is_dry_run() else long_lived_enough(str(v[1]), time_.time())
+            )
         )
         provider_kubeconfig: pulumi.Output[str] = pulumi.Output.secret(with_token)
         self.provider = k8s.Provider(
@@ -337,7 +339,8 @@ class AksCluster(pulumi.ComponentResource):
             # The token in the kubeconfig is new every run, and unknown in a preview that waits on a new grant;
             # without a fixed identifier either change replaces the provider and every object it manages. With
             # one, "the provider will only be replaced when clusterIdentifier changes" (pulumi-kubernetes
-            # Provider docs, `clusterIdentifier`).
+            # Provider docs, `clusterIdentifier`). A cluster re-created under the same name keeps it: after one,
+            # run `pulumi refresh` so the state forgets the objects the old cluster held.
             cluster_identifier=cluster_name,
             enable_server_side_apply=True,
             # Workloads land on the user pool, and the API server and the kubelet must accept us first.
@@ -378,9 +381,9 @@ def _decode_kubeconfig(
 
 
 # What is left of `pulumi up` once the token is fetched (after the grants' wait): the image build and its push wait
-# (10 minutes) and the Deployment's rollout (pulumi-kubernetes waits up to 10 minutes), with room to spare. A token
-# Entra has just issued lives 60-90 minutes (learn.microsoft.com/entra/identity-platform/configurable-token-lifetimes).
-TOKEN_MIN_REMAINING_SECONDS = 45 * 60
+# (10 minutes) and the Deployment's rollout (pulumi-kubernetes waits up to 10 minutes). The Azure CLI's tokens are
+# "valid for at least 5 minutes with the maximum at 60 minutes" (`az account get-access-token --help`).
+TOKEN_MIN_REMAINING_SECONDS = 30 * 60
 
 
 def long_lived_enough(token: str, now: float) -> str:
@@ -388,7 +391,8 @@ def long_lived_enough(token: str, now: float) -> str:
 
     In CI the azure-native provider gets a new token from Entra for every run. On a laptop the token is the Azure
     CLI's, served from its cache while it has "at least 5 minutes" left (`az account get-access-token`); the
-    provider cannot refresh it later, so a run that outlives it fails at its first Kubernetes call, halfway.
+    provider cannot refresh it later, so a run that outlives it fails at its first Kubernetes call, halfway. A
+    preview touches no cluster object, so it is not checked there.
     """
     parts = token.split(".")
     claims: Any = None
@@ -403,7 +407,8 @@ def long_lived_enough(token: str, now: float) -> str:
             f"the Entra token for the AKS API server expires in {max(left, 0) / 60:.0f} minutes, and the rest of "
             f"this run may need {TOKEN_MIN_REMAINING_SECONDS // 60}: it is the Azure CLI's cached token, which "
             "the Kubernetes provider cannot renew. Sign in again for a new one (`az logout && az login`), then "
-            "run `pulumi up` again; nothing was deployed to the cluster yet."
+            "run `pulumi up` again; nothing was deployed to the cluster yet. (A tenant token-lifetime policy shorter "
+            f"than {TOKEN_MIN_REMAINING_SECONDS // 60} minutes needs a run from CI instead.)"
         )
     return token
 

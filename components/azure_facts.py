@@ -50,12 +50,16 @@ FIRST_PARTY_APPS: dict[str, str] = {
     "AzureDatabricks": AZURE_DATABRICKS_APP_ID,
 }
 
-# The resource providers whose resource types the program declares (the `Microsoft.X` of each ARM type id). A new
-# subscription has only some registered; `az provider register` must run for the rest before the first `up`
+# The resource providers whose resource types the program declares (the `Microsoft.X` of each ARM type id), and those
+# AKS creates in the cluster's node resource group (scale sets, load balancer, virtual network: Microsoft.Compute and
+# Microsoft.Network; a new subscription without them fails with MissingSubscriptionRegistration, Azure/azure-cli#6327;
+# `az aks create` registers them itself, Pulumi does not, pulumi/pulumi-azure-native#3479). A new subscription has
+# only some registered; `az provider register` must run for the rest before the first `up`
 # (learn.microsoft.com/azure/azure-resource-manager/management/resource-providers-and-types). Microsoft.Authorization
 # and Microsoft.Resources are always registered.
 RESOURCE_PROVIDERS: tuple[str, ...] = (
     "Microsoft.AlertsManagement",
+    "Microsoft.Compute",
     "Microsoft.ContainerRegistry",
     "Microsoft.ContainerService",
     "Microsoft.Dashboard",
@@ -64,6 +68,7 @@ RESOURCE_PROVIDERS: tuple[str, ...] = (
     "Microsoft.KeyVault",
     "Microsoft.ManagedIdentity",
     "Microsoft.Monitor",
+    "Microsoft.Network",
     "Microsoft.OperationalInsights",
     "Microsoft.Storage",
     "Microsoft.Web",

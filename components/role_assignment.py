@@ -60,5 +60,8 @@ def assign_role(
         else caller_principal_type(pulumi.InvokeOutputOptions(parent=parent)),
         role_definition_id=role_definition_id(subscription_id, role_id),
         description=description,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        # ARM allows one assignment per (scope, role, principal) and refuses a second under another name with 409
+        # RoleAssignmentExists (learn.microsoft.com/azure/role-based-access-control/troubleshooting); Pulumi's
+        # default create-before-delete replacement would make exactly that second one.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on), delete_before_replace=True),
     )

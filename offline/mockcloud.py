@@ -209,7 +209,7 @@ class MockCloud(Mocks):
         # nothing is created, so no cloud rule runs; every resource is new, so its id and every output its provider
         # computes are unknown (pulumi-azure-native's `PreviewOutputs` knows only inputs mapped onto outputs);
         # and an invoke through a provider whose configuration is unknown answers with an empty
-        # map (pulumi/pulumi pkg/resource/deploy/providers/provider_plugin.go Invoke; pulumi/pulumi#24169).
+        # map (pulumi/pulumi sdk/go/common/resource/plugin/provider_plugin.go Invoke; pulumi/pulumi#24169).
         self.dry_run = dry_run
         self.stack = stack
         # Every secret value this cloud makes up starts with the marker, so a test can plant its own marker and
@@ -256,6 +256,8 @@ class MockCloud(Mocks):
             return "", {}
         if typ.startswith("pulumi:providers:"):
             # A provider configured from unknown values has no id until it is (what its resources and invokes name).
+            # The engine gives every new provider an unknown id in a preview (pkg/resource/deploy/providers/
+            # registry.go Create) but still finds a configured one under it; a known id here stands for that.
             return ("" if self.dry_run and _has_unknowns(inputs) else f"{args.name}-provider-id"), inputs
         if self.dry_run:
             # Stricter than a real preview, which maps inputs onto the output shape: an input and its output

@@ -195,3 +195,23 @@ def test_ingress_exposure_turns_on_the_app_routing_add_on_its_ingress_class_need
     assert cluster.inputs["ingressProfile"] == {"webAppRouting": {"enabled": True}}
     ingress = staging.one("kubernetes:networking.k8s.io/v1:Ingress")
     assert ingress.inputs["spec"]["ingressClassName"] == "webapprouting.kubernetes.azure.com"
+
+
+def test_a_preview_with_a_short_lived_cli_token_still_runs_it_touches_no_cluster_object() -> None:
+    values = stack_values("staging")
+    options = ProgramOptions(
+        caller_token_seconds_left=20 * 60,
+        registry_models=registered_before(parse_settings(values, "Pulumi.staging.yaml")),
+    )
+    assert preview_program(ROOT / "__main__.py", values, project=PROJECT, stack="staging", options=options).resources
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_every_role_assignment_is_deleted_before_it_is_replaced(stack: str) -> None:
+    # ARM refuses a second assignment of the same role to the same principal at the same scope (409
+    # RoleAssignmentExists), which a create-before-delete replacement would be.
+    staging = run("staging")
+    run_ = staging if stack == "staging" else run("prod", stack_outputs={STAGING_REF: staging.outputs})
+    assignments = run_.all(ROLE)
+    assert assignments
+    assert [r.name for r in assignments if not r.delete_before_replace] == []
