@@ -5,12 +5,13 @@
 
 Sets, on the model version the stack pins (read from `Pulumi.<stack>.yaml` unless --model/--version are given):
 
-    deployed.<stack>.digest   the image digest serving it (sha256:...)
-    deployed.<stack>.at       when the deploy finished (ISO 8601, UTC)
-    deployed.<stack>.run      the CI run that deployed it (URL)
+    deployed_<stack>_digest   the image digest serving it (sha256:...)
+    deployed_<stack>_at       when the deploy finished (ISO 8601, UTC)
+    deployed_<stack>_run      the CI run that deployed it (URL)
 
-and on the registered model `deployed.<stack>.version`, `.digest` and `.at`: the version a stack runs now, in one
-place. Tags on older versions stay (they record where each image ran, which a rollback reads). The tracking and
+and on the registered model `deployed_<stack>_version`, `_digest` and `_at`: the version a stack runs now, in one
+place. Keys use `_` only: Unity Catalog refuses `. , - = / :` in tag keys, so a `-` in a stack name becomes `_`.
+Tags on older versions stay (they record where each image ran, which a rollback reads). The tracking and
 registry URIs come from MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI (`databricks` with DATABRICKS_HOST in CI; Unity
 Catalog models, `catalog: unity-catalog`, use `databricks-uc`).
 """
@@ -32,9 +33,20 @@ from stacks.files import load_stack_config
 from stacks.model_version import parse_model_version
 from stacks.settings import SettingsError, pinned_model
 
-TAG_PREFIX = "deployed"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+TAG_PREFIX = "deployed"
+# Unity Catalog tag keys may not contain . , - = / : (https://learn.microsoft.com/azure/databricks/database-objects/tags
+# "Constraints"); stack names are [a-z0-9-], so `-` -> `_` keeps keys valid and distinct.
+_TAG_KEY_FORBIDDEN = re.compile(r"[.,\-=/:]")
+
+
+def tag_key(stack: str, field: str) -> str:
+    """The registry tag key of `field` (digest, at, run, version) for `stack`: `deployed_<stack>_<field>`."""
+    key = f"{TAG_PREFIX}_{stack.replace('-', '_')}_{field}"
+    if _TAG_KEY_FORBIDDEN.search(key):
+        raise RecordError(f"tag key {key!r}: Unity Catalog tag keys may not contain . , - = / :")
+    return key
 
 
 class RecordError(ValueError):
@@ -55,12 +67,12 @@ class Deployment:
     run_url: str
 
     def version_tags(self) -> dict[str, str]:
-        prefix = f"{TAG_PREFIX}.{self.stack}"
-        return {f"{prefix}.digest": self.digest, f"{prefix}.at": self.at, f"{prefix}.run": self.run_url}
+        values = {"digest": self.digest, "at": self.at, "run": self.run_url}
+        return {tag_key(self.stack, field): value for field, value in values.items()}
 
     def model_tags(self) -> dict[str, str]:
-        prefix = f"{TAG_PREFIX}.{self.stack}"
-        return {f"{prefix}.version": str(self.version), f"{prefix}.digest": self.digest, f"{prefix}.at": self.at}
+        values = {"version": str(self.version), "digest": self.digest, "at": self.at}
+        return {tag_key(self.stack, field): value for field, value in values.items()}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def tag_deployed(registry: str, version: int, stack: str, digest: str) -> None:
     import mlflow
 
     client: Any = mlflow.MlflowClient(tracking_uri=registry, registry_uri=registry)
-    client.set_model_version_tag(MODEL, str(version), f"deployed.{stack}.digest", digest)
+    client.set_model_version_tag(MODEL, str(version), f"deployed_{stack}_digest", digest)
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_prod_uses_the_digest_staging_built(
     assert code == 0
     pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/prod/mlops.models.wine_quality-v2")
     assert f"    imageDigest: {DIGEST_V2}\n" in project_repo.show(pushed, "prod")
-    assert "registry tag `deployed.staging.digest`" in project_repo.git("log", "-1", "--format=%B", pushed)
+    assert "registry tag `deployed_staging_digest`" in project_repo.git("log", "-1", "--format=%B", pushed)
     assert github.requests == []
 
 
