@@ -53,6 +53,10 @@ class RecordError(ValueError):
     """What to record cannot be determined; the message says what is missing."""
 
 
+class NothingToRecord(Exception):
+    """The stack pins no model yet (day zero): nothing runs that a tag could describe; the message says so."""
+
+
 class RegistryError(RuntimeError):
     """The registry refused or could not be reached; the message is the registry's."""
 
@@ -199,7 +203,12 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     """
     if not _STACK.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
-    pinned = pinned_model(load_stack_config(args.project_dir, args.stack).settings())
+    settings = load_stack_config(args.project_dir, args.stack).settings()
+    if settings.model is None:
+        raise NothingToRecord(
+            f"Pulumi.{args.stack}.yaml pins no model yet (day zero): no model version to tag; nothing recorded"
+        )
+    pinned = pinned_model(settings)
     image = None
     if args.digest:
         if not _DIGEST.fullmatch(args.digest):
@@ -235,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         deployment, catalog = deployment_from_args(args)
         client = registry_client(args.tracking_uri, args.registry_uri, catalog)
         record(client, deployment)
+    except NothingToRecord as exc:
+        print(exc)
+        return 0
     except SettingsError as exc:
         print(*exc.problems, sep="\n", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from release import rolled_back
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
@@ -129,6 +130,8 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
                 Git(directory).run("revert", "--abort", check=False)
                 Git(directory).run("reset", "--quiet", "--hard", check=False)
         pin(directory, stack, model, target, digest)
+        # In the tree, not only in the message: a squash merge can drop the trailer below.
+        rolled_back.add(directory, stack, model, current.version)
 
     if revert and introduced is not None:
         undoes = f"This reverts commit {introduced.sha} ({introduced.subject}), which pinned v{current.version}."
@@ -214,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 github.close()
     except SettingsError as exc:
         print(*exc.problems, sep="\n", file=sys.stderr)
+        return 2
+    except rolled_back.RolledBackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except RecordError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +88,10 @@ def test_rollback_reverts_the_pin_commit_and_pins_the_digest_from_the_registry(
         "    version: 2\n", f"    version: 2\n    imageDigest: {DIGEST_V2}\n"
     )
     assert project_repo.show(pushed, "staging") == expected
-    assert project_repo.git("show", "--format=", "--name-only", pushed) == "Pulumi.staging.yaml"
+    changed = project_repo.git("show", "--format=", "--name-only", pushed).splitlines()
+    assert changed == ["Pulumi.staging.yaml", "release/rolled-back/staging.json"], "the pin, and what was rolled back"
+    recorded = project_repo.git("show", f"{pushed}:release/rolled-back/staging.json")
+    assert json.loads(recorded) == {MODEL: [3]}
     (pull,) = github.pulls.values()
     assert pull["head"]["ref"] == branch
     assert "nothing is rebuilt" in pull["body"]
