@@ -35,6 +35,12 @@ class FakeGitHub:
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     page_size: int | None = None
+    # The repository's immutable ids and whether its OIDC subjects carry them (the default for a repository created
+    # or renamed on or after 2026-07-15: GitHub changelog 2026-04-23, "Immutable subject claims for GitHub Actions
+    # OIDC tokens"; github/docs#45221).
+    owner_id: int = 1234567
+    repo_id: int = 890123456
+    immutable_subjects: bool = True
     url: str = ""
     _next_id: int = 100
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +95,25 @@ class FakeGitHub:
     def open_pulls(self) -> list[dict[str, Any]]:
         return [p for p in self.pulls.values() if p["state"] == "open"]
 
+    def subject_prefix(self) -> str:
+        owner, name = self.repository.split("/")
+        if self.immutable_subjects:
+            return f"repo:{owner}@{self.owner_id}/{name}@{self.repo_id}"
+        return f"repo:{owner}/{name}"
+
+    def oidc_subject(self, context: str) -> str:
+        """The `sub` of the OIDC token a job gets: the prefix, then `environment:<name>` for a job naming an
+        environment, `pull_request` for a pull-request job (GitHub docs, "OpenID Connect reference")."""
+        return f"{self.subject_prefix()}:{context}"
+
+    @staticmethod
+    def issues_oidc_token(*, actor: str, event: str, from_fork: bool, id_token_write: bool) -> bool:
+        """Whether a job gets an OIDC token at all. Runs of a fork's pull request, and Dependabot's `pull_request`
+        and `push` runs (treated as a fork's: read-only GITHUB_TOKEN, no Actions secrets), get none (GitHub docs,
+        "Troubleshooting Dependabot on GitHub Actions": "Restrictions when Dependabot triggers events")."""
+        dependabot = actor == "dependabot[bot]" and event in ("pull_request", "push", "pull_request_review")
+        return id_token_write and not from_fork and not dependabot
+
     # --- request handling ---------------------------------------------------------------------------------------
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
@@ -109,6 +134,10 @@ class FakeGitHub:
 
     def _route(self, method: str, seg: list[str], query: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
         match (method, seg):
+            # The repository's subject template and prefix (the answer azd reads, Azure/azure-dev#9430).
+            case ("GET", ["actions", "oidc", "customization", "sub"]):
+                answer = {"use_default": True, "use_immutable_subject": self.immutable_subjects}
+                return 200, answer | {"sub_claim_prefix": self.subject_prefix()}, {}
             case ("GET", ["pulls"]):
                 found = [
                     p
