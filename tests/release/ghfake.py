@@ -204,6 +204,58 @@ class FakeGitHub:
         return 200, items[(page - 1) * size : page * size], headers
 
 
+@dataclass
+class ConcurrencyGroup:
+    """GitHub Actions' scheduling of the runs (or jobs) of one concurrency group.
+
+    At most one runs. With `queue: single` (the default) at most one waits: a newer run cancels the pending one and
+    takes its place; with `queue: max` up to 100 wait, in arrival order, and a run finding the queue full is
+    cancelled; `cancel-in-progress: true` also cancels the running one, and is refused with `queue: max` (GitHub
+    docs, "Control the concurrency of workflows and jobs"; changelog 2026-05-07 "GitHub Actions concurrency groups
+    now allow larger queues").
+    """
+
+    queue: str = "single"
+    cancel_in_progress: bool = False
+    running: str | None = None
+    pending: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+    MAX_PENDING = 100
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> ConcurrencyGroup:
+        queue = settings.get("queue", "single")
+        cancel = settings.get("cancel-in-progress", False)
+        if queue not in ("single", "max"):
+            raise ValueError(f"concurrency.queue: expected single or max, got {queue!r}")
+        if queue == "max" and cancel is True:
+            raise ValueError("concurrency: queue: max cannot be combined with cancel-in-progress: true")
+        return cls(queue=queue, cancel_in_progress=cancel is True)
+
+    def arrive(self, run: str) -> None:
+        if self.running is not None and self.cancel_in_progress:
+            self.cancelled.append(self.running)
+            self.running = None
+        if self.running is None:
+            self.running = run
+            self.ran.append(run)
+        elif self.queue == "single":
+            self.cancelled.extend(self.pending)
+            self.pending = [run]
+        elif len(self.pending) >= self.MAX_PENDING:
+            self.cancelled.append(run)
+        else:
+            self.pending.append(run)
+
+    def finish(self) -> None:
+        """The running one completes; the oldest pending starts."""
+        self.running = self.pending.pop(0) if self.pending else None
+        if self.running is not None:
+            self.ran.append(self.running)
+
+
 def GitHubServer(fake: FakeGitHub | None = None) -> JsonApiServer[FakeGitHub]:
     """Runs a FakeGitHub on 127.0.0.1 in a thread."""
     return JsonApiServer(fake or FakeGitHub(), "fake-github")
