@@ -108,9 +108,10 @@ class FakeGitHub:
 
     @staticmethod
     def issues_oidc_token(*, actor: str, event: str, from_fork: bool, id_token_write: bool) -> bool:
-        """Whether a job gets an OIDC token at all. Runs of a fork's pull request, and Dependabot's `pull_request`
-        and `push` runs (treated as a fork's: read-only GITHUB_TOKEN, no Actions secrets), get none (GitHub docs,
-        "Troubleshooting Dependabot on GitHub Actions": "Restrictions when Dependabot triggers events")."""
+        """Whether a job gets an OIDC token at all. A fork's pull request gets at most `read` for every permission,
+        `id-token` included (GitHub docs, "Automatic token authentication", permissions for the GITHUB_TOKEN), and
+        Dependabot's `pull_request` and `push` runs are treated as a fork's (GitHub docs, "Troubleshooting
+        Dependabot on GitHub Actions", "Restrictions when Dependabot triggers events")."""
         dependabot = actor == "dependabot[bot]" and event in ("pull_request", "push", "pull_request_review")
         return id_token_write and not from_fork and not dependabot
 
