@@ -7,6 +7,11 @@ Pulumi Cloud takes `<org>/<project>/<stack>` with the organisation's name. A sel
 (pulumi/pulumi pkg/backend/diy/store.go `ParseReference`: "organization name must be 'organization'"). A non-owner
 stack's `shared.stack` (prod's StackReference) is resolved by the same backend, so it must use the same
 organisation. This command prints `name=...` (also into $GITHUB_OUTPUT) or fails naming the setting to change.
+
+With `--workflow` (how the workflows call it) a self-managed backend is refused before any `pulumi` command runs:
+the jobs carry neither what it needs (AZURE_STORAGE_ACCOUNT, a secrets provider) nor a credential for it that
+lasts the job (the blob backend would fall back on the az CLI's federated login, which expires within minutes:
+Azure/azure-cli#28708), so it would fail half-way through an update instead of at the start.
 """
 
 from __future__ import annotations
@@ -59,16 +64,29 @@ def stack_name(project_dir: Path, stack: str, org: str, backend_url: str) -> str
     return f"{org}/{config.project}/{stack}"
 
 
+def check_workflow_backend(backend_url: str) -> None:
+    """The workflows run against Pulumi Cloud only; the message says what to set."""
+    if is_diy(backend_url):
+        raise BackendError(
+            f"PULUMI_BACKEND_URL is {backend_url!r}, a self-managed backend, which these workflows do not support: "
+            "its jobs would need AZURE_STORAGE_ACCOUNT, a secrets provider and an Azure credential lasting the whole "
+            "job, none of which they carry; empty PULUMI_BACKEND_URL to use Pulumi Cloud (docs/release-workflow.md)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m release.backend", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--org", default=None, help="default: $PULUMI_ORG")
     parser.add_argument("--backend-url", default=None, help="default: $PULUMI_BACKEND_URL (empty: Pulumi Cloud)")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd())
+    parser.add_argument("--workflow", action="store_true", help="refuse what the workflows cannot run with")
     args = parser.parse_args(argv)
     org = args.org if args.org is not None else os.environ.get("PULUMI_ORG", "")
     url = args.backend_url if args.backend_url is not None else os.environ.get("PULUMI_BACKEND_URL", "")
     try:
+        if args.workflow:
+            check_workflow_backend(url)
         name = stack_name(args.project_dir, args.stack, org, url)
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""What a push to main deploys: `prod-only=true` when it changes nothing but prod's stack file.
+"""What a push to main deploys: `prod-only=true` when it changes nothing but prod's files.
 
     python3 -m release.deploy_plan --before <sha> --after HEAD      # standard library only: runs before bootstrap
 
-A prod promotion or a prod rollback changes only `Pulumi.prod.yaml`: the deploy workflow then skips staging and
+A prod promotion or a prod rollback changes only `Pulumi.prod.yaml` (a rollback also
+`release/rolled-back/prod.json`): the deploy workflow then skips staging and
 deploys prod at once, so a prod rollback never waits on (or fails with) staging's deploy. Anything else, an unknown
 `before` (a new branch, a manual run) included, deploys staging first.
 """
@@ -30,7 +31,11 @@ def changed_files(before: str, after: str, repo_dir: Path | None = None) -> list
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
 
-def prod_only(files: list[str] | None, only: tuple[str, ...] = ("Pulumi.prod.yaml",)) -> bool:
+# A prod rollback also records, beside the stack file, the version prod was rolled back from (release/rolled_back.py).
+PROD_FILES = ("Pulumi.prod.yaml", "release/rolled-back/prod.json")
+
+
+def prod_only(files: list[str] | None, only: tuple[str, ...] = PROD_FILES) -> bool:
     return bool(files) and all(path in only for path in files or [])
 
 

@@ -126,8 +126,18 @@ def _sha_or_none(ref: str) -> str | None:
     return ref if re.fullmatch(r"[0-9a-f]{40}", ref) else None
 
 
-def load_artifact(directory: Path) -> list[tuple[DiffMeta, str]]:
-    """Every `<stack>.json` + `<stack>.md` pair; raises ValueError on anything unexpected."""
+def known_stacks(project_dir: Path) -> frozenset[str]:
+    """The stacks of the checkout (in the comment job, the base branch's): `Pulumi.<stack>.yaml` files."""
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise ValueError(f"{project_dir}: no Pulumi.yaml; pass --project-dir, the base branch's checkout")
+    return frozenset(
+        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in project_dir.glob("Pulumi.*.yaml")
+    )
+
+
+def load_artifact(directory: Path, known: frozenset[str] | None = None) -> list[tuple[DiffMeta, str]]:
+    """Every `<stack>.json` + `<stack>.md` pair; raises ValueError on anything unexpected, and (with `known`) on a
+    stack the base branch does not have: a fork's artifact may name anything."""
     pairs = []
     for meta_path in sorted(directory.glob("*.json")):
         try:
@@ -136,6 +146,10 @@ def load_artifact(directory: Path) -> list[tuple[DiffMeta, str]]:
             raise ValueError(f"{meta_path.name}: not a diff description ({exc.error_count()} problems)") from None
         if meta_path.stem != meta.stack:
             raise ValueError(f"{meta_path.name}: describes stack {meta.stack!r}")
+        if known is not None and meta.stack not in known:
+            raise ValueError(
+                f"{meta_path.name}: stack {meta.stack!r} is not one of the base branch's ({', '.join(sorted(known))})"
+            )
         md = directory / f"{meta.stack}.md"
         if not md.is_file() or md.stat().st_size > 2 * MAX_COMMENT:
             raise ValueError(f"{md.name}: missing or too large")
@@ -152,7 +166,7 @@ def post(args: argparse.Namespace, github: GitHub) -> int:
     if not args.dir.is_dir() or not any(args.dir.iterdir()):
         print(f"no offline diff was uploaded ({args.dir} is empty); nothing to post")
         return 0
-    pairs = load_artifact(args.dir)
+    pairs = load_artifact(args.dir, known_stacks(args.project_dir))
     pr, head = pairs[0][0].pr, pairs[0][0].head_sha
     if head != args.head_sha:
         print(f"error: the artifact is for {head}, the workflow run for {args.head_sha}; not posting", file=sys.stderr)
@@ -188,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("post", help="post the rendered diffs of an artifact (privileged, verifies first)")
     p.add_argument("--dir", required=True, type=Path)
     p.add_argument("--head-sha", required=True, type=_sha, help="github.event.workflow_run.head_sha")
+    p.add_argument("--project-dir", type=Path, default=Path.cwd(), help="the base branch's checkout (default: cwd)")
     u = sub.add_parser("upsert", help="create or update one stack's comment from a markdown file")
     u.add_argument("--pr", required=True, type=int)
     u.add_argument("--stack", required=True, type=_stack)

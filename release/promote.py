@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from release import rolled_back
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, close_superseded, pin_at, propose, report, settings_at
@@ -147,18 +148,19 @@ def registry_mismatch(payload: PromotionPayload, client: Any) -> str | None:
 
 
 def rolled_back_versions(git: Git, base: str, stack: str, model: str) -> dict[int, str]:
-    """The versions of `model` that `stack` was rolled back from on `base` (the rollback commits' `Rolled-Back-From:`
-    trailer), each with the rollback commit."""
+    """The versions of `model` that `stack` was rolled back from on `base`, each with where that is recorded: the
+    tree's `release/rolled-back/<stack>.json` (which every merge method keeps), and the rollback commits'
+    `Rolled-Back-From:` trailers (which a squash merge may drop)."""
+    found = {version: rolled_back.path_of(stack) for version in rolled_back.read_at(git, base, stack).get(model, [])}
     path = stack_file(Path(), stack).name
     log = git.out("log", "--format=%H%x1f%B%x1e", base, "--", path)
-    found: dict[int, str] = {}
     for entry in log.split("\x1e"):
         sha, _, body = entry.strip().partition("\x1f")
         if not body.startswith(f"Roll back {model} to v"):
             continue
         trailer = re.search(r"^Rolled-Back-From: v([0-9]+)\s*$", body, re.MULTILINE)
         if trailer:
-            found.setdefault(int(trailer.group(1)), sha)
+            found.setdefault(int(trailer.group(1)), sha[:12])
     return found
 
 
@@ -241,16 +243,24 @@ def stack_to_stack_change(
     the digest `source` pins (if any) is carried over.
     """
     git = Git(repo_dir)
+    if settings_at(git, base, source).model is None:
+        raise NothingToDo(f"{source} pins no model yet (day zero): nothing to propose for {target}")
     wanted = pin_at(git, base, source)
     if built_image:
         wanted = Pinned(wanted.name, wanted.version, built_digest(built_image, wanted, source))
     now = pin_at(git, base, target)
     if (now.name, now.version, now.image_digest) == (wanted.name, wanted.version, wanted.image_digest):
         return None
-    rolled_back = rolled_back_versions(git, base, target, wanted.name)
-    if wanted.version in rolled_back and not allow_rolled_back and now.version != wanted.version:
+    if now.name == wanted.name and wanted.version < now.version:
+        # After a rollback of `source`, its pin is older than `target`'s: only a rollback lowers `target`.
         raise NothingToDo(
-            f"{target} was rolled back from {wanted.name} v{wanted.version} ({rolled_back[wanted.version][:12]}); "
+            f"{source} pins {wanted.name} v{wanted.version}, older than the v{now.version} {target} runs: a "
+            f"downgrade of {target} is proposed only by a rollback (the rollback workflow), never as a promotion"
+        )
+    rolled_back_from = rolled_back_versions(git, base, target, wanted.name)
+    if wanted.version in rolled_back_from and not allow_rolled_back and now.version != wanted.version:
+        raise NothingToDo(
+            f"{target} was rolled back from {wanted.name} v{wanted.version} ({rolled_back_from[wanted.version]}); "
             f"not proposing it again (a newer version will be, or run with --allow-rolled-back)"
         )
     base_sha = git.rev(base) or base
@@ -258,15 +268,19 @@ def stack_to_stack_change(
         image = f"the image `{source}` built and deployed, `{wanted.image_digest}`"
     else:
         image = f"the image `{source}` pins for it"
+    if (now.name, now.version) == (wanted.name, wanted.version):
+        title = f"Repin the image of {wanted.name} v{wanted.version} on {target}"
+    else:
+        title = f"Promote {wanted.name} v{wanted.version} to {target}"
     message = (
-        f"Promote {wanted.name} v{wanted.version} to {target}\n\n"
+        f"{title}\n\n"
         f"Pins in Pulumi.{target}.yaml what Pulumi.{source}.yaml pins at {base_sha[:12]}: "
         f"{wanted.name} version {wanted.version}"
         f"{f' (imageDigest {wanted.image_digest})' if wanted.image_digest else ''}.\n\n"
         f"Promoted-From: {source}@{base_sha}\n"
     )
     intro = (
-        f"## Promote `{wanted.name}` v{wanted.version} to `{target}`\n\n"
+        f"## {title}\n\n"
         f"`{source}` runs `{wanted.name}` v{wanted.version}; `{target}` runs `{now.name}` v{now.version}. "
         f"This pins `{target}` to {image}: nothing is rebuilt. Merging starts the deploy workflow, whose "
         f"`{target}` job waits for a required reviewer (environment `production`)."
@@ -416,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except SettingsError as exc:
         print(*exc.problems, sep="\n", file=sys.stderr)
+        return 2
+    except rolled_back.RolledBackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except (GitError, GitHubError, ProposalError) as exc:
         print(f"error: {exc}", file=sys.stderr)

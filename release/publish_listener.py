@@ -11,11 +11,18 @@ deploy` has no `--build-remote` (its arguments in the same module's `_params.py`
 
 On a brand-new app the first publish can fail while the app's new role on its deployment storage propagates
 (the SCM site answers 400 with a storage 403): it is retried a few times before the step fails.
+
+Each attempt is bounded: after a deployment the CLI polls the app's host status in a loop whose trial counter is
+never incremented (Azure/azure-cli appservice/custom.py, `total_trials = 15` / `num_trials = 0`, no `+= 1`), so
+an unhealthy app keeps it polling forever. An attempt that outlives ATTEMPT_TIMEOUT_SECONDS is killed (its whole
+process group) and counts as failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +33,9 @@ from release.package_listener import build
 
 ATTEMPTS = 4
 BACKOFF_SECONDS = 30.0
+# A remote build of the listener's requirements takes minutes; four attempts stay within the deploy job's timeout.
+ATTEMPT_TIMEOUT_SECONDS = 600.0
+TIMED_OUT = 124  # what coreutils' timeout(1) exits with
 
 Runner = Callable[[Sequence[str]], int]
 
@@ -40,8 +50,16 @@ def publish_command(resource_group: str, app: str, package: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _run(argv: Sequence[str]) -> int:
-    return subprocess.run(list(argv), check=False).returncode
+def _run(argv: Sequence[str], timeout: float = ATTEMPT_TIMEOUT_SECONDS) -> int:
+    """Runs `argv`; kills its process group and returns TIMED_OUT when it outlives `timeout` seconds."""
+    with subprocess.Popen(list(argv), start_new_session=True) as proc:
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            print(f"{argv[0]} did not finish in {timeout:.0f} s; killed", flush=True)
+            return TIMED_OUT
 
 
 def publish(

@@ -5,12 +5,13 @@
 
 Sets, on the model version the stack pins (read from `Pulumi.<stack>.yaml` unless --model/--version are given):
 
-    deployed.<stack>.digest   the image digest serving it (sha256:...)
-    deployed.<stack>.at       when the deploy finished (ISO 8601, UTC)
-    deployed.<stack>.run      the CI run that deployed it (URL)
+    deployed_<stack>_digest   the image digest serving it (sha256:...)
+    deployed_<stack>_at       when the deploy finished (ISO 8601, UTC)
+    deployed_<stack>_run      the CI run that deployed it (URL)
 
-and on the registered model `deployed.<stack>.version`, `.digest` and `.at`: the version a stack runs now, in one
-place. Tags on older versions stay (they record where each image ran, which a rollback reads). The tracking and
+and on the registered model `deployed_<stack>_version`, `_digest` and `_at`: the version a stack runs now, in one
+place. Keys use `_` only: Unity Catalog refuses `. , - = / :` in tag keys, so a `-` in a stack name becomes `_`.
+Tags on older versions stay (they record where each image ran, which a rollback reads). The tracking and
 registry URIs come from MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI (`databricks` with DATABRICKS_HOST in CI; Unity
 Catalog models, `catalog: unity-catalog`, use `databricks-uc`).
 """
@@ -32,13 +33,28 @@ from stacks.files import load_stack_config
 from stacks.model_version import parse_model_version
 from stacks.settings import SettingsError, pinned_model
 
-TAG_PREFIX = "deployed"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+TAG_PREFIX = "deployed"
+# Unity Catalog tag keys may not contain . , - = / : (https://learn.microsoft.com/azure/databricks/database-objects/tags
+# "Constraints"); stack names are [a-z0-9-], so `-` -> `_` keeps keys valid and distinct.
+_TAG_KEY_FORBIDDEN = re.compile(r"[.,\-=/:]")
+
+
+def tag_key(stack: str, field: str) -> str:
+    """The registry tag key of `field` (digest, at, run, version) for `stack`: `deployed_<stack>_<field>`."""
+    key = f"{TAG_PREFIX}_{stack.replace('-', '_')}_{field}"
+    if _TAG_KEY_FORBIDDEN.search(key):
+        raise RecordError(f"tag key {key!r}: Unity Catalog tag keys may not contain . , - = / :")
+    return key
 
 
 class RecordError(ValueError):
     """What to record cannot be determined; the message says what is missing."""
+
+
+class NothingToRecord(Exception):
+    """The stack pins no model yet (day zero): nothing runs that a tag could describe; the message says so."""
 
 
 class RegistryError(RuntimeError):
@@ -55,12 +71,12 @@ class Deployment:
     run_url: str
 
     def version_tags(self) -> dict[str, str]:
-        prefix = f"{TAG_PREFIX}.{self.stack}"
-        return {f"{prefix}.digest": self.digest, f"{prefix}.at": self.at, f"{prefix}.run": self.run_url}
+        values = {"digest": self.digest, "at": self.at, "run": self.run_url}
+        return {tag_key(self.stack, field): value for field, value in values.items()}
 
     def model_tags(self) -> dict[str, str]:
-        prefix = f"{TAG_PREFIX}.{self.stack}"
-        return {f"{prefix}.version": str(self.version), f"{prefix}.digest": self.digest, f"{prefix}.at": self.at}
+        values = {"version": str(self.version), "digest": self.digest, "at": self.at}
+        return {tag_key(self.stack, field): value for field, value in values.items()}
 
 
 @dataclass(frozen=True)
@@ -187,7 +203,12 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     """
     if not _STACK.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
-    pinned = pinned_model(load_stack_config(args.project_dir, args.stack).settings())
+    settings = load_stack_config(args.project_dir, args.stack).settings()
+    if settings.model is None:
+        raise NothingToRecord(
+            f"Pulumi.{args.stack}.yaml pins no model yet (day zero): no model version to tag; nothing recorded"
+        )
+    pinned = pinned_model(settings)
     image = None
     if args.digest:
         if not _DIGEST.fullmatch(args.digest):
@@ -223,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         deployment, catalog = deployment_from_args(args)
         client = registry_client(args.tracking_uri, args.registry_uri, catalog)
         record(client, deployment)
+    except NothingToRecord as exc:
+        print(exc)
+        return 0
     except SettingsError as exc:
         print(*exc.problems, sep="\n", file=sys.stderr)
         return 2

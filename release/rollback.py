@@ -6,7 +6,7 @@ Finds, in the history of `Pulumi.<stack>.yaml`, the commit that pinned the versi
 version before it is the one asked for, the rollback is that commit's revert; otherwise (a rollback over several
 versions, or a revert that no longer applies) the pin is set directly and the message says which commit it undoes.
 
-The image: when the digest of the target version is known (`--digest`, or the `deployed.<stack>.digest` tag
+The image: when the digest of the target version is known (`--digest`, or the `deployed_<stack>_digest` tag
 `release.record_deployment` set on that model version in the registry, or the pin being reverted to already had
 one), it is pinned as `imageDigest`, so the deploy serves the image already in the registry and builds nothing.
 Exit codes: 0 proposed or nothing to do; 1 git/GitHub/registry failure or a failed offline diff; 2 bad input.
@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from release import rolled_back
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
-from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, registry_client
+from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, registry_client, tag_key
 from stacks.files import stack_file
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
@@ -77,13 +78,13 @@ def registry_digest(model: str, version: int, stack: str, client: Any) -> tuple[
     except MlflowException as exc:
         raise RegistryError(f"{model} v{version}: {exc.message}") from None
     tags: dict[str, str] = dict(getattr(found, "tags", None) or {})
-    others = sorted(k for k in tags if k.startswith(f"{TAG_PREFIX}.") and k.endswith(".digest"))
-    candidates = [f"{TAG_PREFIX}.{stack}.digest", *others]
+    others = sorted(k for k in tags if k.startswith(f"{TAG_PREFIX}_") and k.endswith("_digest"))
+    candidates = [tag_key(stack, "digest"), *others]
     for key in candidates:
         value = tags.get(key, "")
         if _DIGEST.match(value):
             return value, f"registry tag `{key}` on {model} v{version}"
-    return None, f"no `{TAG_PREFIX}.*.digest` tag on {model} v{version}"
+    return None, f"no `{TAG_PREFIX}_*_digest` tag on {model} v{version}"
 
 
 def _resolve_digest(
@@ -129,6 +130,8 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
                 Git(directory).run("revert", "--abort", check=False)
                 Git(directory).run("reset", "--quiet", "--hard", check=False)
         pin(directory, stack, model, target, digest)
+        # In the tree, not only in the message: a squash merge can drop the trailer below.
+        rolled_back.add(directory, stack, model, current.version)
 
     if revert and introduced is not None:
         undoes = f"This reverts commit {introduced.sha} ({introduced.subject}), which pinned v{current.version}."
@@ -214,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 github.close()
     except SettingsError as exc:
         print(*exc.problems, sep="\n", file=sys.stderr)
+        return 2
+    except rolled_back.RolledBackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except RecordError as exc:
         print(f"error: {exc}", file=sys.stderr)

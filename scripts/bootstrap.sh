@@ -32,37 +32,46 @@ uv pip sync --quiet --require-hashes -p .tools/checkov/bin/python tools/checkov.
 #   monitoring step runs Prometheus and Alertmanager (`prometheus-alertmanager`) with its own config
 #   (localrun/monitoring.py);
 # - the container tools that build and run the model image locally (podman with runc, buildah, debootstrap for the
-#   stand-in base, the CNCF registry `docker-registry`, skopeo). Without them (not root, not Debian) the demo serves
-#   from a virtualenv and says so; tests/image fails.
+#   stand-in base, the CNCF registry `docker-registry`, skopeo). Without them (neither root nor passwordless sudo,
+#   or no apt-get) the demo serves from a virtualenv and says so; tests/image fails.
 monitoring_packages=(prometheus prometheus-alertmanager)
 image_packages=(podman buildah runc debootstrap docker-registry skopeo)
 missing() { for pkg in "$@"; do dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || echo "$pkg"; done; }
 mapfile -t missing_monitoring < <(missing "${monitoring_packages[@]}")
 mapfile -t missing_image < <(missing "${image_packages[@]}")
 missing=("${missing_monitoring[@]}" "${missing_image[@]}")
+# Root (CI's Debian image) installs directly; a user with passwordless sudo installs through `sudo -n`, which never
+# prompts (GitHub's Ubuntu runners: "The Linux and macOS virtual machines both run using passwordless sudo",
+# docs.github.com/en/actions/reference/runners/github-hosted-runners, "Administrative privileges").
+as_root=()
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  as_root=(sudo -n)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; } && command -v apt-get >/dev/null 2>&1; then
     # prometheus, alertmanager and docker-registry would start servers on :9090/:9093/:5000 on every interface:
     # policy-rc.d (exit 101) keeps invoke-rc.d and deb-systemd-invoke from starting any service while they install
     # (init-system-helpers README.policy-rc.d). The project starts its own, on 127.0.0.1, when it needs them.
     guard=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
-      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-      chmod +x /usr/sbin/policy-rc.d
+      printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+      "${as_root[@]}" chmod +x /usr/sbin/policy-rc.d
       guard=/usr/sbin/policy-rc.d
     fi
-    apt-get update -qq
+    "${as_root[@]}" apt-get update -qq
     # The monitoring servers need nothing they only recommend (node-exporter would be one more server); podman
     # needs its recommended network and runtime helpers, as tested (../shared/reference/local-containers.md).
+    # `env` carries DEBIAN_FRONTEND through sudo, which resets the environment.
     if [ ${#missing_monitoring[@]} -gt 0 ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_monitoring[@]}" >/dev/null
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing_monitoring[@]}" >/dev/null
     fi
     if [ ${#missing_image[@]} -gt 0 ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_image[@]}" >/dev/null
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_image[@]}" >/dev/null
     fi
-    if [ -n "$guard" ]; then rm -f "$guard"; fi
+    if [ -n "$guard" ]; then "${as_root[@]}" rm -f "$guard"; fi
   else
-    echo "bootstrap: ${missing[*]} not installed and apt-get needs root here" >&2
+    echo "bootstrap: ${missing[*]} not installed, and apt-get needs root or passwordless sudo here" >&2
   fi
 fi
 

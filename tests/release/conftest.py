@@ -13,7 +13,7 @@ from release import proposal
 from release.proposal import OfflineDiff
 from tests.release.ghfake import FakeGitHub, GitHubServer
 from tests.release.gitrepo import ProjectRepo, clone_project, make_template
-from tests.release.registry import make_registry
+from tests.release.registry import enforce_unity_catalog_tag_keys, make_registry
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +62,12 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
         monkeypatch.setenv("GITHUB_TOKEN", "test-token")
         monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
         yield fake
+
+
+@pytest.fixture(autouse=True)
+def _unity_catalog_tag_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test registry's models are Unity Catalog names; the registry refuses what Unity Catalog refuses."""
+    enforce_unity_catalog_tag_keys(monkeypatch)
 
 
 @pytest.fixture(scope="session")

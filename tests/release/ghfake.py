@@ -35,6 +35,12 @@ class FakeGitHub:
     issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     page_size: int | None = None
+    # The repository's immutable ids and whether its OIDC subjects carry them (the default for a repository created
+    # or renamed on or after 2026-07-15: GitHub changelog 2026-04-23, "Immutable subject claims for GitHub Actions
+    # OIDC tokens"; github/docs#45221).
+    owner_id: int = 1234567
+    repo_id: int = 890123456
+    immutable_subjects: bool = True
     url: str = ""
     _next_id: int = 100
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +95,26 @@ class FakeGitHub:
     def open_pulls(self) -> list[dict[str, Any]]:
         return [p for p in self.pulls.values() if p["state"] == "open"]
 
+    def subject_prefix(self) -> str:
+        owner, name = self.repository.split("/")
+        if self.immutable_subjects:
+            return f"repo:{owner}@{self.owner_id}/{name}@{self.repo_id}"
+        return f"repo:{owner}/{name}"
+
+    def oidc_subject(self, context: str) -> str:
+        """The `sub` of the OIDC token a job gets: the prefix, then `environment:<name>` for a job naming an
+        environment, `pull_request` for a pull-request job (GitHub docs, "OpenID Connect reference")."""
+        return f"{self.subject_prefix()}:{context}"
+
+    @staticmethod
+    def issues_oidc_token(*, actor: str, event: str, from_fork: bool, id_token_write: bool) -> bool:
+        """Whether a job gets an OIDC token at all. A fork's pull request gets at most `read` for every permission,
+        `id-token` included (GitHub docs, "Automatic token authentication", permissions for the GITHUB_TOKEN), and
+        Dependabot's `pull_request` and `push` runs are treated as a fork's (GitHub docs, "Troubleshooting
+        Dependabot on GitHub Actions", "Restrictions when Dependabot triggers events")."""
+        dependabot = actor == "dependabot[bot]" and event in ("pull_request", "push", "pull_request_review")
+        return id_token_write and not from_fork and not dependabot
+
     # --- request handling ---------------------------------------------------------------------------------------
 
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
@@ -109,6 +135,10 @@ class FakeGitHub:
 
     def _route(self, method: str, seg: list[str], query: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
         match (method, seg):
+            # The repository's subject template and prefix (the answer azd reads, Azure/azure-dev#9430).
+            case ("GET", ["actions", "oidc", "customization", "sub"]):
+                answer = {"use_default": True, "use_immutable_subject": self.immutable_subjects}
+                return 200, answer | {"sub_claim_prefix": self.subject_prefix()}, {}
             case ("GET", ["pulls"]):
                 found = [
                     p
@@ -173,6 +203,58 @@ class FakeGitHub:
             params = urlencode(dict(query, page=str(page + 1)))
             headers["Link"] = f'<{self.url}{self.requests[-1].path}?{params}>; rel="next"'
         return 200, items[(page - 1) * size : page * size], headers
+
+
+@dataclass
+class ConcurrencyGroup:
+    """GitHub Actions' scheduling of the runs (or jobs) of one concurrency group.
+
+    At most one runs. With `queue: single` (the default) at most one waits: a newer run cancels the pending one and
+    takes its place; with `queue: max` up to 100 wait, in arrival order, and a run finding the queue full is
+    cancelled; `cancel-in-progress: true` also cancels the running one, and is refused with `queue: max` (GitHub
+    docs, "Control the concurrency of workflows and jobs"; changelog 2026-05-07 "GitHub Actions concurrency groups
+    now allow larger queues").
+    """
+
+    queue: str = "single"
+    cancel_in_progress: bool = False
+    running: str | None = None
+    pending: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+    MAX_PENDING = 100
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> ConcurrencyGroup:
+        queue = settings.get("queue", "single")
+        cancel = settings.get("cancel-in-progress", False)
+        if queue not in ("single", "max"):
+            raise ValueError(f"concurrency.queue: expected single or max, got {queue!r}")
+        if queue == "max" and cancel is True:
+            raise ValueError("concurrency: queue: max cannot be combined with cancel-in-progress: true")
+        return cls(queue=queue, cancel_in_progress=cancel is True)
+
+    def arrive(self, run: str) -> None:
+        if self.running is not None and self.cancel_in_progress:
+            self.cancelled.append(self.running)
+            self.running = None
+        if self.running is None:
+            self.running = run
+            self.ran.append(run)
+        elif self.queue == "single":
+            self.cancelled.extend(self.pending)
+            self.pending = [run]
+        elif len(self.pending) >= self.MAX_PENDING:
+            self.cancelled.append(run)
+        else:
+            self.pending.append(run)
+
+    def finish(self) -> None:
+        """The running one completes; the oldest pending starts."""
+        self.running = self.pending.pop(0) if self.pending else None
+        if self.running is not None:
+            self.ran.append(self.running)
 
 
 def GitHubServer(fake: FakeGitHub | None = None) -> JsonApiServer[FakeGitHub]:

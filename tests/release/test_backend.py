@@ -58,3 +58,26 @@ def test_the_command_writes_the_step_output(
     monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://state")
     assert main(["--stack", "prod", "--project-dir", str(project_repo.work)]) == 2
     assert "accepts only the organisation 'organization'" in capsys.readouterr().err
+
+
+def test_the_workflows_refuse_a_self_managed_backend_at_the_start(
+    project_repo: ProjectRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DIY backend needs AZURE_STORAGE_ACCOUNT, a secrets provider and a lasting Azure credential, which the jobs
+    do not carry: the stack-name step, before any `pulumi` command, fails saying so."""
+    argv = ["--stack", "staging", "--org", "organization", "--backend-url", "azblob://state"]
+    argv += ["--project-dir", str(project_repo.work)]
+
+    assert main([*argv, "--workflow"]) == 2
+    assert "a self-managed backend, which these workflows do not support" in capsys.readouterr().err
+    assert main(argv) == 0, "by hand, the name is still computed"
+
+
+def test_every_workflow_names_its_stack_through_the_refusing_check() -> None:
+    from tests.release.test_workflows import WORKFLOWS, jobs
+
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for name, job in jobs(path).items():
+            for step in job.get("steps", []):
+                if "release.backend" in step.get("run", ""):
+                    assert "--workflow" in step["run"], f"{path.name} {name}"

@@ -16,6 +16,7 @@ from tests.release.gitrepo import ROOT
 
 HEAD = "a" * 40
 BASE = "b" * 40
+IN_ROOT = ("--project-dir", str(ROOT))  # the comment job runs in the base branch's checkout
 
 
 def gh(fake: FakeGitHub) -> GitHub:
@@ -69,8 +70,8 @@ def test_post_verifies_the_head_then_comments_every_stack(
     write_artifact(tmp_path, "staging", pr=pr, text="### staging diff")
     write_artifact(tmp_path, "prod", pr=pr, text="### prod diff")
 
-    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD]) == 0
-    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD]) == 0  # a re-run updates nothing twice
+    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD, *IN_ROOT]) == 0
+    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD, *IN_ROOT]) == 0  # a re-run updates nothing twice
 
     assert sorted(c["body"] for c in github.comments.values()) == [
         f"{marker('prod')}\n### prod diff\n",
@@ -87,9 +88,9 @@ def test_post_skips_a_superseded_head_and_refuses_a_foreign_artifact(
     pr = github.add_pull("fork-branch", "main", head_sha="c" * 40)  # pushed again since
     write_artifact(tmp_path, "staging", pr=pr)
 
-    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD]) == 0
+    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD, *IN_ROOT]) == 0
     assert "not posting a stale diff" in capsys.readouterr().out
-    assert main(["post", "--dir", str(tmp_path), "--head-sha", "d" * 40]) == 2
+    assert main(["post", "--dir", str(tmp_path), "--head-sha", "d" * 40, *IN_ROOT]) == 2
     assert "the artifact is for" in capsys.readouterr().err
     assert github.comments == {}
 
@@ -150,3 +151,17 @@ def test_posting_imports_only_what_the_comment_job_installs() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_stack_the_base_branch_does_not_have_is_refused(
+    github: FakeGitHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fork's artifact may name any stack; only the base branch's stacks get a comment."""
+    pr = github.add_pull("fork-branch", "main", head_sha=HEAD)
+    write_artifact(tmp_path, "staging", pr=pr)
+    write_artifact(tmp_path, "prod-eu", pr=pr, text="### looks official")
+
+    assert main(["post", "--dir", str(tmp_path), "--head-sha", HEAD, *IN_ROOT]) == 2
+
+    assert "stack 'prod-eu' is not one of the base branch's (prod, staging)" in capsys.readouterr().err
+    assert github.comments == {}

@@ -53,3 +53,30 @@ def test_main_builds_the_package_and_publishes_it(tmp_path: Path, monkeypatch: p
     assert argv[argv.index("--src") + 1] == str(out)
     assert "requirements.txt" in zipfile.ZipFile(out).namelist()
     assert main(["--resource-group", "", "--app", "app", "--out", str(out)]) == 2
+
+
+def test_an_attempt_that_never_ends_is_killed_and_counts_as_failed(tmp_path: Path) -> None:
+    """The CLI can poll an unhealthy app's host status forever (its trial counter never grows): the attempt is
+    bounded, its process group killed, so the step fails instead of hanging the job."""
+    marker = tmp_path / "grandchild-alive"
+    # A child that never ends and has a child of its own (as `az`, a shell script, runs python).
+    forever = (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])\n"
+        f"open({str(marker)!r}, 'w').close()\n"
+        "time.sleep(3600)\n"
+    )
+    import sys
+
+    code = publish_listener._run([sys.executable, "-c", forever], timeout=5)
+
+    assert code == publish_listener.TIMED_OUT
+    assert marker.exists(), "the command had started"
+
+
+def test_the_workflow_step_is_bounded_too() -> None:
+    from tests.release.test_workflows import WORKFLOWS, jobs
+
+    steps = jobs(WORKFLOWS / "deploy.yml")["staging"]["steps"]
+    (step,) = [s for s in steps if "release.publish_listener" in s.get("run", "")]
+    assert 0 < step["timeout-minutes"] <= 45

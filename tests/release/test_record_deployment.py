@@ -75,15 +75,15 @@ def test_tags_the_deployed_version_and_the_model(registry: str, project: Path, m
     assert code == 0
     version = client(registry).get_model_version(MODEL, "1")
     assert version.tags == {
-        "deployed.staging.digest": DIGEST,
-        "deployed.staging.at": "2026-11-22T10:00:00Z",
-        "deployed.staging.run": "https://github.com/acme-ml/mlops-serving/actions/runs/4242/attempts/2",
+        "deployed_staging_digest": DIGEST,
+        "deployed_staging_at": "2026-11-22T10:00:00Z",
+        "deployed_staging_run": "https://github.com/acme-ml/mlops-serving/actions/runs/4242/attempts/2",
     }
     model = client(registry).get_registered_model(MODEL)
     assert model.tags == {
-        "deployed.staging.version": "1",
-        "deployed.staging.digest": DIGEST,
-        "deployed.staging.at": "2026-11-22T10:00:00Z",
+        "deployed_staging_version": "1",
+        "deployed_staging_digest": DIGEST,
+        "deployed_staging_at": "2026-11-22T10:00:00Z",
     }
     assert client(registry).get_model_version(MODEL, "2").tags == {}
 
@@ -96,10 +96,10 @@ def test_a_later_deploy_moves_the_model_tag_and_keeps_the_old_versions_digest(
     assert main([*base, "--version", "2", "--digest", OTHER]) == 0
 
     registry_client = client(registry)
-    assert registry_client.get_model_version(MODEL, "1").tags["deployed.prod.digest"] == DIGEST
-    assert registry_client.get_model_version(MODEL, "2").tags["deployed.prod.digest"] == OTHER
-    assert registry_client.get_registered_model(MODEL).tags["deployed.prod.version"] == "2"
-    assert capsys.readouterr().out.splitlines()[-1].startswith(f"{MODEL} v2: deployed.prod.digest={OTHER}, ")
+    assert registry_client.get_model_version(MODEL, "1").tags["deployed_prod_digest"] == DIGEST
+    assert registry_client.get_model_version(MODEL, "2").tags["deployed_prod_digest"] == OTHER
+    assert registry_client.get_registered_model(MODEL).tags["deployed_prod_version"] == "2"
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"{MODEL} v2: deployed_prod_digest={OTHER}, ")
 
 
 def test_outputs_that_contradict_the_stack_file_are_not_recorded(
@@ -179,10 +179,10 @@ def test_runs_as_a_command_and_the_rollback_reads_what_it_wrote(registry: str, p
     )
 
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"{MODEL} v1: deployed.staging.digest={DIGEST}, deployed.staging.at=")
+    assert proc.stdout.startswith(f"{MODEL} v1: deployed_staging_digest={DIGEST}, deployed_staging_at=")
     assert registry_digest(MODEL, 1, "staging", client(registry)) == (
         DIGEST,
-        f"registry tag `deployed.staging.digest` on {MODEL} v1",
+        f"registry tag `deployed_staging_digest` on {MODEL} v1",
     )
     assert registry_digest(MODEL, 1, "prod", client(registry))[0] == DIGEST, "prod runs the image staging built"
     assert registry_digest(MODEL, 2, "staging", client(registry))[0] is None
@@ -272,6 +272,29 @@ def test_records_through_a_real_mlflow_server(mlflow_server_uri: str, project: P
 
     assert proc.returncode == 0, proc.stderr
     tags = client(mlflow_server_uri).get_model_version(MODEL, "2").tags
-    assert tags["deployed.prod.digest"] == OTHER
-    assert tags["deployed.prod.run"] == "https://ci.test/run/1"
-    assert client(mlflow_server_uri).get_registered_model(MODEL).tags["deployed.prod.version"] == "2"
+    assert tags["deployed_prod_digest"] == OTHER
+    assert tags["deployed_prod_run"] == "https://ci.test/run/1"
+    assert client(mlflow_server_uri).get_registered_model(MODEL).tags["deployed_prod_version"] == "2"
+
+
+def test_the_registry_refuses_tag_keys_unity_catalog_refuses(registry: str) -> None:
+    """The stand-in's rule: Unity Catalog tag keys may not contain . , - = / : (so the old `deployed.<stack>.digest`
+    could never be written)."""
+    from mlflow.exceptions import MlflowException
+
+    for key in ("deployed.staging.digest", "deployed-staging", "a:b", "a=b", "a/b", "a,b"):
+        with pytest.raises(MlflowException, match="tag keys may not contain"):
+            client(registry).set_model_version_tag(MODEL, "1", key, DIGEST)
+        with pytest.raises(MlflowException, match="tag keys may not contain"):
+            client(registry).set_registered_model_tag(MODEL, key, DIGEST)
+    client(registry).set_model_version_tag(MODEL, "1", "deployed_staging_digest", DIGEST)
+
+
+def test_every_key_written_is_one_unity_catalog_accepts() -> None:
+    from release.record_deployment import Deployment, tag_key
+
+    for stack in ("staging", "prod", "eu-west-prod"):
+        deployment = Deployment(stack, MODEL, 1, DIGEST, "2026-01-01T00:00:00Z", "u")
+        for key in [*deployment.version_tags(), *deployment.model_tags()]:
+            assert not set(key) & set(".,-=/:"), key
+    assert tag_key("eu-west-prod", "digest") == "deployed_eu_west_prod_digest"

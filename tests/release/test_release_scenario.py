@@ -256,7 +256,7 @@ def test_the_whole_release_sequence(release: Release, capsys: pytest.CaptureFixt
     assert release.running == {"staging": (1, v1_image["digest"]), "prod": (1, v1_image["digest"])}
     assert release.open_heads() == [], "prod already pins what staging built"
     tags = release.client().get_model_version(MODEL, "1").tags
-    assert tags["deployed.staging.digest"] == tags["deployed.prod.digest"] == v1_image["digest"]
+    assert tags["deployed_staging_digest"] == tags["deployed_prod_digest"] == v1_image["digest"]
 
     # 3. promote v2, then v3 quickly: v3's run closes v2's pull request as superseded; a late run of v2's dispatch
     #    (queued, never cancelled) is checked with the registry and ignored.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def tag_deployed(registry: str, version: int, stack: str, digest: str) -> None:
     import mlflow
 
     client: Any = mlflow.MlflowClient(tracking_uri=registry, registry_uri=registry)
-    client.set_model_version_tag(MODEL, str(version), f"deployed.{stack}.digest", digest)
+    client.set_model_version_tag(MODEL, str(version), f"deployed_{stack}_digest", digest)
 
 
 @pytest.fixture
@@ -87,7 +88,10 @@ def test_rollback_reverts_the_pin_commit_and_pins_the_digest_from_the_registry(
         "    version: 2\n", f"    version: 2\n    imageDigest: {DIGEST_V2}\n"
     )
     assert project_repo.show(pushed, "staging") == expected
-    assert project_repo.git("show", "--format=", "--name-only", pushed) == "Pulumi.staging.yaml"
+    changed = project_repo.git("show", "--format=", "--name-only", pushed).splitlines()
+    assert changed == ["Pulumi.staging.yaml", "release/rolled-back/staging.json"], "the pin, and what was rolled back"
+    recorded = project_repo.git("show", f"{pushed}:release/rolled-back/staging.json")
+    assert json.loads(recorded) == {MODEL: [3]}
     (pull,) = github.pulls.values()
     assert pull["head"]["ref"] == branch
     assert "nothing is rebuilt" in pull["body"]
@@ -118,7 +122,7 @@ def test_prod_uses_the_digest_staging_built(
     assert code == 0
     pushed = project_repo.origin_git("rev-parse", "refs/heads/rollback/prod/mlops.models.wine_quality-v2")
     assert f"    imageDigest: {DIGEST_V2}\n" in project_repo.show(pushed, "prod")
-    assert "registry tag `deployed.staging.digest`" in project_repo.git("log", "-1", "--format=%B", pushed)
+    assert "registry tag `deployed_staging_digest`" in project_repo.git("log", "-1", "--format=%B", pushed)
     assert github.requests == []
 
 

@@ -162,7 +162,8 @@ def test_pull_request_runs_write_nothing_and_cancel_older_runs() -> None:
         writes = {k for k, v in job.get("permissions", {}).items() if v == "write"}
         assert writes <= ({"id-token", "pull-requests"} if name == "preview" else set()), name
     preview = workflow["jobs"]["preview"]
-    assert "github.event.pull_request.head.repo.full_name == github.repository" in preview["if"]
+    assert preview["needs"] == "preview-gate"
+    assert preview["if"] == "needs.preview-gate.outputs.run == 'true'", "only where GitHub issues an OIDC token"
     for job in workflow["jobs"].values():
         if "strategy" in job:
             assert sorted(job["strategy"]["matrix"]["stack"]) == sorted(stack_names(ROOT))
@@ -234,7 +235,9 @@ def test_deploy_is_staging_then_prod_behind_reviewers_one_at_a_time() -> None:
         assert steps[up]["with"]["command"] == "up"
         assert steps[up]["with"]["stack-name"] == "${{ steps.stack.outputs.name }}"
         assert f"release.backend --stack {stack}" in next(s["run"] for s in steps if s.get("id") == "stack")
-        assert f"release.record_deployment --stack {stack}" in steps[up + 1]["run"], "record right after up"
+        records = [i for i, s in enumerate(steps) if f"release.record_deployment --stack {stack}" in s.get("run", "")]
+        assert records == [len(steps) - 1], "recorded last: a record that fails or skips stops nothing"
+        assert records[0] > up
     propose = workflow["jobs"]["propose-prod"]
     assert propose["uses"] == "./.github/workflows/promote-model.yml"
     assert propose["needs"] == "staging"
@@ -318,3 +321,33 @@ def test_pulumi_cli_matches_the_sdk_pin() -> None:
         uses_pulumi = any(u.startswith("pulumi/actions@") for u in all_uses(path))
         if uses_pulumi:
             assert pinned == sdk.group(1), f"{path.name}: PULUMI_VERSION {pinned} != SDK {sdk.group(1)}"
+
+
+def test_the_listener_is_published_before_the_deployment_is_recorded() -> None:
+    """Day zero: nothing pinned, nothing to record; the listener must be published all the same."""
+    steps = load(WORKFLOWS / "deploy.yml")["jobs"]["staging"]["steps"]
+    index = {name: next(i for i, s in enumerate(steps) if name in s.get("run", "")) for name in ("publish", "record")}
+    assert index["publish"] < index["record"]
+
+
+def test_no_deploy_job_uses_a_long_lived_pulumi_token() -> None:
+    """The deploy jobs exchange their OIDC token for a Pulumi token that lives as long as the job."""
+    for name in ("staging", "prod"):
+        job = jobs(WORKFLOWS / "deploy.yml")[name]
+        assert "PULUMI_ACCESS_TOKEN" not in json.dumps(job), name
+        steps = steps_of(job)
+        auth = next(i for i, s in enumerate(steps) if uses_of(s, "pulumi/auth-actions"))
+        up = next(i for i, s in enumerate(steps) if uses_of(s, "pulumi/actions"))
+        assert auth < up
+        assert int(steps[auth]["with"]["token-expiration"]) <= 2 * 3600
+        assert job["permissions"]["id-token"] == "write"
+
+
+def test_the_release_app_token_is_scoped_to_what_a_proposal_needs() -> None:
+    for path in (WORKFLOWS / "promote-model.yml", WORKFLOWS / "rollback.yml"):
+        for name, job in jobs(path).items():
+            for step in steps_of(job):
+                if uses_of(step, "actions/create-github-app-token"):
+                    granted = {k: v for k, v in step["with"].items() if k.startswith("permission-")}
+                    assert granted == {"permission-contents": "write", "permission-pull-requests": "write"}, name
+                    assert "skip-token-revoke" not in step["with"], "revoked when the job ends"
