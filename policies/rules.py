@@ -292,8 +292,14 @@ def _tls_at_least_1_2(version: Any) -> bool:
     return (major, minor) >= (1, 2)
 
 
+def _is_flex_consumption(props: Mapping[str, Any]) -> bool:
+    # Only Flex Consumption apps carry functionAppConfig (runtime, scale and deployment of that plan).
+    return _at(props, "functionAppConfig") is not None
+
+
 def check_web_app_transport(subject: Subject, report: Report) -> None:
-    """HTTPS only, TLS 1.2 or later on the app and its SCM site, FTP(S) off, remote debugging off."""
+    """HTTPS only, TLS 1.2 or later on the app and its SCM site, FTP(S) off (on Flex Consumption: not set at all),
+    remote debugging off."""
     props = subject.props
     _require_true(props, "httpsOnly", report, "plain HTTP must redirect to HTTPS")
     tls = _at(props, "siteConfig.minTlsVersion")
@@ -303,9 +309,27 @@ def check_web_app_transport(subject: Subject, report: Report) -> None:
     if scm_tls is not None and not _tls_at_least_1_2(scm_tls):
         report(f"siteConfig.scmMinTlsVersion must be 1.2 or later, not {_shown(scm_tls)}")
     ftps = _at(props, "siteConfig.ftpsState")
-    if ftps != "Disabled":
+    if _is_flex_consumption(props):
+        # Flex has no FTP(S) and ARM refuses the property there
+        # (learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
+        if ftps is not None:
+            report(
+                f"siteConfig.ftpsState must be unset on a Flex Consumption app, not {_shown(ftps)}: Flex has no FTP(S) "
+                "and Azure refuses the property; turn basic publishing off with WebAppFtpAllowed/WebAppScmAllowed"
+            )
+    elif ftps != "Disabled":
         report(f"siteConfig.ftpsState must be 'Disabled', not {_shown(ftps)}: deployments do not use FTP")
     _forbid_true(props, "siteConfig.remoteDebuggingEnabled", report, "remote debugging opens a debugger port")
+
+
+WEB_APP_FTP_ALLOWED = "azure-native:web:WebAppFtpAllowed"
+WEB_APP_SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
+
+
+def check_basic_publishing_off(subject: Subject, report: Report) -> None:
+    """Basic (user/password) publishing credentials off for FTP and the SCM site: deployments use Entra ID. On Flex
+    Consumption these policies, not siteConfig.ftpsState, are what keeps publishing credential-free."""
+    _require_false(subject.props, "allow", report, "basic publishing credentials bypass Entra ID")
 
 
 # A Key Vault reference the platform resolves with the app's identity; never the secret itself.
@@ -557,11 +581,22 @@ RULES: tuple[Rule, ...] = (
     Rule(
         name="web-app-https-tls12-no-ftp",
         description=(
-            "Function and web apps are HTTPS only with TLS 1.2 or later, FTP(S) disabled and remote debugging off."
+            "Function and web apps are HTTPS only with TLS 1.2 or later, FTP(S) disabled (unset on Flex Consumption) "
+            "and remote debugging off."
         ),
         resource_types=frozenset({WEB_APP}),
         check=check_web_app_transport,
-        remediation="Set https_only=True and site_config(min_tls_version='1.2', ftps_state='Disabled').",
+        remediation=(
+            "Set https_only=True and site_config(min_tls_version='1.2', ftps_state='Disabled'); on Flex Consumption "
+            "leave ftps_state unset."
+        ),
+    ),
+    Rule(
+        name="web-app-no-basic-publishing-credentials",
+        description="Function and web apps allow no basic (user/password) publishing credentials, for FTP or SCM.",
+        resource_types=frozenset({WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED}),
+        check=check_basic_publishing_off,
+        remediation="Declare web.WebAppFtpAllowed and web.WebAppScmAllowed with allow=False for every app.",
     ),
     Rule(
         name="web-app-secrets-from-key-vault",

@@ -44,6 +44,8 @@ VAULT = "azure-native:keyvault:Vault"
 VAULT_SECRET = "azure-native:keyvault:Secret"
 STORAGE = "azure-native:storage:StorageAccount"
 WEB_APP = "azure-native:web:WebApp"
+FTP_ALLOWED = "azure-native:web:WebAppFtpAllowed"
+SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
 IMAGE = "docker-build:index:Image"
 ACTION_GROUP = "azure-native:monitor:ActionGroup"
@@ -259,6 +261,7 @@ DBX, KV, SA = (
     "storage-account-no-keys-no-public-tls12",
 )
 WEB_TLS, WEB_SECRETS, SECRETS = "web-app-https-tls12-no-ftp", "web-app-secrets-from-key-vault", "secrets-marked-secret"
+BASIC_AUTH = "web-app-no-basic-publishing-credentials"
 K8S_SEC, K8S_RES, K8S_DIGEST = (
     "kubernetes-pod-security",
     "kubernetes-resource-requests-and-limits",
@@ -448,6 +451,28 @@ BROKEN = [
     Broken(
         "app-ftp", "staging", WEB_APP, None, _set("siteConfig.ftpsState", "AllAllowed"), WEB_TLS, "siteConfig.ftpsState"
     ),
+    # What other plans require is what a Flex Consumption site refuses (ARM BadRequest 51021).
+    Broken(
+        "flex-app-ftps-state-disabled",
+        "staging",
+        WEB_APP,
+        None,
+        _set("siteConfig.ftpsState", "Disabled"),
+        WEB_TLS,
+        "siteConfig.ftpsState must be unset on a Flex Consumption app",
+    ),
+    # The same app off Flex Consumption: FTP(S) must then be switched off explicitly.
+    Broken(
+        "non-flex-app-ftps-state-unset",
+        "staging",
+        WEB_APP,
+        None,
+        _del("functionAppConfig"),
+        WEB_TLS,
+        "siteConfig.ftpsState must be 'Disabled', not unset",
+    ),
+    Broken("app-ftp-basic-auth", "staging", FTP_ALLOWED, None, _set("allow", True), BASIC_AUTH, "allow"),
+    Broken("app-scm-basic-auth", "staging", SCM_ALLOWED, None, _set("allow", True), BASIC_AUTH, "allow"),
     Broken(
         "app-remote-debugging",
         "staging",
