@@ -477,13 +477,13 @@ class MockCloud(Mocks):
             return
         before = existing.get("softDeleteRetentionInDays")
         after = (inputs.get("properties") or {}).get("softDeleteRetentionInDays")
-        if before is not None and after is not None and before != after:
+        if before is not None and after is not None and float(before) != float(after):
             # "Once set, the retention policy interval cannot be changed"
             # (learn.microsoft.com/azure/key-vault/general/soft-delete-overview). Azure's exact wording is not
             # documented; this is the mock's.
             raise CloudError(
-                f"BadRequest: softDeleteRetentionInDays of the existing vault {vault!r} is {before} and cannot be "
-                f"changed (asked for {after})"
+                f"BadRequest: softDeleteRetentionInDays of the existing vault {vault!r} is {float(before):g} and "
+                f"cannot be changed (asked for {float(after):g})"
             )
 
     def _stack_reference(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
