@@ -11,9 +11,10 @@ from pulumi_azure_native import keyvault
 from components.placement import Placement
 
 # The CI dispatch token is a credential of another system (a GitHub App token or an Azure DevOps PAT): the program
-# cannot make it, and it never passes through Pulumi config or state. An operator sets it once with
-# `az keyvault secret set --vault-name <vault> --name dispatch-token --file token.txt`; the listener reads it through
-# a Key Vault reference to this name.
+# cannot make it, and it never passes through Pulumi config or state. An operator sets it once (README, "Deploying for
+# real", step 6: a Key Vault Secrets Officer grant for that step, `az keyvault secret set`, then the refresh of the
+# listener's Key Vault references, which App Service otherwise caches for up to 24 hours); the listener reads it
+# through a Key Vault reference to this name.
 DISPATCH_TOKEN_SECRET = "dispatch-token"
 # What the dispatch-token secret holds until the operator sets the token: a version that names the command, not a
 # credential. `az keyvault secret set` adds a new version, which the versionless reference then resolves to.

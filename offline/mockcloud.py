@@ -90,6 +90,12 @@ _ARM_TYPES = {
     "azure-native:monitor:ActionGroup": "Microsoft.Insights/actionGroups",
     "azure-native:alertsmanagement:PrometheusRuleGroup": "Microsoft.AlertsManagement/prometheusRuleGroups",
     "azure-native:dashboard:Grafana": "Microsoft.Dashboard/grafana",
+    # learn.microsoft.com/azure/templates/ (Microsoft.Authorization/roleAssignments, Microsoft.Insights/
+    # dataCollectionRuleAssociations, Microsoft.Web/sites/basicPublishingCredentialsPolicies).
+    "azure-native:authorization:RoleAssignment": "Microsoft.Authorization/roleAssignments",
+    "azure-native:monitor:DataCollectionRuleAssociation": "Microsoft.Insights/dataCollectionRuleAssociations",
+    "azure-native:web:WebAppFtpAllowed": "Microsoft.Web/sites/{site}/basicPublishingCredentialsPolicies",
+    "azure-native:web:WebAppScmAllowed": "Microsoft.Web/sites/{site}/basicPublishingCredentialsPolicies",
 }
 
 # Azure modules whose computed outputs `_monitoring_outputs` makes up.
@@ -516,6 +522,7 @@ class MockCloud(Mocks):
             identity=inputs.get("resourceName", "identity"),
             account=inputs.get("accountName", "account"),
             registry=inputs.get("registryName", "registry"),
+            site=inputs.get("name", "site"),
         )
         return f"{base}/providers/{arm}/{name}"
 
