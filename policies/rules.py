@@ -22,9 +22,12 @@ from pulumi_policy import (
     EnforcementLevel,
     Policy,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 PACK_NAME = "mlops-serving-security"
@@ -47,6 +50,8 @@ class Subject:
     """Top-level inputs that are secrets, or None where that cannot be seen (the engine, see the module docstring)."""
     config: Mapping[str, Any] = field(default_factory=dict)
     """This policy's configuration (`--policy-pack-config`); keys left out take the schema's defaults."""
+    name_from: frozenset[str] = frozenset()
+    """URNs of the resources the `name` input was taken from (its property dependencies); stack rules read it."""
 
     @property
     def stack(self) -> str:
@@ -324,6 +329,25 @@ def check_web_app_transport(subject: Subject, report: Report) -> None:
 
 WEB_APP_FTP_ALLOWED = "azure-native:web:WebAppFtpAllowed"
 WEB_APP_SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
+
+
+def check_every_app_has_basic_publishing_off(subjects: Sequence[Subject], report: Report) -> None:
+    """Every web or function app has both basic publishing policies (FTP and SCM) declared with allow=false. Read
+    through the policies' `name` dependency on the app, since in the state a policy's own `name` is `ftp`/`scm`."""
+    off = {
+        (s.type, urn)
+        for s in subjects
+        if s.type in (WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED) and _at(s.props, "allow") is False
+        for urn in s.name_from
+    }
+    for app in (s for s in subjects if s.type == WEB_APP):
+        for type_ in (WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED):
+            if (type_, app.urn) not in off:
+                kind = type_.rsplit(":", 1)[-1]
+                report(
+                    f"{app.name}: no {kind} with allow=false for this app: its basic publishing credentials stay on "
+                    "(on Flex Consumption, which has no siteConfig.ftpsState, these policies are the only switch)"
+                )
 
 
 def check_basic_publishing_off(subject: Subject, report: Report) -> None:
@@ -654,6 +678,60 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class StackRule:
+    """A mandatory policy over a whole stack: what one resource alone cannot show (that another one exists)."""
+
+    name: str
+    description: str
+    check: Callable[[Sequence[Subject], Report], None]
+    remediation: str
+
+    def evaluate(self, subjects: Sequence[Subject]) -> list[str]:
+        messages: list[str] = []
+        self.check(subjects, messages.append)
+        return messages
+
+
+STACK_RULES: tuple[StackRule, ...] = (
+    StackRule(
+        name="web-app-basic-publishing-policies-declared",
+        description="Every function and web app declares its FTP and SCM basic publishing policies with allow=false.",
+        check=check_every_app_has_basic_publishing_off,
+        remediation="Declare web.WebAppFtpAllowed and web.WebAppScmAllowed(name=app.name, allow=False) for each app.",
+    ),
+)
+
+
+def subject_from_policy_resource(resource: PolicyResource) -> Subject:
+    """A resource of a stack validation, as a stack rule reads it."""
+    return Subject(
+        type=resource.resource_type,
+        name=resource.name,
+        urn=resource.urn,
+        props=resource.props,
+        additional_secret_outputs=tuple(resource.opts.additional_secret_outputs),
+        secret_inputs=None,
+        name_from=frozenset(d.urn for d in resource.property_dependencies.get("name", [])),
+    )
+
+
+def stack_policy_for(rule: StackRule) -> StackValidationPolicy:
+    """The pulumi-policy form of a stack rule: mandatory, over every resource of the stack."""
+
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        subjects = [subject_from_policy_resource(r) for r in args.resources]
+        rule.check(subjects, lambda message: report_violation(message, None))
+
+    return StackValidationPolicy(
+        name=rule.name,
+        description=rule.description,
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        remediation_steps=rule.remediation,
+    )
+
+
 def subject_from_args(args: ResourceValidationArgs) -> Subject:
     """The engine's view of a resource, as a rule reads it (secretness of inputs cannot be seen here)."""
     return Subject(
@@ -688,5 +766,5 @@ def policy_for(rule: Rule) -> ResourceValidationPolicy:
 
 
 def build_policies() -> list[Policy]:
-    """Every rule as a mandatory pulumi-policy policy, in pack order."""
-    return [policy_for(rule) for rule in RULES]
+    """Every rule as a mandatory pulumi-policy policy, in pack order: the resource rules, then the stack rules."""
+    return [*(policy_for(rule) for rule in RULES), *(stack_policy_for(rule) for rule in STACK_RULES)]
