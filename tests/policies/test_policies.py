@@ -164,7 +164,7 @@ def one(recorded: dict[str, list[RecordedResource]], stack: str, type_: str, nam
 # --- The pack ------------------------------------------------------------------------------------------------------
 
 
-ALL_RULE_NAMES = [rule.name for rule in (*RULES, *STACK_RULES)]
+ALL_RULE_NAMES = [*(rule.name for rule in RULES), *(rule.name for rule in STACK_RULES)]
 
 
 def test_every_policy_in_the_pack_is_mandatory_and_named_once() -> None:
