@@ -17,7 +17,7 @@ from components.aks_cluster import AksCluster, AksClusterArgs
 from components.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.container_registry import ContainerRegistry, ContainerRegistryArgs
 from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
-from components.key_vault import PlatformKeyVault, PlatformKeyVaultArgs
+from components.key_vault import DEPLOYED_RETENTION_OUTPUT, PlatformKeyVault, PlatformKeyVaultArgs
 from components.managed_grafana import ManagedGrafana, ManagedGrafanaArgs
 from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
@@ -69,6 +69,7 @@ if settings.shared.owner:
             placement=shared_placement,
             tenant_id=client.tenant_id,
             soft_delete_retention_days=vault_settings.soft_delete_retention_days,
+            state_stack=f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}",
             purge_protection=vault_settings.purge_protection,
         ),
     )
@@ -163,6 +164,10 @@ if settings.shared.owner:
     pulumi.export("listenerAppName", listener.function_app.name)
     pulumi.export("listenerWebhookUrl", listener.databricks_webhook_url)
     pulumi.export("keyVaultUri", vault.vault_uri)
+    # The vault's name and id, for the dispatch token's grant and `az keyvault secret set` (README, step 6).
+    pulumi.export("keyVaultName", vault.vault_name)
+    pulumi.export("keyVaultId", vault.vault_id)
+    pulumi.export(DEPLOYED_RETENTION_OUTPUT, vault.soft_delete_retention_days)
     # Every stack's action group calls the listener's alert route; other stacks read it from here.
     alert_url: pulumi.Output[str] = listener_alert_url(listener.default_host_name, vault.azure_monitor_token)
     pulumi.export("listenerAlertUrl", alert_url)

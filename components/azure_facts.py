@@ -73,3 +73,13 @@ RESOURCE_PROVIDERS: tuple[str, ...] = (
     "Microsoft.Storage",
     "Microsoft.Web",
 )
+
+# vCPUs and regional quota family of each VM size the stack files' node pools use, from the Ddsv5-series size table
+# (learn.microsoft.com/azure/virtual-machines/ddv5-ddsv5-series); the family is the quota row `az vm list-usage` names
+# `standardDDSv5Family` (learn.microsoft.com/azure/virtual-machines/quotas). A pool at maxCount holds maxCount times
+# its size's vCPUs of that family's quota and of the region's total (`cores`).
+VM_SIZES: dict[str, tuple[int, str]] = {
+    "Standard_D2ds_v5": (2, "standardDDSv5Family"),
+    "Standard_D4ds_v5": (4, "standardDDSv5Family"),
+    "Standard_D8ds_v5": (8, "standardDDSv5Family"),
+}

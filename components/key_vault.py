@@ -11,13 +11,19 @@ from pulumi_azure_native import keyvault
 from components.placement import Placement
 
 # The CI dispatch token is a credential of another system (a GitHub App token or an Azure DevOps PAT): the program
-# cannot make it, and it never passes through Pulumi config or state. An operator sets it once with
-# `az keyvault secret set --vault-name <vault> --name dispatch-token --file token.txt`; the listener reads it through
-# a Key Vault reference to this name.
+# cannot make it, and it never passes through Pulumi config or state. An operator sets it once (README, "Deploying for
+# real", step 6: a Key Vault Secrets Officer grant for that step, `az keyvault secret set`, then the refresh of the
+# listener's Key Vault references, which App Service otherwise caches for up to 24 hours); the listener reads it
+# through a Key Vault reference to this name.
 DISPATCH_TOKEN_SECRET = "dispatch-token"
 # What the dispatch-token secret holds until the operator sets the token: a version that names the command, not a
 # credential. `az keyvault secret set` adds a new version, which the versionless reference then resolves to.
 DISPATCH_TOKEN_PLACEHOLDER = "unset: az keyvault secret set --name dispatch-token --file token.txt"
+# The stack output holding the retention Azure reports for the vault, and the setting it must keep matching: a vault's
+# retention is set when it is created and never changes ("Once set, the retention policy interval cannot be changed",
+# learn.microsoft.com/azure/key-vault/general/soft-delete-overview).
+DEPLOYED_RETENTION_OUTPUT = "keyVaultSoftDeleteRetentionDays"
+RETENTION_KEY = "keyVault.softDeleteRetentionDays"
 # Random characters appended to the vault name, kept in the stack's state (see PlatformKeyVault).
 VAULT_NAME_SUFFIX_LENGTH = 5
 _VAULT_NAME_MAX = 24
@@ -31,6 +37,21 @@ def vault_name(base: str, suffix: str) -> str:
     return f"{stem}-{suffix}"
 
 
+def retention_unchanged(deployed: object, wanted: int, project: str) -> int:
+    """`wanted`, if the vault does not exist yet (`deployed` is None) or already has that retention; otherwise a
+    ValueError naming the setting, before Azure refuses the update."""
+    if deployed is None:
+        return wanted
+    # Outputs come back from the state as JSON numbers (90.0).
+    days = int(deployed) if isinstance(deployed, int | float) and float(deployed).is_integer() else deployed
+    if days != wanted:
+        raise ValueError(
+            f"{project}:{RETENTION_KEY} is {wanted}, but the stack's Key Vault was created with {days} days: a "
+            f"vault's soft-delete retention cannot be changed after it exists; set {RETENTION_KEY} back to {days}"
+        )
+    return wanted
+
+
 @dataclass(frozen=True)
 class PlatformKeyVaultArgs:
     """Where the vault lives, whose tenant it trusts, and how long a deleted vault is kept."""
@@ -41,7 +62,10 @@ class PlatformKeyVaultArgs:
     tenant_id: pulumi.Input[str]
     """The Entra tenant that authenticates requests to the vault."""
     soft_delete_retention_days: int = 7
-    """Days a deleted vault and its secrets can be recovered (7 to 90)."""
+    """Days a deleted vault and its secrets can be recovered (7 to 90); fixed once the vault exists."""
+    state_stack: str | None = None
+    """This stack's fully qualified name: its last outputs (`keyVaultSoftDeleteRetentionDays`) say what the existing
+    vault was created with, and a different `soft_delete_retention_days` is refused. None: no check."""
     purge_protection: bool = False
     """Forbid purging a deleted vault before its retention ends; once on, Azure never lets it be turned off."""
 
@@ -54,8 +78,9 @@ class PlatformKeyVault(pulumi.ComponentResource):
     Also declares the dispatch-token secret with a placeholder (the operator sets the real token; Pulumi never
     writes it again), so that every secret the listener is granted exists before its grant.
 
-    Registered outputs: `vaultId`, `vaultUri`; attributes also hold the versionless URI of each secret (what Key
-    Vault references point at), the secret resources (`secrets`, what grants scoped to them wait for), and the
+    Registered outputs: `vaultId`, `vaultUri`; attributes also hold the retention Azure reports (what the stack
+    exports as `keyVaultSoftDeleteRetentionDays`, for the next run's check), the versionless URI of each secret
+    (what Key Vault references point at), the secret resources (`secrets`, what grants scoped to them wait for), and the
     generated values as secret Outputs for the resources that must hold them (the Databricks webhook). The values
     are not registered: a component's outputs are one more copy in the state, and these need none.
     """
@@ -71,6 +96,7 @@ class PlatformKeyVault(pulumi.ComponentResource):
     alertmanager_token_uri: pulumi.Output[str]
     dispatch_token_uri: pulumi.Output[str]
     vault_name: pulumi.Output[str]
+    soft_delete_retention_days: pulumi.Output[int | None]
     secrets: list[keyvault.Secret]
 
     def __init__(self, name: str, args: PlatformKeyVaultArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -87,6 +113,15 @@ class PlatformKeyVault(pulumi.ComponentResource):
             upper=False,
             opts=pulumi.ResourceOptions(parent=self, protect=args.placement.protect),
         )
+        retention: pulumi.Input[int] = args.soft_delete_retention_days
+        if args.state_stack is not None:
+            # The stack's own last outputs: empty until its first update, so day zero checks nothing. The engine
+            # reads them like any stack's (pulumi/pulumi pkg/resource/deploy/builtins.go readStackReference).
+            deployed = pulumi.StackReference(f"{name}-deployed", stack_name=args.state_stack, opts=child)
+            project, wanted = pulumi.get_project(), args.soft_delete_retention_days
+            retention = deployed.get_output(DEPLOYED_RETENTION_OUTPUT).apply(
+                lambda d: retention_unchanged(d, wanted, project)
+            )
         base_name = args.placement.naming.global_name("keyvault", "kv")
         self.vault_name = suffix.result.apply(lambda s: vault_name(base_name, s))
         vault = keyvault.Vault(
@@ -100,7 +135,7 @@ class PlatformKeyVault(pulumi.ComponentResource):
                 # Access by Azure RBAC roles only: no access policies that grant broad, unaudited rights.
                 enable_rbac_authorization=True,
                 enable_soft_delete=True,
-                soft_delete_retention_in_days=args.soft_delete_retention_days,
+                soft_delete_retention_in_days=retention,
                 # Purge protection cannot be switched off once on, so it is only set (never sent as false).
                 enable_purge_protection=True if args.purge_protection else None,
                 enabled_for_deployment=False,
@@ -164,6 +199,7 @@ class PlatformKeyVault(pulumi.ComponentResource):
         )
         self.secrets.append(dispatch)
         self.vault_id = vault.id
+        self.soft_delete_retention_days = vault.properties.apply(lambda p: p.soft_delete_retention_in_days)
         self.vault_uri = uri
         self.dispatch_token_uri = dispatch.properties.apply(lambda p: p.secret_uri or "")
         self.register_outputs({"vaultId": self.vault_id, "vaultUri": self.vault_uri})

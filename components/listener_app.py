@@ -1,5 +1,6 @@
 """The listener's Function App (builder functions the WebhookListener component calls): the Flex Consumption plan, the
-app with its app settings, and basic publishing credentials turned off.
+app with its app settings, and basic publishing credentials turned off (the FTP(S) switch of other plans does not
+exist on Flex).
 
 Flex Consumption takes runtime, version, scale and deployment from `functionAppConfig`; every other setting is an app
 setting (`listener_app_settings`), secrets only as Key Vault references resolved with the app's identity.
@@ -193,7 +194,8 @@ def build_function_app(
             ),
             min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
             scm_min_tls_version=web.SupportedTlsVersions.SUPPORTED_TLS_VERSIONS_1_2,
-            ftps_state=web.FtpsState.DISABLED,
+            # No ftps_state: a Flex Consumption site has no FTP(S) and ARM refuses the property (BadRequest 51021;
+            # learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
             http20_enabled=True,
             remote_debugging_enabled=False,
         ),
@@ -205,7 +207,9 @@ def build_function_app(
             depends_on=[access.host_storage, access.package_access, *access.secret_readers],
         ),
     )
-    # Basic (user/password) publishing credentials off for FTP and for the SCM site: deployments use Entra ID.
+    # Basic (user/password) publishing credentials off for FTP and for the SCM site: deployments use Entra ID. On
+    # Flex these policies are what keeps publishing credential-free (terraform-provider-azurerm's Flex Consumption
+    # app sets the scm one the same way: internal/services/appservice/function_app_flex_consumption_resource.go).
     web.WebAppFtpAllowed(f"{name}-ftp-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
     web.WebAppScmAllowed(f"{name}-scm-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
 

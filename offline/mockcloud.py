@@ -120,6 +120,12 @@ _ARM_TYPES = {
     "azure-native:monitor:ActionGroup": "Microsoft.Insights/actionGroups",
     "azure-native:alertsmanagement:PrometheusRuleGroup": "Microsoft.AlertsManagement/prometheusRuleGroups",
     "azure-native:dashboard:Grafana": "Microsoft.Dashboard/grafana",
+    # learn.microsoft.com/azure/templates/ (Microsoft.Authorization/roleAssignments, Microsoft.Insights/
+    # dataCollectionRuleAssociations, Microsoft.Web/sites/basicPublishingCredentialsPolicies).
+    "azure-native:authorization:RoleAssignment": "Microsoft.Authorization/roleAssignments",
+    "azure-native:monitor:DataCollectionRuleAssociation": "Microsoft.Insights/dataCollectionRuleAssociations",
+    "azure-native:web:WebAppFtpAllowed": "Microsoft.Web/sites/{site}/basicPublishingCredentialsPolicies",
+    "azure-native:web:WebAppScmAllowed": "Microsoft.Web/sites/{site}/basicPublishingCredentialsPolicies",
 }
 
 # Azure modules whose computed outputs `_monitoring_outputs` makes up.
@@ -200,6 +206,7 @@ class MockCloud(Mocks):
         caller_groups: Iterable[str] = (),
         caller_token_seconds_left: float | None = None,
         soft_deleted_key_vaults: Iterable[str] = (),
+        existing_key_vaults: Mapping[str, Mapping[str, Any]] | None = None,
         random_seed: str = "",
         registry_models: Mapping[str, Collection[int]] | None = None,
         dry_run: bool = False,
@@ -230,6 +237,8 @@ class MockCloud(Mocks):
         self.caller_identities = frozenset({caller_object_id, *caller_groups})
         # Vault names held by soft-deleted vaults (what `az keyvault list-deleted` shows).
         self.soft_deleted_key_vaults = frozenset(soft_deleted_key_vaults)
+        # Vaults an earlier update of this stack created: name -> the properties Azure holds for it.
+        self.existing_key_vaults = dict(existing_key_vaults or {})
         # The random provider makes its values when a resource is created and keeps them in state: a stack
         # destroyed and created again gets new ones. The seed stands for that state.
         self.random_seed = random_seed
@@ -324,6 +333,9 @@ class MockCloud(Mocks):
                     f"ConflictError: A vault with the same name already exists in deleted state. You need to either "
                     f"recover or purge existing key vault. (vault {vault!r})"
                 )
+            self._admit_vault_update(vault, inputs)
+        elif typ == "azure-native:web:WebApp":
+            self._admit_site(name, inputs)
         elif typ == "pulumi:providers:kubernetes":
             self._admit_kubernetes_provider(name, inputs)
         elif typ.startswith("kubernetes:"):
@@ -530,8 +542,51 @@ class MockCloud(Mocks):
                 f"docker-build Image {name}: push {tags}: denied: requested access to the resource is denied"
             )
 
+    def _is_flex_site(self, inputs: dict[str, Any]) -> bool:
+        # A Flex Consumption site carries functionAppConfig, or runs on an FC1 plan this run registered.
+        if inputs.get("functionAppConfig"):
+            return True
+        plans = [
+            r
+            for r in self.registered.values()
+            if r.type == "azure-native:web:AppServicePlan" and r.outputs.get("id") == inputs.get("serverFarmId")
+        ]
+        return any((p.inputs.get("sku") or {}).get("name") == "FC1" for p in plans)
+
+    def _admit_site(self, name: str, inputs: dict[str, Any]) -> None:
+        site_config = inputs.get("siteConfig") or {}
+        if self._is_flex_site(inputs) and site_config.get("ftpsState") is not None:
+            # Flex Consumption has no FTP(S): `ftpsState` is a deprecated site property there
+            # (learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations),
+            # and ARM refuses it (microsoft/azure-pipelines-tasks#21032, West Europe).
+            raise CloudError(
+                f"BadRequest (51021): The following site configuration property (Site.SiteConfig.FtpsState) for Flex "
+                f"Consumption sites is invalid.  Please remove or rename it before retrying. (site {name})"
+            )
+
+    def _admit_vault_update(self, vault: str, inputs: dict[str, Any]) -> None:
+        existing = self.existing_key_vaults.get(vault)
+        if existing is None:
+            return
+        before = existing.get("softDeleteRetentionInDays")
+        after = (inputs.get("properties") or {}).get("softDeleteRetentionInDays")
+        if before is not None and after is not None and float(before) != float(after):
+            # "Once set, the retention policy interval cannot be changed"
+            # (learn.microsoft.com/azure/key-vault/general/soft-delete-overview). Azure's exact wording is not
+            # documented; this is the mock's.
+            raise CloudError(
+                f"BadRequest: softDeleteRetentionInDays of the existing vault {vault!r} is {float(before):g} and "
+                f"cannot be changed (asked for {float(after):g})"
+            )
+
     def _stack_reference(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         ref = str(inputs.get("name") or name)
+        if ref not in self.stack_outputs and ref.split("/")[-2:] == [self.project, self.stack]:
+            # A stack reading its own outputs gets what its last update left (the engine reads any stack's outputs
+            # from the backend: pulumi/pulumi pkg/resource/deploy/builtins.go readStackReference); a stack no update
+            # has run on yet has none. Matched on project/stack: the mocks run without an organization.
+            own = [v for k, v in self.stack_outputs.items() if k.split("/")[-2:] == [self.project, self.stack]]
+            return ref, {"name": ref, "outputs": dict(own[0]) if own else {}, "secretOutputNames": []}
         if ref not in self.stack_outputs:
             raise LookupError(
                 f"stack reference {ref!r}: no outputs for that stack in this run "
@@ -554,6 +609,7 @@ class MockCloud(Mocks):
             identity=inputs.get("resourceName", "identity"),
             account=inputs.get("accountName", "account"),
             registry=inputs.get("registryName", "registry"),
+            site=inputs.get("name", "site"),
         )
         return f"{base}/providers/{arm}/{name}"
 

@@ -22,9 +22,12 @@ from pulumi_policy import (
     EnforcementLevel,
     Policy,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 PACK_NAME = "mlops-serving-security"
@@ -47,6 +50,8 @@ class Subject:
     """Top-level inputs that are secrets, or None where that cannot be seen (the engine, see the module docstring)."""
     config: Mapping[str, Any] = field(default_factory=dict)
     """This policy's configuration (`--policy-pack-config`); keys left out take the schema's defaults."""
+    name_from: frozenset[str] = frozenset()
+    """URNs of the resources the `name` input was taken from (its property dependencies); stack rules read it."""
 
     @property
     def stack(self) -> str:
@@ -292,8 +297,14 @@ def _tls_at_least_1_2(version: Any) -> bool:
     return (major, minor) >= (1, 2)
 
 
+def _is_flex_consumption(props: Mapping[str, Any]) -> bool:
+    # Only Flex Consumption apps carry functionAppConfig (runtime, scale and deployment of that plan).
+    return _at(props, "functionAppConfig") is not None
+
+
 def check_web_app_transport(subject: Subject, report: Report) -> None:
-    """HTTPS only, TLS 1.2 or later on the app and its SCM site, FTP(S) off, remote debugging off."""
+    """HTTPS only, TLS 1.2 or later on the app and its SCM site, FTP(S) off (on Flex Consumption: not set at all),
+    remote debugging off."""
     props = subject.props
     _require_true(props, "httpsOnly", report, "plain HTTP must redirect to HTTPS")
     tls = _at(props, "siteConfig.minTlsVersion")
@@ -303,9 +314,46 @@ def check_web_app_transport(subject: Subject, report: Report) -> None:
     if scm_tls is not None and not _tls_at_least_1_2(scm_tls):
         report(f"siteConfig.scmMinTlsVersion must be 1.2 or later, not {_shown(scm_tls)}")
     ftps = _at(props, "siteConfig.ftpsState")
-    if ftps != "Disabled":
+    if _is_flex_consumption(props):
+        # Flex has no FTP(S) and ARM refuses the property there
+        # (learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
+        if ftps is not None:
+            report(
+                f"siteConfig.ftpsState must be unset on a Flex Consumption app, not {_shown(ftps)}: Flex has no FTP(S) "
+                "and Azure refuses the property; turn basic publishing off with WebAppFtpAllowed/WebAppScmAllowed"
+            )
+    elif ftps != "Disabled":
         report(f"siteConfig.ftpsState must be 'Disabled', not {_shown(ftps)}: deployments do not use FTP")
     _forbid_true(props, "siteConfig.remoteDebuggingEnabled", report, "remote debugging opens a debugger port")
+
+
+WEB_APP_FTP_ALLOWED = "azure-native:web:WebAppFtpAllowed"
+WEB_APP_SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
+
+
+def check_every_app_has_basic_publishing_off(subjects: Sequence[Subject], report: Report) -> None:
+    """Every web or function app has both basic publishing policies (FTP and SCM) declared with allow=false. Read
+    through the policies' `name` dependency on the app, since in the state a policy's own `name` is `ftp`/`scm`."""
+    off = {
+        (s.type, urn)
+        for s in subjects
+        if s.type in (WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED) and _at(s.props, "allow") is False
+        for urn in s.name_from
+    }
+    for app in (s for s in subjects if s.type == WEB_APP):
+        for type_ in (WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED):
+            if (type_, app.urn) not in off:
+                kind = type_.rsplit(":", 1)[-1]
+                report(
+                    f"{app.name}: no {kind} with allow=false for this app: its basic publishing credentials stay on "
+                    "(on Flex Consumption, which has no siteConfig.ftpsState, these policies are the only switch)"
+                )
+
+
+def check_basic_publishing_off(subject: Subject, report: Report) -> None:
+    """Basic (user/password) publishing credentials off for FTP and the SCM site: deployments use Entra ID. On Flex
+    Consumption these policies, not siteConfig.ftpsState, are what keeps publishing credential-free."""
+    _require_false(subject.props, "allow", report, "basic publishing credentials bypass Entra ID")
 
 
 # A Key Vault reference the platform resolves with the app's identity; never the secret itself.
@@ -557,11 +605,22 @@ RULES: tuple[Rule, ...] = (
     Rule(
         name="web-app-https-tls12-no-ftp",
         description=(
-            "Function and web apps are HTTPS only with TLS 1.2 or later, FTP(S) disabled and remote debugging off."
+            "Function and web apps are HTTPS only with TLS 1.2 or later, FTP(S) disabled (unset on Flex Consumption) "
+            "and remote debugging off."
         ),
         resource_types=frozenset({WEB_APP}),
         check=check_web_app_transport,
-        remediation="Set https_only=True and site_config(min_tls_version='1.2', ftps_state='Disabled').",
+        remediation=(
+            "Set https_only=True and site_config(min_tls_version='1.2', ftps_state='Disabled'); on Flex Consumption "
+            "leave ftps_state unset."
+        ),
+    ),
+    Rule(
+        name="web-app-no-basic-publishing-credentials",
+        description="Function and web apps allow no basic (user/password) publishing credentials, for FTP or SCM.",
+        resource_types=frozenset({WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED}),
+        check=check_basic_publishing_off,
+        remediation="Declare web.WebAppFtpAllowed and web.WebAppScmAllowed with allow=False for every app.",
     ),
     Rule(
         name="web-app-secrets-from-key-vault",
@@ -619,6 +678,60 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class StackRule:
+    """A mandatory policy over a whole stack: what one resource alone cannot show (that another one exists)."""
+
+    name: str
+    description: str
+    check: Callable[[Sequence[Subject], Report], None]
+    remediation: str
+
+    def evaluate(self, subjects: Sequence[Subject]) -> list[str]:
+        messages: list[str] = []
+        self.check(subjects, messages.append)
+        return messages
+
+
+STACK_RULES: tuple[StackRule, ...] = (
+    StackRule(
+        name="web-app-basic-publishing-policies-declared",
+        description="Every function and web app declares its FTP and SCM basic publishing policies with allow=false.",
+        check=check_every_app_has_basic_publishing_off,
+        remediation="Declare web.WebAppFtpAllowed and web.WebAppScmAllowed(name=app.name, allow=False) for each app.",
+    ),
+)
+
+
+def subject_from_policy_resource(resource: PolicyResource) -> Subject:
+    """A resource of a stack validation, as a stack rule reads it."""
+    return Subject(
+        type=resource.resource_type,
+        name=resource.name,
+        urn=resource.urn,
+        props=resource.props,
+        additional_secret_outputs=tuple(resource.opts.additional_secret_outputs),
+        secret_inputs=None,
+        name_from=frozenset(d.urn for d in resource.property_dependencies.get("name", [])),
+    )
+
+
+def stack_policy_for(rule: StackRule) -> StackValidationPolicy:
+    """The pulumi-policy form of a stack rule: mandatory, over every resource of the stack."""
+
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        subjects = [subject_from_policy_resource(r) for r in args.resources]
+        rule.check(subjects, lambda message: report_violation(message, None))
+
+    return StackValidationPolicy(
+        name=rule.name,
+        description=rule.description,
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        remediation_steps=rule.remediation,
+    )
+
+
 def subject_from_args(args: ResourceValidationArgs) -> Subject:
     """The engine's view of a resource, as a rule reads it (secretness of inputs cannot be seen here)."""
     return Subject(
@@ -653,5 +766,5 @@ def policy_for(rule: Rule) -> ResourceValidationPolicy:
 
 
 def build_policies() -> list[Policy]:
-    """Every rule as a mandatory pulumi-policy policy, in pack order."""
-    return [policy_for(rule) for rule in RULES]
+    """Every rule as a mandatory pulumi-policy policy, in pack order: the resource rules, then the stack rules."""
+    return [*(policy_for(rule) for rule in RULES), *(stack_policy_for(rule) for rule in STACK_RULES)]

@@ -127,7 +127,16 @@ class KeyVaultSettings(Section):
     """The platform Key Vault (owner stacks only)."""
 
     purge_protection: bool = False
-    soft_delete_retention_days: int = Field(default=7, ge=7, le=90)
+    soft_delete_retention_days: int = Field(
+        default=7,
+        ge=7,
+        le=90,
+        description=(
+            "Days a deleted vault and its secrets stay recoverable. Fixed when the vault is created: Azure never "
+            "changes it afterwards (learn.microsoft.com/azure/key-vault/general/soft-delete-overview), and the "
+            "program refuses a change once the stack has its vault."
+        ),
+    )
 
 
 class NodePool(Section):

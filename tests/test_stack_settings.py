@@ -194,3 +194,15 @@ def test_a_model_name_that_cannot_name_its_pods_is_refused_in_the_stack_file(
     [problem] = problems_of(project, "prod")
     assert problem.startswith("Pulumi.prod.yaml: mlops-serving:model")
     assert expected in problem
+
+
+def test_the_key_vault_retention_is_documented_as_fixed_once_the_vault_exists() -> None:
+    from stacks.files import project_file
+    from stacks.settings import KeyVaultSettings
+
+    field = KeyVaultSettings.model_fields["soft_delete_retention_days"]
+    assert field.description is not None
+    assert "Fixed when the vault is created" in field.description
+    doc = " ".join(project_file(ROOT)["config"]["keyVault"]["description"].split())
+    assert "softDeleteRetentionDays is fixed when the vault is created" in doc
+    assert "mlops-serving:keyVault.softDeleteRetentionDays" in doc

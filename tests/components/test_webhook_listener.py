@@ -12,6 +12,7 @@ from typing import Any
 
 import pulumi
 import pytest
+from pulumi_azure_native import web
 
 from components.naming import Naming
 from components.placement import Placement
@@ -25,7 +26,7 @@ from components.webhook_listener import (
     package_sha256,
 )
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from offline.mockcloud import SUBSCRIPTION_ID
+from offline.mockcloud import SUBSCRIPTION_ID, CloudError
 from stacks.files import load_stack_config
 from stacks.settings import DispatchSettings, ReleaseSettings
 from webhook_listener.settings import ALL_SETTINGS, SECRET_SETTINGS, load_settings
@@ -212,13 +213,43 @@ def test_app_is_https_only_with_tls_12_and_no_ftp_or_basic_publishing(run: Progr
     site = app.inputs["siteConfig"]
     assert site["minTlsVersion"] == "1.2"
     assert site["scmMinTlsVersion"] == "1.2"
-    assert site["ftpsState"] == "Disabled"
+    # Flex Consumption has no FTP(S) and refuses the property; the policies below keep basic publishing off.
+    assert "ftpsState" not in site
     assert site["remoteDebuggingEnabled"] is False
     assert "linuxFxVersion" not in site
     for type_ in ("azure-native:web:WebAppFtpAllowed", "azure-native:web:WebAppScmAllowed"):
         policy = run.one(type_)
         assert policy.inputs == {"allow": False, "name": app.inputs["name"], "resourceGroupName": RG}
         assert app.urn in policy.property_dependencies["name"]
+
+
+def _flex_site_program(ftps_state: web.FtpsState | None, *, on_plan_only: bool = False) -> None:
+    # A bare Flex Consumption site: the cloud's answer depends only on whether it sends siteConfig.ftpsState.
+    plan = web.AppServicePlan(
+        "p", resource_group_name=RG, sku=web.SkuDescriptionArgs(name="FC1", tier="FlexConsumption")
+    )
+    config = None if on_plan_only else web.FunctionAppConfigArgs(runtime=web.FunctionsRuntimeArgs(name="python"))
+    web.WebApp(
+        "site",
+        resource_group_name=RG,
+        server_farm_id=plan.id,
+        function_app_config=config,
+        site_config=web.SiteConfigArgs(min_tls_version="1.2", ftps_state=ftps_state),
+    )
+
+
+@pytest.mark.parametrize("on_plan_only", [False, True])
+def test_the_cloud_refuses_ftps_state_on_a_flex_consumption_site(on_plan_only: bool) -> None:
+    with pytest.raises(CloudError, match=r"Site\.SiteConfig\.FtpsState\) for Flex Consumption sites is invalid"):
+        run_program(
+            lambda: _flex_site_program(web.FtpsState.DISABLED, on_plan_only=on_plan_only),
+            {},
+            project=PROJECT,
+            stack="staging",
+        )
+    assert run_program(
+        lambda: _flex_site_program(None, on_plan_only=on_plan_only), {}, project=PROJECT, stack="staging"
+    ).one(WEB_APP)
 
 
 def test_app_runs_as_its_user_assigned_identity_and_resolves_key_vault_references_with_it(run: ProgramRun) -> None:

@@ -4,6 +4,7 @@ resource, and runs the same way through pulumi-policy's own analyzer, as the eng
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Secret,
+    StackValidationPolicy,
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, serialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
@@ -30,7 +32,15 @@ from ruamel.yaml import YAML
 
 from offline.harness import RecordedResource
 from offline.preview import StackRun
-from policies.rules import PACK_NAME, RULES, Rule, Subject, build_policies, plaintext_secret_reason
+from policies.rules import (
+    PACK_NAME,
+    RULES,
+    STACK_RULES,
+    Rule,
+    Subject,
+    build_policies,
+    plaintext_secret_reason,
+)
 from tests.conftest import run_variant
 
 PACK_DIR = Path(__file__).resolve().parents[2] / "policies"
@@ -44,6 +54,8 @@ VAULT = "azure-native:keyvault:Vault"
 VAULT_SECRET = "azure-native:keyvault:Secret"
 STORAGE = "azure-native:storage:StorageAccount"
 WEB_APP = "azure-native:web:WebApp"
+FTP_ALLOWED = "azure-native:web:WebAppFtpAllowed"
+SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
 IMAGE = "docker-build:index:Image"
 ACTION_GROUP = "azure-native:monitor:ActionGroup"
@@ -152,12 +164,15 @@ def one(recorded: dict[str, list[RecordedResource]], stack: str, type_: str, nam
 # --- The pack ------------------------------------------------------------------------------------------------------
 
 
+ALL_RULE_NAMES = [*(rule.name for rule in RULES), *(rule.name for rule in STACK_RULES)]
+
+
 def test_every_policy_in_the_pack_is_mandatory_and_named_once() -> None:
     policies = build_policies()
-    assert [p.name for p in policies] == [rule.name for rule in RULES]
-    assert len(set(RULES_BY_NAME)) == len(RULES)
+    assert [p.name for p in policies] == ALL_RULE_NAMES
+    assert len(set(ALL_RULE_NAMES)) == len(ALL_RULE_NAMES)
     for policy in policies:
-        assert isinstance(policy, ResourceValidationPolicy)
+        assert isinstance(policy, ResourceValidationPolicy | StackValidationPolicy)
         assert policy.enforcement_level is EnforcementLevel.MANDATORY, policy.name
         assert policy.description
         assert policy.remediation_steps
@@ -259,6 +274,7 @@ DBX, KV, SA = (
     "storage-account-no-keys-no-public-tls12",
 )
 WEB_TLS, WEB_SECRETS, SECRETS = "web-app-https-tls12-no-ftp", "web-app-secrets-from-key-vault", "secrets-marked-secret"
+BASIC_AUTH = "web-app-no-basic-publishing-credentials"
 K8S_SEC, K8S_RES, K8S_DIGEST = (
     "kubernetes-pod-security",
     "kubernetes-resource-requests-and-limits",
@@ -448,6 +464,28 @@ BROKEN = [
     Broken(
         "app-ftp", "staging", WEB_APP, None, _set("siteConfig.ftpsState", "AllAllowed"), WEB_TLS, "siteConfig.ftpsState"
     ),
+    # What other plans require is what a Flex Consumption site refuses (ARM BadRequest 51021).
+    Broken(
+        "flex-app-ftps-state-disabled",
+        "staging",
+        WEB_APP,
+        None,
+        _set("siteConfig.ftpsState", "Disabled"),
+        WEB_TLS,
+        "siteConfig.ftpsState must be unset on a Flex Consumption app",
+    ),
+    # The same app off Flex Consumption: FTP(S) must then be switched off explicitly.
+    Broken(
+        "non-flex-app-ftps-state-unset",
+        "staging",
+        WEB_APP,
+        None,
+        _del("functionAppConfig"),
+        WEB_TLS,
+        "siteConfig.ftpsState must be 'Disabled', not unset",
+    ),
+    Broken("app-ftp-basic-auth", "staging", FTP_ALLOWED, None, _set("allow", True), BASIC_AUTH, "allow"),
+    Broken("app-scm-basic-auth", "staging", SCM_ALLOWED, None, _set("allow", True), BASIC_AUTH, "allow"),
     Broken(
         "app-remote-debugging",
         "staging",
@@ -750,6 +788,40 @@ def test_a_value_unknown_during_preview_defers_the_rule_to_pulumi_policy(
         RULES_BY_NAME[K8S_DIGEST].evaluate(deployment.subject())
 
 
+# --- Stack rules: what one resource cannot show ----------------------------------------------------------------------
+
+BASIC_AUTH_DECLARED = "web-app-basic-publishing-policies-declared"
+STACK_RULES_BY_NAME = {rule.name: rule for rule in STACK_RULES}
+
+
+def stack_subjects(resources: list[RecordedResource]) -> list[Subject]:
+    return [
+        dataclasses.replace(subject_of(r), name_from=frozenset(r.property_dependencies.get("name", ())))
+        for r in resources
+    ]
+
+
+@pytest.mark.parametrize("rule", STACK_RULES, ids=lambda rule: rule.name)
+def test_every_stack_passes_the_stack_rule(rule: Any, recorded: dict[str, list[RecordedResource]]) -> None:
+    assert {stack: rule.evaluate(stack_subjects(resources)) for stack, resources in recorded.items()} == {
+        stack: [] for stack in recorded
+    }
+
+
+@pytest.mark.parametrize("policy", [FTP_ALLOWED, SCM_ALLOWED])
+def test_an_app_without_one_of_its_basic_publishing_policies_fires_the_stack_rule(
+    policy: str, recorded: dict[str, list[RecordedResource]]
+) -> None:
+    kept = [r for r in recorded["staging"] if r.type != policy]
+    [message] = STACK_RULES_BY_NAME[BASIC_AUTH_DECLARED].evaluate(stack_subjects(kept))
+    assert f"no {policy.rsplit(':', 1)[-1]} with allow=false" in message
+    allowed = [
+        dataclasses.replace(s, props={**s.props, "allow": True}) if s.type == policy else s
+        for s in stack_subjects(recorded["staging"])
+    ]
+    assert len(STACK_RULES_BY_NAME[BASIC_AUTH_DECLARED].evaluate(allowed)) == 1
+
+
 # --- Through pulumi-policy, as the engine runs the pack --------------------------------------------------------------
 
 
@@ -802,7 +874,7 @@ def pack_server() -> Iterator[Any]:
 def test_the_engine_sees_every_rule_as_a_mandatory_policy(pack_server: Any) -> None:
     info = pack_server.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == PACK_NAME
-    assert [p.name for p in info.policies] == [rule.name for rule in RULES]
+    assert [p.name for p in info.policies] == ALL_RULE_NAMES
     assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
     schemas = {p.name: dict(p.configSchema.properties) for p in info.policies if p.configSchema.properties}
     assert set(schemas) == {KV, SA}
@@ -833,6 +905,39 @@ def test_the_engine_gets_a_mandatory_diagnostic_for_a_broken_resource(
     response = pack_server.Analyze(analyze_request(variant), timeout=30)
     assert [(d.policyName, d.enforcementLevel) for d in response.diagnostics] == [(broken.rule, analyzer_pb2.MANDATORY)]
     assert broken.names in response.diagnostics[0].message
+
+
+def analyze_stack_request(resources: list[RecordedResource]) -> analyzer_pb2.AnalyzeStackRequest:
+    """What the engine sends a stack policy: every resource, with the URNs each property came from."""
+    analyzed = []
+    for r in resources:
+        single = analyze_request(Variant.of(r))
+        analyzed.append(
+            analyzer_pb2.AnalyzerResource(
+                type=r.type,
+                properties=single.properties,
+                urn=r.urn,
+                name=r.name,
+                options=single.options,
+                parent=r.parent,
+                dependencies=list(r.dependencies),
+                propertyDependencies={
+                    k: analyzer_pb2.AnalyzerPropertyDependencies(urns=list(v))
+                    for k, v in r.property_dependencies.items()
+                },
+            )
+        )
+    return analyzer_pb2.AnalyzeStackRequest(resources=analyzed)
+
+
+def test_the_engine_runs_the_stack_rule_over_the_whole_stack(
+    pack_server: Any, recorded: dict[str, list[RecordedResource]]
+) -> None:
+    assert pack_server.AnalyzeStack(analyze_stack_request(recorded["staging"]), timeout=60).diagnostics == []
+    without_scm = [r for r in recorded["staging"] if r.type != SCM_ALLOWED]
+    (diagnostic,) = pack_server.AnalyzeStack(analyze_stack_request(without_scm), timeout=60).diagnostics
+    assert (diagnostic.policyName, diagnostic.enforcementLevel) == (BASIC_AUTH_DECLARED, analyzer_pb2.MANDATORY)
+    assert "no WebAppScmAllowed with allow=false" in diagnostic.message
 
 
 def test_in_the_engine_only_additional_secret_outputs_show_that_a_secret_is_kept_secret(
