@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
 from ruamel.yaml import YAML
 
 from offline.wire import unwrap_secrets
@@ -266,6 +266,10 @@ class MockCloud(Mocks):
             self._admit_kubernetes_object(typ, name, inputs, deps)
         elif typ == "docker-build:index:Image" and inputs.get("push"):
             self._admit_image_push(name, inputs, deps)
+        elif typ == "databricks:index/grant:Grant":
+            self._admit_uc_grant(name, inputs)
+        elif typ == "databricks:index/job:Job":
+            self._admit_job_trigger(name, inputs)
 
     def record(
         self,
@@ -441,6 +445,34 @@ class MockCloud(Mocks):
             # troubleshooting). The modelled deployer holds no push right but the grant this program makes.
             raise CloudError(
                 f"docker-build Image {name}: push {tags}: denied: requested access to the resource is denied"
+            )
+
+    def _admit_uc_grant(self, name: str, inputs: dict[str, Any]) -> None:
+        # databricks_grant is authoritative for one principal on one securable: a second one for the same pair
+        # overwrites the first's privileges on every apply (terraform-provider-databricks docs/resources/grant.md).
+        key = _grant_key(inputs)
+        for other in self.registered.values():
+            if other.type == "databricks:index/grant:Grant" and _grant_key(other.inputs) == key:
+                raise CloudError(
+                    f"databricks:index/grant:Grant {name}: {other.name} already holds the privileges of "
+                    f"{key[1]!r} on {key[0]}: two authoritative grants for one principal overwrite each other"
+                )
+
+    def _admit_job_trigger(self, name: str, inputs: dict[str, Any]) -> None:
+        # The provider's Check: trigger's file_arrival, table_update and periodic are ExactlyOneOf, so a trigger of
+        # another kind alone (model, ...) is refused (terraform-provider-databricks jobs/resource_job.go
+        # JobSettingsResource.CustomizeSchema, every version to v1.128.0; terraform-plugin-sdk helper/schema/schema.go
+        # validateExactlyOneAttribute). Check is skipped while the provider is unconfigured, so `up` is where it fails.
+        trigger = inputs.get("trigger")
+        if not isinstance(trigger, dict):
+            return
+        kinds = ("fileArrival", "periodic", "tableUpdate")
+        given = [k for k in kinds if trigger.get(k) is not None]
+        if len(given) != 1:
+            listed = ",".join(f"trigger.0.{_snake(k)}" for k in kinds)
+            raise CloudError(
+                f'databricks:index/job:Job {name}: Invalid combination of arguments: "trigger.0.file_arrival": '
+                + (f"one of `{listed}` must be specified" if not given else f"only one of `{listed}` can be specified")
             )
 
     def _stack_reference(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -639,6 +671,11 @@ class MockCloud(Mocks):
     def _databricks(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ == "databricks:index/job:Job":
             return {"url": f"https://adb.example/#job/{int(_h(name, n=8), 16)}"}
+        if typ == "databricks:index/registeredModel:RegisteredModel":
+            # A declared model exists, with no versions, for every later request of the run.
+            full_name = f"{inputs.get('catalogName')}.{inputs.get('schemaName')}.{inputs.get('name')}"
+            self.registry_models.setdefault(full_name, set())
+            return {"fullName": full_name}
         return {}
 
     def _kubernetes(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -651,6 +688,15 @@ class MockCloud(Mocks):
         return f"{ns}/{metadata['name']}", out
 
     # Invokes ---------------------------------------------------------------------------------------------
+
+    def _provider_configured(self, provider_ref: str) -> bool:
+        """Whether the provider an invoke goes through has a known configuration (False for one this run
+        registered with its `host` unknown)."""
+        found = self.registered.get(provider_ref.rsplit("::", 1)[0]) if provider_ref else None
+        if found is None or "host" not in found.inputs:
+            return True  # not this run's, or configured from the environment
+        host = found.inputs["host"]
+        return isinstance(host, str) and host != rpc.UNKNOWN
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         token = args.token
@@ -689,6 +735,10 @@ class MockCloud(Mocks):
                 "functionKeys": {"default": f"{self.secret_marker}-fnkey-" + _h(site, "default", n=40)},
                 "systemKeys": {},
             }
+        if token.startswith("databricks:") and not self._provider_configured(args.provider):
+            # An invoke through a provider whose configuration is not known yet (the new workspace's URL, day zero)
+            # answers an empty map (pulumi/pulumi pkg/resource/deploy/providers/provider_plugin.go, Invoke).
+            return {}
         if token == "databricks:index/getCurrentUser:getCurrentUser":
             return {
                 "id": "4242",
@@ -701,6 +751,16 @@ class MockCloud(Mocks):
                 "workspaceUrl": "https://adb-1234567890123456.7.azuredatabricks.net",
             }
         raise NotImplementedError(f"the mock cloud does not answer {token}; add it to offline/mockcloud.py")
+
+
+def _grant_key(inputs: Mapping[str, Any]) -> tuple[str, str]:
+    """(securable, principal) of a databricks_grant: its one securable argument, and its principal."""
+    securable = sorted(f"{k}:{v}" for k, v in inputs.items() if k not in ("principal", "privileges", "providerConfig"))
+    return ",".join(securable), str(inputs.get("principal"))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _monitoring_outputs(typ: str, name: str, location: str, inputs: dict[str, Any]) -> dict[str, Any]:
