@@ -690,12 +690,12 @@ class MockCloud(Mocks):
     # Invokes ---------------------------------------------------------------------------------------------
 
     def _provider_configured(self, provider_ref: str) -> bool:
-        """Whether the provider an invoke goes through has a known configuration (False for one this run
-        registered with its `host` unknown)."""
+        """Whether the provider an invoke goes through has a known configuration: False for one this run registered
+        with its `host` unknown (a request carries an unknown input as absent outside a preview)."""
         found = self.registered.get(provider_ref.rsplit("::", 1)[0]) if provider_ref else None
-        if found is None or "host" not in found.inputs:
-            return True  # not this run's, or configured from the environment
-        host = found.inputs["host"]
+        if found is None:
+            return True  # the default provider, or not this run's
+        host = found.inputs.get("host")
         return isinstance(host, str) and host != rpc.UNKNOWN
 
     def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]

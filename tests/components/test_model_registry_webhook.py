@@ -4,6 +4,7 @@ and the job's notebook run against the listener's own request checks."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import runpy
@@ -426,3 +427,24 @@ def test_every_read_of_one_promotion_has_the_same_delivery_id(monkeypatch: pytes
     moved = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 8}})
     ids = [json.loads(r.data)["delivery_id"] for r in (*first, *again, *moved)]  # type: ignore[arg-type]
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_the_cloud_answers_an_invoke_through_an_unconfigured_databricks_provider_with_an_empty_map() -> None:
+    # Day zero: the provider's host is the new workspace's URL, unknown until the workspace exists.
+    seen: list[Any] = []
+
+    def program() -> None:
+        unknown: pulumi.Output[str] = pulumi.Output(set(), _resolved(""), _resolved(False))
+        provider = databricks.Provider("workspace", host=unknown)
+        me = databricks.get_current_user_output(opts=pulumi.InvokeOutputOptions(provider=provider))
+        me.home.apply(seen.append)
+
+    run = harness.run_program(program, {}, project=PROJECT, stack="staging")
+    assert ("databricks:index/getCurrentUser:getCurrentUser", {}) in run.invokes
+    assert seen in ([], [None])  # no home: what made the old notebook path fail
+
+
+def _resolved(value: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_event_loop().create_future()
+    future.set_result(value)
+    return future
