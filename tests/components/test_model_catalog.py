@@ -104,6 +104,7 @@ def test_the_legacy_workspace_registry_stays_an_opt_in() -> None:
     [
         ({"type": "unity-catalog", "catalog": "mlops"}, "type unity-catalog needs `catalog` and `schema`"),
         ({"type": "workspace", "catalog": "mlops"}, "are Unity Catalog settings"),
+        ({"type": "workspace", "workspaceAdmins": [CI_DEPLOYER]}, "are Unity Catalog settings"),
         ({"type": "unity-catalog", "catalog": "ML-Ops", "schema": "models"}, "a Unity Catalog name"),
     ],
 )
