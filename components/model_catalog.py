@@ -79,10 +79,12 @@ class ModelCatalog(pulumi.ComponentResource):
                     parent=self, depends_on=[schema], aliases=[pulumi.Alias(name=f"{old}-schema")]
                 ),
             )
-        # Only a model's owner (or a metastore admin) registers versions and sets aliases, and a model's creator owns
-        # it (https://docs.databricks.com/api/workspace/registeredmodels/setalias): declared here and handed to the
-        # owner group, every registerer in it can promote, from day zero. Kept on delete: deleting a registered model
-        # deletes every version in it.
+        # Only a model's owner (or a metastore admin) sets its aliases, and a model's creator owns it
+        # (https://docs.databricks.com/api/workspace/registeredmodels/setalias): declared here and handed to the owner
+        # group, every registerer in it can promote, from day zero. Handing a model to a group is restricted to
+        # prevent privilege escalation (learn.microsoft.com/azure/databricks/data-governance/unity-catalog/
+        # manage-privileges/ownership, "Transfer ownership"): the deployer is a member of the group or a metastore
+        # admin. Kept on delete: deleting a registered model deletes every version in it.
         self.models = [
             databricks.RegisteredModel(
                 f"{name}-model-{model}",
