@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -194,6 +195,9 @@ class MockCloud(Mocks):
         # What the Databricks workspace's registry holds when the run starts: model name -> versions. Empty by
         # default, as a workspace created in this run is: nothing can be registered in it before it exists.
         self.registry_models = {name: set(versions) for name, versions in (registry_models or {}).items()}
+        # Unity Catalog grants admitted in this run, (securable, principal) -> resource name.
+        self.uc_grants: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
 
     # Resources -------------------------------------------------------------------------------------------
 
@@ -450,13 +454,15 @@ class MockCloud(Mocks):
     def _admit_uc_grant(self, name: str, inputs: dict[str, Any]) -> None:
         # databricks_grant is authoritative for one principal on one securable: a second one for the same pair
         # overwrites the first's privileges on every apply (terraform-provider-databricks docs/resources/grant.md).
+        # Kept at admission, not at record: registrations run concurrently.
         key = _grant_key(inputs)
-        for other in self.registered.values():
-            if other.type == "databricks:index/grant:Grant" and _grant_key(other.inputs) == key:
-                raise CloudError(
-                    f"databricks:index/grant:Grant {name}: {other.name} already holds the privileges of "
-                    f"{key[1]!r} on {key[0]}: two authoritative grants for one principal overwrite each other"
-                )
+        with self._lock:
+            other = self.uc_grants.setdefault(key, name)
+        if other != name:
+            raise CloudError(
+                f"databricks:index/grant:Grant {name}: {other} already holds the privileges of "
+                f"{key[1]!r} on {key[0]}: two authoritative grants for one principal overwrite each other"
+            )
 
     def _admit_job_trigger(self, name: str, inputs: dict[str, Any]) -> None:
         # The provider's Check: trigger's file_arrival, table_update and periodic are ExactlyOneOf, so a trigger of
