@@ -71,7 +71,7 @@ class ModelRegistryWebhookArgs:
     job_token: pulumi.Input[str]
     """The bearer token the Unity Catalog job sends, the same value the listener reads from Key Vault."""
     scope_ready: Sequence[pulumi.Resource] = ()
-    """What must exist before the webhook or trigger is made: the schema a schema-scoped trigger watches."""
+    """What must exist before the webhook or job is made: the schema (and models) a job reads."""
 
 
 def _validate(args: ModelRegistryWebhookArgs) -> None:
