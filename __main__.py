@@ -79,6 +79,8 @@ if settings.shared.owner:
             placement=shared_placement,
             subscription_id=client.subscription_id,
             default_catalog=model_registry.catalog if model_registry.type == "unity-catalog" else None,
+            users=[*model_registry.registerers, *model_registry.releasers],
+            admins=model_registry.workspace_admins,
         ),
     )
     trigger_needs: list[pulumi.Resource] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -23,12 +25,30 @@ class DatabricksWorkspaceArgs:
     default_catalog: str | None = None
     """Unity Catalog: the name of the workspace's default catalog, created with the workspace (models live there).
     None leaves it to Azure (an existing workspace, or the legacy workspace registry)."""
+    users: Sequence[str] = ()
+    """Account principals (a user's e-mail, a group name or an application id) assigned to the workspace as users."""
+    admins: Sequence[str] = ()
+    """Account principals assigned to the workspace as admins (CI's deploy identities)."""
+
+
+_APPLICATION_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def assignment_args(principal: str, admin: bool) -> pulumi_databricks.PermissionAssignmentArgs:
+    """The PermissionAssignment inputs for one account principal: its kind read from how it is written."""
+    permissions = ["ADMIN"] if admin else ["USER"]
+    if _APPLICATION_ID.match(principal):
+        return pulumi_databricks.PermissionAssignmentArgs(permissions=permissions, service_principal_name=principal)
+    if "@" in principal:
+        return pulumi_databricks.PermissionAssignmentArgs(permissions=permissions, user_name=principal)
+    return pulumi_databricks.PermissionAssignmentArgs(permissions=permissions, group_name=principal)
 
 
 class DatabricksWorkspace(pulumi.ComponentResource):
     """Owns the Databricks workspace (premium SKU: registry webhooks and access control need it; secure cluster
     connectivity, so no public IP on cluster nodes; its own managed resource group) and a `pulumi_databricks`
-    Provider authenticated against it with the deployer's Azure identity (no personal access token anywhere).
+    Provider authenticated against it with the deployer's Azure identity (no personal access token anywhere), and the
+    assignment of the account principals that use the workspace (`users`, `admins`).
 
     Registered outputs: `workspaceUrl`, `workspaceId`; attributes also hold the ARM `resource_id` and the `provider`
     (for the registry webhook and the model catalog).
@@ -77,4 +97,15 @@ class DatabricksWorkspace(pulumi.ComponentResource):
             azure_workspace_resource_id=workspace.id,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # Account principals reach a workspace only once assigned to it. New accounts' workspaces are identity
+        # federated (learn.microsoft.com/azure/databricks/admin/users-groups/service-principals), so the workspace
+        # provider assigns them (terraform-provider-databricks docs/resources/permission_assignment.md). One
+        # assignment per principal: it holds the principal's whole set of workspace permissions.
+        admins = list(dict.fromkeys(args.admins))
+        for principal in dict.fromkeys([*admins, *args.users]):
+            pulumi_databricks.PermissionAssignment(
+                f"{name}-assign-{principal}",
+                assignment_args(principal, admin=principal in admins),
+                opts=pulumi.ResourceOptions(parent=self, provider=self.provider),
+            )
         self.register_outputs({"workspaceUrl": self.workspace_url, "workspaceId": self.workspace_id})

@@ -4,14 +4,17 @@
   `release.events`, for the pinned model or registry-wide (`release.webhookScope`), calling the listener's
   `/api/webhooks/databricks` URL (function key included) and signing every delivery with the shared HMAC secret
   (`X-Databricks-Signature`). URL and secret are secret inputs and secret outputs.
-* Unity Catalog (`modelRegistry.type: unity-catalog`) has no registry webhooks. Instead a job with a model-update
-  trigger (`MODEL_ALIAS_SET` on `release.promoteAlias`, on the pinned model or on the whole schema of
-  `modelRegistry`) runs one small serverless notebook task that POSTs each alias update to the listener's
-  `/api/webhooks/databricks-job` with the bearer job token.
+* Unity Catalog (`modelRegistry.type: unity-catalog`) has no registry webhooks, and the provider refuses a job
+  trigger of the model kind (its Check admits only file arrival, table update or periodic triggers). Instead a job
+  on a schedule (every few minutes) runs one small serverless notebook task that reads the promote alias
+  (`release.promoteAlias`) of the pinned model, or of every model in the schema of `modelRegistry`, and POSTs each
+  one to the listener's `/api/webhooks/databricks-job` with the bearer job token. Its delivery id names the model,
+  version and alias, so the listener hands each promotion off once, however many times it is read.
 
-Day zero: a model-scoped webhook or trigger names a model, and the registry refuses one for a model that does not
-exist yet, so before the first model is registered the scope is the registry (or the schema), which fires for the
-first version ever registered. Nothing here depends on the pinned version, so the first pin changes none of it.
+Day zero: a model-scoped webhook names a model, and the registry refuses one for a model that does not exist yet,
+so before the first model is registered the scope is the registry (or the schema), which fires for the first
+version ever registered. Nothing here depends on the pinned version, so the first pin changes none of it, and
+nothing depends on who runs `pulumi up`: the notebook lives in a folder of the platform at the workspace root.
 
 The Databricks provider comes in through `opts` (`provider=` or `providers=[...]`) and reaches every child.
 Registered outputs: `webhookId`, `jobId` (each None when that signal is not declared); the `webhook` and `job`
@@ -35,12 +38,18 @@ NOTEBOOK_SOURCE = Path(__file__).parent / "notebooks" / "notify_listener.py"
 # Keys in the job's secret scope; the notebook reads them by these names.
 JOB_URL_KEY = "listener-job-url"
 JOB_TOKEN_KEY = "listener-job-token"
+# The platform's folder at the workspace root, where only workspace admins create or edit anything: the job runs
+# its notebook with READ on the secret scope, so whoever can edit the notebook can read the secrets. (/Shared is
+# editable by every workspace user, and a home folder differs with whoever runs `pulumi up`.)
+WORKSPACE_FOLDER = "/mlops-release"
+# How often the job reads the alias (Quartz cron, UTC): every five minutes.
+POLL_SCHEDULE = "0 0/5 * * * ?"
 
 _UC_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 
-# TEST_MODE webhooks fire only from the test endpoint, DISABLED ones never. A paused trigger is the job's
-# counterpart of both: no run on alias changes, while "Run now" (with test updates) still works.
-_TRIGGER_PAUSE_STATUS = {"ACTIVE": "UNPAUSED", "TEST_MODE": "PAUSED", "DISABLED": "PAUSED"}
+# TEST_MODE webhooks fire only from the test endpoint, DISABLED ones never. A paused schedule is the job's
+# counterpart of both: no run on its own, while "Run now" still works.
+_SCHEDULE_PAUSE_STATUS = {"ACTIVE": "UNPAUSED", "TEST_MODE": "PAUSED", "DISABLED": "PAUSED"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class ModelRegistryWebhookArgs:
     job_token: pulumi.Input[str]
     """The bearer token the Unity Catalog job sends, the same value the listener reads from Key Vault."""
     scope_ready: Sequence[pulumi.Resource] = ()
-    """What must exist before the webhook or trigger is made: the schema a schema-scoped trigger watches."""
+    """What must exist before the webhook or job is made: the schema (and models) a job reads."""
 
 
 def _validate(args: ModelRegistryWebhookArgs) -> None:
@@ -146,18 +155,20 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             string_value=pulumi.Output.secret(args.job_token),
             opts=child,
         )
-        # The notebook sits in the deploying principal's home folder, which only it (and admins) can edit: the
-        # job runs it with READ on the secret scope, so whoever can edit it can read the secrets (/Shared is
-        # editable by every workspace user).
-        me = databricks.get_current_user_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        # Workspace admins have CAN MANAGE on every folder, and only they create objects at the workspace root;
+        # objects inherit their folder's permissions (learn.microsoft.com/azure/databricks/security/auth/access-control,
+        # "Folder permissions"; /Shared gives every user CAN MANAGE). The path does not depend on who deploys.
+        folder_path = f"{WORKSPACE_FOLDER}/{name}"
+        folder = databricks.Directory(f"{name}-folder", path=folder_path, opts=child)
         notebook = databricks.Notebook(
             f"{name}-notebook",
-            path=pulumi.Output.concat(me.home, "/mlops-release/", name, "/notify_listener"),
+            # A plain string, known in a preview before the folder exists.
+            path=f"{folder_path}/notify_listener",
             # The notebook's bytes, not its path: a path differs per checkout (a CI runner, a laptop) and would show
             # as a change on every deploy from elsewhere; the content changes only when the notebook does.
             content_base64=base64.b64encode(NOTEBOOK_SOURCE.read_bytes()).decode("ascii"),
             language="PYTHON",
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[folder]),
         )
         # The model, or the schema of modelRegistry for a registry-wide scope (every model in it, the first included).
         if release.webhook_scope == "model" and args.model is not None:
@@ -168,23 +179,19 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             f"{name}-job",
             name=f"{name}: notify the release listener ({securable})",
             description=(
-                f"Runs when alias {release.promote_alias!r} is set on a model version in {securable}; "
-                "tells the mlops release listener to release that version."
+                f"Reads alias {release.promote_alias!r} of the models in {securable} every five minutes and tells "
+                "the mlops release listener which version it names (the listener acts on each once)."
             ),
-            trigger=databricks.JobTriggerArgs(
-                pause_status=_TRIGGER_PAUSE_STATUS[release.webhook_status],
-                # Jobs API TriggerSettings.model (ModelTriggerConfiguration: condition MODEL_ALIAS_SET, aliases,
-                # securable_name of a model or a schema; databricks-sdk jobs.py), Beta:
-                # https://learn.microsoft.com/azure/databricks/jobs/model-update-triggers
-                model=databricks.JobTriggerModelArgs(
-                    condition="MODEL_ALIAS_SET",
-                    aliases=[release.promote_alias],
-                    securable_name=securable,
-                ),
+            # A schedule, not a model update trigger: the provider's Check refuses a trigger without file_arrival,
+            # table_update or periodic (terraform-provider-databricks jobs/resource_job.go, ExactlyOneOf).
+            schedule=databricks.JobScheduleArgs(
+                quartz_cron_expression=POLL_SCHEDULE,
+                timezone_id="UTC",
+                pause_status=_SCHEDULE_PAUSE_STATUS[release.webhook_status],
             ),
             parameters=[
-                databricks.JobParameterArgs(name="model_updates", default="{{job.trigger.model.updates}}"),
-                databricks.JobParameterArgs(name="job_run_id", default="{{job.run_id}}"),
+                databricks.JobParameterArgs(name="securable", default=securable),
+                databricks.JobParameterArgs(name="alias", default=release.promote_alias),
                 databricks.JobParameterArgs(name="secret_scope", default=scope.name),
             ],
             tasks=[
@@ -198,11 +205,11 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
                     timeout_seconds=300,
                 )
             ],
-            # Alias updates queue up behind a running notification instead of being skipped.
+            # One read at a time; a scheduled run that finds one running waits in the queue.
             max_concurrent_runs=1,
             queue=databricks.JobQueueArgs(enabled=True),
             timeout_seconds=1800,
             tags={"managed-by": "pulumi", "purpose": "mlops-release"},
-            # The trigger's securable must exist when the job is made (a missing one is refused).
+            # The securable it reads should exist by its first run.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret, *args.scope_ready]),
         )

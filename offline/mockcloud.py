@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -252,6 +253,9 @@ class MockCloud(Mocks):
         # What the Databricks workspace's registry holds when the run starts: model name -> versions. Empty by
         # default, as a workspace created in this run is: nothing can be registered in it before it exists.
         self.registry_models = {name: set(versions) for name, versions in (registry_models or {}).items()}
+        # Unity Catalog grants admitted in this run, (securable, principal) -> resource name.
+        self.uc_grants: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
 
     # Resources -------------------------------------------------------------------------------------------
 
@@ -342,6 +346,10 @@ class MockCloud(Mocks):
             self._admit_kubernetes_object(typ, name, inputs, deps)
         elif typ == "docker-build:index:Image" and inputs.get("push"):
             self._admit_image_push(name, inputs, deps)
+        elif typ == "databricks:index/grant:Grant":
+            self._admit_uc_grant(name, inputs)
+        elif typ == "databricks:index/job:Job":
+            self._admit_job_trigger(name, inputs)
 
     def record(
         self,
@@ -548,7 +556,7 @@ class MockCloud(Mocks):
             return True
         plans = [
             r
-            for r in self.registered.values()
+            for r in list(self.registered.values())
             if r.type == "azure-native:web:AppServicePlan" and r.outputs.get("id") == inputs.get("serverFarmId")
         ]
         return any((p.inputs.get("sku") or {}).get("name") == "FC1" for p in plans)
@@ -577,6 +585,36 @@ class MockCloud(Mocks):
             raise CloudError(
                 f"BadRequest: softDeleteRetentionInDays of the existing vault {vault!r} is {float(before):g} and "
                 f"cannot be changed (asked for {float(after):g})"
+            )
+
+    def _admit_uc_grant(self, name: str, inputs: dict[str, Any]) -> None:
+        # databricks_grant is authoritative for one principal on one securable: a second one for the same pair
+        # overwrites the first's privileges on every apply (terraform-provider-databricks docs/resources/grant.md).
+        # Kept at admission, not at record: registrations run concurrently.
+        key = _grant_key(inputs)
+        with self._lock:
+            other = self.uc_grants.setdefault(key, name)
+        if other != name:
+            raise CloudError(
+                f"databricks:index/grant:Grant {name}: {other} already holds the privileges of "
+                f"{key[1]!r} on {key[0]}: two authoritative grants for one principal overwrite each other"
+            )
+
+    def _admit_job_trigger(self, name: str, inputs: dict[str, Any]) -> None:
+        # The provider's Check: trigger's file_arrival, table_update and periodic are ExactlyOneOf, so a trigger of
+        # another kind alone (model, ...) is refused (terraform-provider-databricks jobs/resource_job.go
+        # JobSettingsResource.CustomizeSchema, every version to v1.128.0; terraform-plugin-sdk helper/schema/schema.go
+        # validateExactlyOneAttribute). Check is skipped while the provider is unconfigured, so `up` is where it fails.
+        trigger = inputs.get("trigger")
+        if not isinstance(trigger, dict):
+            return
+        kinds = ("fileArrival", "periodic", "tableUpdate")
+        given = [k for k in kinds if trigger.get(k) is not None]
+        if len(given) != 1:
+            listed = ",".join(f"trigger.0.{_snake(k)}" for k in kinds)
+            raise CloudError(
+                f'databricks:index/job:Job {name}: Invalid combination of arguments: "trigger.0.file_arrival": '
+                + (f"one of `{listed}` must be specified" if not given else f"only one of `{listed}` can be specified")
             )
 
     def _stack_reference(self, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -782,6 +820,11 @@ class MockCloud(Mocks):
     def _databricks(self, typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ == "databricks:index/job:Job":
             return {"url": f"https://adb.example/#job/{int(_h(name, n=8), 16)}"}
+        if typ == "databricks:index/registeredModel:RegisteredModel":
+            # A declared model exists, with no versions, for every later request of the run.
+            full_name = f"{inputs.get('catalogName')}.{inputs.get('schemaName')}.{inputs.get('name')}"
+            self.registry_models.setdefault(full_name, set())
+            return {"fullName": full_name}
         return {}
 
     def _kubernetes(self, typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -863,6 +906,16 @@ def _has_unknowns(value: Any) -> bool:
         return any(_has_unknowns(v) for v in value)
     # Deserialized inputs carry an unknown as `pulumi.output.Unknown`; state returned by a mock, as the sentinel.
     return isinstance(value, Unknown) or value == UNKNOWN
+
+
+def _grant_key(inputs: Mapping[str, Any]) -> tuple[str, str]:
+    """(securable, principal) of a databricks_grant: its one securable argument, and its principal."""
+    securable = sorted(f"{k}:{v}" for k, v in inputs.items() if k not in ("principal", "privileges", "providerConfig"))
+    return ",".join(securable), str(inputs.get("principal"))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _monitoring_outputs(typ: str, name: str, location: str, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -233,7 +233,8 @@ class ModelRegistrySettings(Section):
 
     Unity Catalog (the default): the workspace is created with its default catalog in Unity Catalog under `catalog`
     (Azure creates it with the workspace; workspace admins, the deployer among them, own it); this stack declares
-    `schema` in it, owned by the deployer, and grants `registerers` and `releasers` what they need there.
+    `schema` in it, owned by the deployer, grants `registerers` and `releasers` what they need there, declares
+    `models` owned by `modelOwner`, and assigns every principal named here to the workspace.
     `workspace`: the legacy Workspace Model Registry of an existing workspace; nothing is declared for it.
     """
 
@@ -255,13 +256,36 @@ class ModelRegistrySettings(Section):
         "versions (USE CATALOG, USE SCHEMA, EXECUTE, APPLY TAG): CI's identities and an image builder that is not "
         "the deployer.",
     )
+    models: list[UcIdentifier] = Field(
+        default_factory=list,
+        description="Unity Catalog: the models (names in `schema`) this stack declares, so they exist from day zero "
+        "and are owned by `modelOwner` rather than by whoever registers first.",
+    )
+    model_owner: Principal | None = Field(
+        default=None,
+        description="Unity Catalog: the group that owns `models` (only a model's owner registers versions and sets "
+        "aliases); one of `registerers`.",
+    )
+    workspace_admins: list[Principal] = Field(
+        default_factory=list,
+        description="Unity Catalog: account principals made admins of the new workspace (CI's deploy identities: "
+        "signing in with github-oidc-azure does not make them admins).",
+    )
 
     @model_validator(mode="after")
     def _unity_catalog_names(self) -> Self:
         if self.type == "unity-catalog" and (self.catalog is None or self.schema_name is None):
             raise ValueError("type unity-catalog needs `catalog` and `schema` (where the models are registered)")
-        if self.type == "workspace" and (self.catalog or self.schema_name or self.registerers or self.releasers):
-            raise ValueError("catalog, schema, registerers and releasers are Unity Catalog settings; drop them")
+        uc_only = (self.catalog, self.schema_name, self.registerers, self.releasers, self.models, self.model_owner)
+        if self.type == "workspace" and (any(uc_only) or self.workspace_admins):
+            raise ValueError(
+                "catalog, schema, registerers, releasers, models, modelOwner and workspaceAdmins are Unity Catalog "
+                "settings; drop them"
+            )
+        if self.models and self.model_owner is None:
+            raise ValueError("models needs `modelOwner` (the group that owns them and sets their aliases)")
+        if self.model_owner is not None and self.model_owner not in self.registerers:
+            raise ValueError(f"modelOwner {self.model_owner!r} must be one of registerers (it registers the models)")
         return self
 
     @property
@@ -469,6 +493,12 @@ class StackSettings(Section):
             raise ValueError(
                 f"model.name: {self.model.name!r} is not in {registry.schema_full_name}, the schema of "
                 "modelRegistry; name it <catalog>.<schema>.<model>"
+            )
+        declared = [f"{registry.schema_full_name}.{m}" for m in registry.models]
+        if registry.type == "unity-catalog" and declared and self.model.name not in declared:
+            raise ValueError(
+                f"model.name: {self.model.name!r} is not one of modelRegistry.models ({', '.join(declared)}); "
+                "declare it there so the owner group owns it"
             )
 
 

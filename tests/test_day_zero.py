@@ -75,14 +75,11 @@ def test_day_zero_staging_comes_up_complete_without_image_or_deployment(day_zero
     assert "servingUrl" not in run.outputs
 
 
-def test_day_zero_trigger_watches_the_schema_so_the_first_version_fires_it(day_zero_staging: ProgramRun) -> None:
-    trigger = day_zero_staging.one(JOB).inputs["trigger"]
-    assert trigger["model"] == {
-        "condition": "MODEL_ALIAS_SET",
-        "aliases": ["champion"],
-        "securableName": "mlops.models",
-    }
-    assert trigger["pauseStatus"] == "UNPAUSED"
+def test_day_zero_job_reads_the_schema_so_the_first_version_fires_it(day_zero_staging: ProgramRun) -> None:
+    job = day_zero_staging.one(JOB).inputs
+    assert {"name": "securable", "default": "mlops.models"} in job["parameters"]
+    assert {"name": "alias", "default": "champion"} in job["parameters"]
+    assert job["schedule"]["pauseStatus"] == "UNPAUSED"
     schema = day_zero_staging.one("databricks:index/schema:Schema")
     assert schema.urn in day_zero_staging.one(JOB).dependencies or any(
         schema.parent == d for d in day_zero_staging.one(JOB).dependencies
@@ -136,15 +133,28 @@ def test_a_model_scoped_webhook_for_a_model_not_yet_registered_is_refused() -> N
     assert run.one(WEBHOOK).inputs["modelName"] == "wine-quality"
 
 
-def test_a_model_scoped_alias_trigger_for_a_model_not_yet_registered_is_refused() -> None:
+def test_the_declared_model_exists_from_day_zero_owned_by_the_registerers_group(
+    day_zero_staging: ProgramRun,
+) -> None:
+    # Declared by the stack (not by whoever registers first), so every registerer in the owner group can set its
+    # alias, and it exists before any version is registered.
+    [model] = day_zero_staging.all("databricks:index/registeredModel:RegisteredModel")
+    assert (model.inputs["catalogName"], model.inputs["schemaName"], model.inputs["name"]) == (
+        "mlops",
+        "models",
+        "wine_quality",
+    )
+    assert model.inputs["owner"] == "ml-engineers"
+    assert model.retain_on_delete
+
+
+def test_a_model_scoped_job_reads_the_declared_model() -> None:
     def model_scope(values: dict[str, Any]) -> None:
         values["mlops-serving:release"]["webhookScope"] = "model"
         values["mlops-serving:model"]["imageDigest"] = PREBUILT
 
-    with pytest.raises(Exception, match=r"Routine or Model 'mlops\.models\.wine_quality' does not exist"):
-        run_variant("staging", model_scope, registry_models={})
-    run = run_variant("staging", model_scope, registry_models={MODEL: [1]})
-    assert run.one(JOB).inputs["trigger"]["model"]["securableName"] == MODEL
+    run = run_variant("staging", model_scope, registry_models={})
+    assert {"name": "securable", "default": MODEL} in run.one(JOB).inputs["parameters"]
 
 
 def test_day_zero_with_a_model_scoped_trigger_is_refused_naming_the_key(tmp_path: Path) -> None:

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
+import pulumi_databricks as databricks
 import pytest
 
 from components.model_catalog import REGISTER_PRIVILEGES, RELEASE_PRIVILEGES
+from offline.harness import run_program
+from offline.mockcloud import CloudError
 from offline.preview import StackRun
 from stacks.settings import SettingsError, parse_settings
-from tests.conftest import run_variant, stack_values
+from tests.conftest import PROJECT, run_variant, stack_values
 
 SCHEMA = "databricks:index/schema:Schema"
 GRANT = "databricks:index/grant:Grant"
 WORKSPACE = "azure-native:databricks:Workspace"
+ASSIGNMENT = "databricks:index/permissionAssignment:PermissionAssignment"
+CI_DEPLOYER = "3b8f2d6e-9c1a-4f7b-8e2d-5a6c7b8d9e0f"
 REGISTERER = "ml-engineers"
 RELEASER = "7c3e9b1d-2a4f-4e6b-9d8c-1f0a2b3c4d5e"
 
@@ -98,6 +104,7 @@ def test_the_legacy_workspace_registry_stays_an_opt_in() -> None:
     [
         ({"type": "unity-catalog", "catalog": "mlops"}, "type unity-catalog needs `catalog` and `schema`"),
         ({"type": "workspace", "catalog": "mlops"}, "are Unity Catalog settings"),
+        ({"type": "workspace", "workspaceAdmins": [CI_DEPLOYER]}, "are Unity Catalog settings"),
         ({"type": "unity-catalog", "catalog": "ML-Ops", "schema": "models"}, "a Unity Catalog name"),
     ],
 )
@@ -119,3 +126,74 @@ def test_the_pinned_model_must_live_in_the_declared_schema() -> None:
         parse_settings(values, "Pulumi.staging.yaml")
     [problem] = caught.value.problems
     assert problem.startswith("Pulumi.staging.yaml: mlops-serving:model.name: 'main.default.wine_quality' is not in")
+
+
+def test_a_principal_in_both_roles_gets_one_grant_per_securable_with_every_privilege() -> None:
+    def both(values: dict[str, Any]) -> None:
+        values["mlops-serving:modelRegistry"]["releasers"].append(REGISTERER)
+
+    run = run_variant("staging", both)
+    mine = [g for g in run.all(GRANT) if g.inputs["principal"] == REGISTERER]
+    assert len(mine) == 2  # one on the catalog, one on the schema
+    assert grants_of(run, REGISTERER) == {
+        "catalog:mlops": ["USE_CATALOG"],
+        "schema:mlops.models": ["USE_SCHEMA", "CREATE_MODEL", "EXECUTE", "APPLY_TAG"],
+    }
+
+
+def test_grant_urns_survive_the_merge(staging: StackRun) -> None:
+    # Each grant keeps the name its first role gave it before grants were merged, as an alias: no delete-and-create.
+    for grant in staging.run.all(GRANT):
+        assert grant.aliases, grant.name
+
+
+def test_the_cloud_refuses_two_grants_for_one_principal_on_one_securable() -> None:
+    def program() -> None:
+        provider = databricks.Provider("w", host="https://adb-1.1.azuredatabricks.net")
+        opts = pulumi.ResourceOptions(provider=provider)
+        databricks.Grant("a", schema="mlops.models", principal="g", privileges=["USE_SCHEMA"], opts=opts)
+        databricks.Grant("b", schema="mlops.models", principal="g", privileges=["EXECUTE"], opts=opts)
+
+    with pytest.raises(CloudError, match="two authoritative grants for one principal"):
+        run_program(program, {}, project=PROJECT, stack="staging")
+
+
+def test_every_principal_named_is_assigned_to_the_workspace(staging: StackRun) -> None:
+    provider = staging.run.one("pulumi:providers:databricks")
+    assignments = {}
+    for a in staging.run.all(ASSIGNMENT):
+        assert a.provider.startswith(provider.urn + "::")
+        principal = {k: v for k, v in a.inputs.items() if k != "permissions"}
+        assignments[next(iter(principal.values()))] = (principal, a.inputs["permissions"])
+    assert assignments == {
+        REGISTERER: ({"groupName": REGISTERER}, ["USER"]),
+        RELEASER: ({"servicePrincipalName": RELEASER}, ["USER"]),
+        # CI's deploy identity: signing in with github-oidc-azure does not make it a workspace admin.
+        CI_DEPLOYER: ({"servicePrincipalName": CI_DEPLOYER}, ["ADMIN"]),
+    }
+
+
+def test_a_principal_that_is_admin_and_user_is_assigned_once_as_admin() -> None:
+    def admin_too(values: dict[str, Any]) -> None:
+        values["mlops-serving:modelRegistry"]["workspaceAdmins"].append(RELEASER)
+
+    run = run_variant("staging", admin_too)
+    mine = [a for a in run.all(ASSIGNMENT) if a.inputs.get("servicePrincipalName") == RELEASER]
+    assert [a.inputs["permissions"] for a in mine] == [["ADMIN"]]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"models": ["wine_quality"], "modelOwner": None}, "models needs `modelOwner`"),
+        ({"modelOwner": "someone-else"}, "must be one of registerers"),
+        ({"models": ["other_model"]}, "is not one of modelRegistry.models"),
+    ],
+)
+def test_bad_model_declarations_name_the_key(edit: dict[str, Any], expected: str) -> None:
+    values = stack_values("staging")
+    values["mlops-serving:modelRegistry"].update(edit)
+    values["mlops-serving:modelRegistry"] = {k: v for k, v in values["mlops-serving:modelRegistry"].items() if v}
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(values, "Pulumi.staging.yaml")
+    assert any(expected in p for p in caught.value.problems), caught.value.problems

@@ -4,6 +4,7 @@ and the job's notebook run against the listener's own request checks."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import runpy
@@ -28,7 +29,7 @@ from components.model_registry_webhook import (
 )
 from offline import harness
 from offline.harness import ProgramRun, RecordedResource
-from offline.mockcloud import MockCloud
+from offline.mockcloud import CloudError, MockCloud
 from stacks.files import load_stack_config
 from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 from webhook_listener.schemas import JobPromotion
@@ -44,40 +45,29 @@ PLANTED = (FUNCTION_KEY, HMAC_SECRET, JOB_TOKEN)
 LISTENER = "https://mlops-serving-staging-listener-81d83c.azurewebsites.net"
 WEBHOOK_URL = f"{LISTENER}/api/webhooks/databricks?code={FUNCTION_KEY}"
 JOB_URL = f"{LISTENER}/api/webhooks/databricks-job?code={FUNCTION_KEY}"
-DEPLOYER_HOME = "/Users/deployer@example.com"
+NOTEBOOK_PATH = "/mlops-release/release/notify_listener"
 
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
 JOB = "databricks:index/job:Job"
 SECRET = "databricks:index/secret:Secret"
 NOTEBOOK = "databricks:index/notebook:Notebook"
 SCOPE = "databricks:index/secretScope:SecretScope"
+DIRECTORY = "databricks:index/directory:Directory"
 
 WORKSPACE_MODEL = ModelSettings(name="wine-quality", version=1, catalog="workspace")
 UC_MODEL = ModelSettings(name="main.ml.wine_quality", version=1, catalog="unity-catalog")
 
 
-class DatabricksUserCloud(MockCloud):
-    """The mock cloud plus the one Databricks invoke this component makes (getCurrentUser), with its provider.
-
-    Proposed for offline/mockcloud.py; until then the tests swap it in for the harness's MockCloud.
-    """
+class DayZeroDatabricksCloud(MockCloud):
+    """The mock cloud with the Databricks provider not configured yet (the new workspace's URL unknown, day zero):
+    the engine answers every invoke through it with an empty map. Records the Databricks invokes made."""
 
     calls: list[tuple[str, str]] = []  # noqa: RUF012 - reset by run_webhook before each run
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
-        if args.token == "databricks:index/getCurrentUser:getCurrentUser":
-            DatabricksUserCloud.calls.append((args.token, args.provider))
-            self.invokes.append((args.token, {}))
-            return {
-                "id": "4242",
-                "userName": "deployer@example.com",
-                "home": DEPLOYER_HOME,
-                "repos": "/Repos/deployer@example.com",
-                "alphanumeric": "deployer_example_com",
-                "externalId": "00000000-0000-4000-8000-0000000000d1",
-                "aclPrincipalId": "users/deployer@example.com",
-                "workspaceUrl": "https://adb-1234567890123456.7.azuredatabricks.net",
-            }
+        if args.token.startswith("databricks:"):
+            DayZeroDatabricksCloud.calls.append((args.token, args.provider))
+            return {}
         return super().call(args)
 
 
@@ -124,9 +114,9 @@ def run_webhook(
         )
         ModelRegistryWebhook("release", args, opts=opts)
 
-    DatabricksUserCloud.calls = []
+    DayZeroDatabricksCloud.calls = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(harness, "MockCloud", DatabricksUserCloud)
+        patch.setattr(harness, "MockCloud", DayZeroDatabricksCloud)
         # Steady state: the pinned model is registered (a model-scoped webhook or trigger needs it to exist).
         registered = harness.ProgramOptions(registry_models={model.name: [model.version]})
         return harness.run_program(program, {}, project=PROJECT, stack="staging", options=registered)
@@ -216,9 +206,6 @@ def test_the_databricks_provider_from_opts_reaches_every_databricks_child(
         assert children
         for child in children:
             assert child.provider.startswith(provider_urn(run) + "::"), child.name
-        if model is UC_MODEL:
-            [(_, invoke_provider)] = DatabricksUserCloud.calls
-            assert invoke_provider.startswith(provider_urn(run) + "::")
 
 
 def test_children_are_parented_and_named_from_the_instance_name(workspace_run: ProgramRun, uc_run: ProgramRun) -> None:
@@ -233,22 +220,38 @@ def test_children_are_parented_and_named_from_the_instance_name(workspace_run: P
 # --- Unity Catalog: the alias-triggered job ------------------------------------------------------------------
 
 
-def test_unity_catalog_model_gets_an_alias_triggered_job_instead_of_a_webhook(
+def test_unity_catalog_model_gets_a_scheduled_alias_reading_job_instead_of_a_webhook(
     uc_run: ProgramRun, staging_release: ReleaseSettings
 ) -> None:
     assert uc_run.all(WEBHOOK) == []
     job = uc_run.one(JOB)
-    assert job.inputs["trigger"] == {
+    # The provider refuses a trigger of the model kind (the mock cloud's Check rule), so the job runs on a schedule.
+    assert "trigger" not in job.inputs
+    assert job.inputs["schedule"] == {
+        "quartzCronExpression": "0 0/5 * * * ?",
+        "timezoneId": "UTC",
         "pauseStatus": "UNPAUSED",
-        "model": {
-            "condition": "MODEL_ALIAS_SET",
-            "aliases": [staging_release.promote_alias],
-            "securableName": "main.ml.wine_quality",
-        },
     }
+    assert {"name": "alias", "default": staging_release.promote_alias} in job.inputs["parameters"]
+    assert {"name": "securable", "default": "main.ml.wine_quality"} in job.inputs["parameters"]
     assert job.inputs["maxConcurrentRuns"] == 1
     assert job.inputs["queue"] == {"enabled": True}
     assert job.inputs["timeoutSeconds"] == 1800
+
+
+def test_a_job_with_only_a_model_trigger_is_refused_as_the_provider_refuses_it() -> None:
+    def program() -> None:
+        provider = databricks.Provider("workspace", host="https://adb-1234567890123456.7.azuredatabricks.net")
+        databricks.Job(
+            "trigger-job",
+            trigger=databricks.JobTriggerArgs(
+                model=databricks.JobTriggerModelArgs(condition="MODEL_ALIAS_SET", securable_name="main.ml")
+            ),
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+
+    with pytest.raises(CloudError, match=r"one of `trigger.0.file_arrival,trigger.0.periodic,trigger.0.table_update`"):
+        harness.run_program(program, {}, project=PROJECT, stack="staging")
 
 
 def test_the_job_runs_one_serverless_notebook_task(uc_run: ProgramRun) -> None:
@@ -269,11 +272,24 @@ def test_the_job_runs_one_serverless_notebook_task(uc_run: ProgramRun) -> None:
         assert key not in job.inputs
     assert notebook.urn in job.property_dependencies["tasks"]
     assert notebook.inputs == {
-        "path": f"{DEPLOYER_HOME}/mlops-release/release/notify_listener",
+        "path": NOTEBOOK_PATH,
         "contentBase64": base64.b64encode(NOTEBOOK_SOURCE.read_bytes()).decode("ascii"),
         "language": "PYTHON",
     }
     assert NOTEBOOK_SOURCE.is_file()
+
+
+def test_the_notebook_lives_in_the_platforms_root_folder_whoever_deploys(uc_run: ProgramRun) -> None:
+    # The Databricks provider is unconfigured on day zero, so every invoke through it answers an empty map; the
+    # component makes none, and the notebook's path (which forces a replacement) names no user.
+    assert DayZeroDatabricksCloud.calls == []
+    folder = uc_run.one(DIRECTORY)
+    assert folder.inputs == {"path": "/mlops-release/release"}
+    notebook = uc_run.one(NOTEBOOK)
+    assert notebook.inputs["path"] == f"{folder.inputs['path']}/notify_listener"
+    assert folder.urn in notebook.dependencies
+    # Not /Shared (every user may edit there) and not a home folder (it changes with the caller).
+    assert not notebook.inputs["path"].startswith(("/Shared/", "/Users/", "/Workspace/Shared/"))
 
 
 def test_the_job_reads_url_and_token_from_a_secret_scope_not_from_parameters(uc_run: ProgramRun) -> None:
@@ -289,8 +305,8 @@ def test_the_job_reads_url_and_token_from_a_secret_scope_not_from_parameters(uc_
         assert scope.urn in secret.property_dependencies["scope"]
     job = uc_run.one(JOB)
     assert job.inputs["parameters"] == [
-        {"name": "model_updates", "default": "{{job.trigger.model.updates}}"},
-        {"name": "job_run_id", "default": "{{job.run_id}}"},
+        {"name": "securable", "default": "main.ml.wine_quality"},
+        {"name": "alias", "default": "champion"},
         {"name": "secret_scope", "default": "release-listener"},
     ]
     for secret in secrets.values():
@@ -299,16 +315,16 @@ def test_the_job_reads_url_and_token_from_a_secret_scope_not_from_parameters(uc_
 
 
 @pytest.mark.parametrize(("status", "pause"), [("TEST_MODE", "PAUSED"), ("DISABLED", "PAUSED"), ("ACTIVE", "UNPAUSED")])
-def test_the_trigger_runs_only_when_the_status_is_active(
+def test_the_schedule_runs_only_when_the_status_is_active(
     status: str, pause: str, staging_release: ReleaseSettings
 ) -> None:
     run = run_webhook(staging_release.model_copy(update={"webhook_status": status}), UC_MODEL)
-    assert run.one(JOB).inputs["trigger"]["pauseStatus"] == pause
+    assert run.one(JOB).inputs["schedule"]["pauseStatus"] == pause
 
 
 def test_registry_scope_watches_the_models_schema(staging_release: ReleaseSettings) -> None:
     run = run_webhook(staging_release.model_copy(update={"webhook_scope": "registry"}), UC_MODEL)
-    assert run.one(JOB).inputs["trigger"]["model"]["securableName"] == "main.ml"
+    assert {"name": "securable", "default": "main.ml"} in run.one(JOB).inputs["parameters"]
 
 
 @pytest.mark.parametrize("name", ["wine-quality", "ml.wine_quality", "a.b.c.d", "main..wine"])
@@ -336,6 +352,22 @@ class FakeDbutils:
         self.secrets = types.SimpleNamespace(get=lambda scope, key: secrets[(scope, key)])
 
 
+class FakeRegistry:
+    """The slice of the workspace client the notebook uses: a schema's models and each model's aliases."""
+
+    def __init__(self, aliases: Mapping[str, Mapping[str, int]]) -> None:
+        self.aliases = aliases
+
+    def list(self, catalog_name: str, schema_name: str) -> list[types.SimpleNamespace]:
+        prefix = f"{catalog_name}.{schema_name}."
+        return [types.SimpleNamespace(full_name=m) for m in self.aliases if m.startswith(prefix)]
+
+    def get(self, full_name: str, include_aliases: bool) -> types.SimpleNamespace:
+        assert include_aliases
+        named = [types.SimpleNamespace(alias_name=a, version_num=v) for a, v in self.aliases[full_name].items()]
+        return types.SimpleNamespace(aliases=named)
+
+
 class FakeResponse:
     status = 202
 
@@ -346,15 +378,14 @@ class FakeResponse:
         return None
 
 
-def test_the_notebook_posts_what_the_listener_job_route_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
-    updates = [
-        {"full_name": "main.ml.wine_quality", "version": 7, "alias_name": "champion"},
-        {"full_name": "main.ml.wine_quality", "version": 8},  # not an alias update: skipped
-    ]
+def run_notebook(
+    monkeypatch: pytest.MonkeyPatch, securable: str, aliases: Mapping[str, Mapping[str, int]]
+) -> list[urllib.request.Request]:
     dbutils = FakeDbutils(
-        widgets={"model_updates": json.dumps(updates), "job_run_id": "991", "secret_scope": "release-listener"},
+        widgets={"securable": securable, "alias": "champion", "secret_scope": "release-listener"},
         secrets={("release-listener", JOB_URL_KEY): JOB_URL, ("release-listener", JOB_TOKEN_KEY): JOB_TOKEN},
     )
+    registry = FakeRegistry(aliases)
     sent: list[urllib.request.Request] = []
 
     def urlopen(request: urllib.request.Request, timeout: float) -> FakeResponse:
@@ -362,11 +393,21 @@ def test_the_notebook_posts_what_the_listener_job_route_accepts(monkeypatch: pyt
         sent.append(request)
         return FakeResponse()
 
+    client = types.SimpleNamespace(registered_models=registry)
     monkeypatch.setitem(sys.modules, "databricks.sdk.runtime", types.SimpleNamespace(dbutils=dbutils))
+    monkeypatch.setitem(sys.modules, "databricks.sdk", types.SimpleNamespace(WorkspaceClient=lambda: client))
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     runpy.run_path(str(NOTEBOOK_SOURCE), run_name="__main__")
+    return sent
 
-    [request] = sent
+
+def test_the_notebook_posts_what_the_listener_job_route_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    aliases = {
+        "main.ml.wine_quality": {"champion": 7, "challenger": 8},
+        "main.ml.other": {"challenger": 2},  # the promote alias is not set: nothing to release
+        "main.other.model": {"champion": 1},  # another schema
+    }
+    [request] = run_notebook(monkeypatch, "main.ml", aliases)
     assert request.full_url == JOB_URL
     assert request.get_method() == "POST"
     headers = {k.lower(): v for k, v in request.header_items()}
@@ -375,4 +416,35 @@ def test_the_notebook_posts_what_the_listener_job_route_accepts(monkeypatch: pyt
     assert isinstance(request.data, bytes)
     body = JobPromotion.model_validate(json.loads(request.data))
     assert (body.model, body.version, body.alias) == ("main.ml.wine_quality", "7", "champion")
-    assert body.delivery_id == "uc-991-main.ml.wine_quality-7-champion"
+    assert body.delivery_id == "uc-main.ml.wine_quality-7-champion"
+
+
+def test_every_read_of_one_promotion_has_the_same_delivery_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The listener keeps every delivery id it has seen: the same id on every scheduled read releases a version once,
+    # and a new version under the alias is a new id.
+    first = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 7}})
+    again = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 7}})
+    moved = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 8}})
+    ids = [json.loads(r.data)["delivery_id"] for r in (*first, *again, *moved)]  # type: ignore[arg-type]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_the_cloud_answers_an_invoke_through_an_unconfigured_databricks_provider_with_an_empty_map() -> None:
+    # Day zero: the provider's host is the new workspace's URL, unknown until the workspace exists.
+    seen: list[Any] = []
+
+    def program() -> None:
+        unknown: pulumi.Output[str] = pulumi.Output(set(), _resolved(""), _resolved(False))
+        provider = databricks.Provider("workspace", host=unknown)
+        me = databricks.get_current_user_output(opts=pulumi.InvokeOutputOptions(provider=provider))
+        me.home.apply(seen.append)
+
+    run = harness.preview_program(program, {}, project=PROJECT, stack="staging")
+    assert ("databricks:index/getCurrentUser:getCurrentUser", {}) in run.invokes
+    assert seen in ([], [None])  # no home: what made the old notebook path fail
+
+
+def _resolved(value: Any) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_event_loop().create_future()
+    future.set_result(value)
+    return future
