@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stacks.settings import ClusterSettings, ServingSettings
+from components.role_assignment import Principal
+from stacks.settings import ClusterSettings, ServingSettings, StackSettings
 
 
 def cluster_fields(cluster: ClusterSettings) -> dict[str, Any]:
@@ -33,3 +34,13 @@ def serving_fields(serving: ServingSettings) -> dict[str, Any]:
         "host": serving.host,
         "tls_secret_name": serving.tls_secret_name,
     }
+
+
+def deployers(settings: StackSettings) -> list[Principal]:
+    """The principals a stack file's `deployers` section names, as the components take them."""
+    return [Principal(d.object_id, d.type) for d in settings.deployers]
+
+
+def a_deployer(settings: StackSettings) -> dict[str, Any]:
+    """ProgramOptions fields for a caller who is one of the stack's deployers: a person in its listed groups."""
+    return {"caller_groups": tuple(d.object_id for d in settings.deployers if d.type == "Group")}

@@ -24,7 +24,7 @@ from components.aks_cluster import AksCluster, AksClusterArgs
 from components.model_deployment import ModelDeployment, ModelDeploymentArgs
 from components.naming import Naming
 from components.placement import Placement
-from offline.harness import ProgramRun, RecordedResource, run_program
+from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
 from offline.render import (
     REDACTED,
     UNKNOWN,
@@ -37,7 +37,7 @@ from offline.render import (
 )
 from stacks.files import load_stack_config
 from stacks.settings import ServingSettings, pinned_model
-from tests.components.stack_fields import cluster_fields, serving_fields
+from tests.components.stack_fields import a_deployer, cluster_fields, deployers, serving_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -79,6 +79,7 @@ def cluster_program_run(variant: str) -> ProgramRun:
                 log_analytics_workspace_id="/subscriptions/s/resourceGroups/rg/providers/x/workspaces/law",
                 registry_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acr",
                 enable_app_routing=serving.exposure == "ingress",
+                deployers=deployers(settings),
             ),
         )
         ModelDeployment(
@@ -94,7 +95,7 @@ def cluster_program_run(variant: str) -> ProgramRun:
             opts=pulumi.ResourceOptions(providers=[aks.provider]),
         )
 
-    return run_program(program, {}, project=PROJECT, stack=stack)
+    return run_program(program, {}, project=PROJECT, stack=stack, options=ProgramOptions(**a_deployer(settings)))
 
 
 @pytest.fixture(scope="module")
