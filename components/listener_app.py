@@ -207,10 +207,10 @@ def build_function_app(
             depends_on=[access.host_storage, access.package_access, *access.secret_readers],
         ),
     )
-    # Basic (user/password) publishing credentials off for FTP and for the SCM site: deployments use Entra ID. On
-    # Flex these policies are what keeps publishing credential-free (terraform-provider-azurerm's Flex Consumption
-    # app sets the scm one the same way: internal/services/appservice/function_app_flex_consumption_resource.go).
-    web.WebAppFtpAllowed(f"{name}-ftp-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
+    # Basic (user/password) publishing credentials off for the SCM site: deployments use Entra ID. Flex Consumption
+    # has no FTP(S) (functions-app-settings, "Flex Consumption plan deprecations"), so no FTP policy: nothing shows
+    # ARM accepts one there, and terraform-provider-azurerm's Flex app sets only this one
+    # (internal/services/appservice/function_app_flex_consumption_resource.go).
     web.WebAppScmAllowed(f"{name}-scm-basic-auth", name=app.name, resource_group_name=rg, allow=False, opts=child)
 
     return app

@@ -320,7 +320,7 @@ def check_web_app_transport(subject: Subject, report: Report) -> None:
         if ftps is not None:
             report(
                 f"siteConfig.ftpsState must be unset on a Flex Consumption app, not {_shown(ftps)}: Flex has no FTP(S) "
-                "and Azure refuses the property; turn basic publishing off with WebAppFtpAllowed/WebAppScmAllowed"
+                "and Azure refuses the property; turn basic publishing off with WebAppScmAllowed"
             )
     elif ftps != "Disabled":
         report(f"siteConfig.ftpsState must be 'Disabled', not {_shown(ftps)}: deployments do not use FTP")
@@ -332,8 +332,11 @@ WEB_APP_SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
 
 
 def check_every_app_has_basic_publishing_off(subjects: Sequence[Subject], report: Report) -> None:
-    """Every web or function app has both basic publishing policies (FTP and SCM) declared with allow=false. Read
-    through the policies' `name` dependency on the app, since in the state a policy's own `name` is `ftp`/`scm`."""
+    """Every web or function app has its basic publishing policies declared with allow=false: SCM always, FTP unless
+    the app is Flex Consumption, which has no FTP(S) at all (functions-app-settings, "Flex Consumption plan
+    deprecations") and whose azurerm resource sets only the SCM one (terraform-provider-azurerm
+    function_app_flex_consumption_resource.go). Read through the policies' `name` dependency on the app, since in the
+    state a policy's own `name` is `ftp`/`scm`."""
     off = {
         (s.type, urn)
         for s in subjects
@@ -341,12 +344,15 @@ def check_every_app_has_basic_publishing_off(subjects: Sequence[Subject], report
         for urn in s.name_from
     }
     for app in (s for s in subjects if s.type == WEB_APP):
-        for type_ in (WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED):
+        needed = (
+            (WEB_APP_SCM_ALLOWED,) if _is_flex_consumption(app.props) else (WEB_APP_FTP_ALLOWED, WEB_APP_SCM_ALLOWED)
+        )
+        for type_ in needed:
             if (type_, app.urn) not in off:
                 kind = type_.rsplit(":", 1)[-1]
                 report(
                     f"{app.name}: no {kind} with allow=false for this app: its basic publishing credentials stay on "
-                    "(on Flex Consumption, which has no siteConfig.ftpsState, these policies are the only switch)"
+                    "(on Flex Consumption, which has no siteConfig.ftpsState, the SCM policy is the only switch)"
                 )
 
 
@@ -696,7 +702,8 @@ class StackRule:
 STACK_RULES: tuple[StackRule, ...] = (
     StackRule(
         name="web-app-basic-publishing-policies-declared",
-        description="Every function and web app declares its FTP and SCM basic publishing policies with allow=false.",
+        description="Every function and web app declares its SCM (and, off Flex Consumption, FTP) basic publishing "
+        "policies with allow=false.",
         check=check_every_app_has_basic_publishing_off,
         remediation="Declare web.WebAppFtpAllowed and web.WebAppScmAllowed(name=app.name, allow=False) for each app.",
     ),

@@ -484,7 +484,6 @@ BROKEN = [
         WEB_TLS,
         "siteConfig.ftpsState must be 'Disabled', not unset",
     ),
-    Broken("app-ftp-basic-auth", "staging", FTP_ALLOWED, None, _set("allow", True), BASIC_AUTH, "allow"),
     Broken("app-scm-basic-auth", "staging", SCM_ALLOWED, None, _set("allow", True), BASIC_AUTH, "allow"),
     Broken(
         "app-remote-debugging",
@@ -808,7 +807,23 @@ def test_every_stack_passes_the_stack_rule(rule: Any, recorded: dict[str, list[R
     }
 
 
-@pytest.mark.parametrize("policy", [FTP_ALLOWED, SCM_ALLOWED])
+def test_a_flex_app_needs_only_its_scm_policy_and_any_other_app_its_ftp_policy_too(
+    recorded: dict[str, list[RecordedResource]],
+) -> None:
+    subjects = stack_subjects(recorded["staging"])
+    assert not [s for s in subjects if s.type == FTP_ALLOWED], "the Flex listener declares no FTP policy"
+    assert STACK_RULES_BY_NAME[BASIC_AUTH_DECLARED].evaluate(subjects) == []
+    not_flex = [
+        dataclasses.replace(s, props={k: v for k, v in s.props.items() if k != "functionAppConfig"})
+        if s.type == "azure-native:web:WebApp"
+        else s
+        for s in subjects
+    ]
+    [message] = STACK_RULES_BY_NAME[BASIC_AUTH_DECLARED].evaluate(not_flex)
+    assert "no WebAppFtpAllowed with allow=false" in message
+
+
+@pytest.mark.parametrize("policy", [SCM_ALLOWED])
 def test_an_app_without_one_of_its_basic_publishing_policies_fires_the_stack_rule(
     policy: str, recorded: dict[str, list[RecordedResource]]
 ) -> None:
