@@ -36,15 +36,26 @@ uv pip sync --quiet --require-hashes -p .tools/checkov/bin/python tools/checkov.
 #   or no apt-get) the demo serves from a virtualenv and says so; tests/image fails.
 monitoring_packages=(prometheus prometheus-alertmanager)
 image_packages=(podman buildah runc debootstrap docker-registry skopeo)
-missing() { for pkg in "$@"; do dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || echo "$pkg"; done; }
+# podman and runc count as installed when the machine has the commands: GitHub's Ubuntu images ship podman as a
+# static bundle and Docker's containerd.io, which "Conflicts: runc" (docker/containerd-packaging#63), so Debian's
+# runc must not be asked for there.
+missing() {
+  for pkg in "$@"; do
+    case "$pkg" in podman | runc) command -v "$pkg" >/dev/null 2>&1 && continue ;; esac
+    dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || echo "$pkg"
+  done
+}
 mapfile -t missing_monitoring < <(missing "${monitoring_packages[@]}")
 mapfile -t missing_image < <(missing "${image_packages[@]}")
 missing=("${missing_monitoring[@]}" "${missing_image[@]}")
 # Root (CI's Debian image) installs directly; a user with passwordless sudo installs through `sudo -n`, which never
 # prompts (GitHub's Ubuntu runners: "The Linux and macOS virtual machines both run using passwordless sudo",
 # docs.github.com/en/actions/reference/runners/github-hosted-runners, "Administrative privileges").
+# Through sudo only when asked (BOOTSTRAP_OS_PACKAGES=1, the workflows' `checks` job): every other job on a runner
+# needs none of these, and a laptop's packages are its owner's to change.
 as_root=()
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+if [ "$(id -u)" != 0 ] && [ "${BOOTSTRAP_OS_PACKAGES:-0}" = 1 ] && command -v sudo >/dev/null 2>&1 \
+  && sudo -n true 2>/dev/null; then
   as_root=(sudo -n)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
@@ -63,15 +74,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     # needs its recommended network and runtime helpers, as tested (../shared/reference/local-containers.md).
     # `env` carries DEBIAN_FRONTEND through sudo, which resets the environment.
     if [ ${#missing_monitoring[@]} -gt 0 ]; then
-      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove --no-install-recommends \
         "${missing_monitoring[@]}" >/dev/null
     fi
     if [ ${#missing_image[@]} -gt 0 ]; then
-      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_image[@]}" >/dev/null
+      # --no-remove: fail rather than remove what conflicts (a runner's Docker), never take the machine's tools away.
+      "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove "${missing_image[@]}" >/dev/null
     fi
     if [ -n "$guard" ]; then "${as_root[@]}" rm -f "$guard"; fi
   else
-    echo "bootstrap: ${missing[*]} not installed, and apt-get needs root or passwordless sudo here" >&2
+    echo "bootstrap: ${missing[*]} not installed (root installs them; a user with passwordless sudo sets" \
+      "BOOTSTRAP_OS_PACKAGES=1)" >&2
   fi
 fi
 
