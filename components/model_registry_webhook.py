@@ -9,7 +9,8 @@
   on a schedule (every few minutes) runs one small serverless notebook task that reads the promote alias
   (`release.promoteAlias`) of the pinned model, or of every model in the schema of `modelRegistry`, and POSTs each
   one to the listener's `/api/webhooks/databricks-job` with the bearer job token. Its delivery id names the model,
-  version and alias, so the listener hands each promotion off once, however many times it is read.
+  version, alias and how many times the alias moved before (a tag the job keeps on the model), so the listener hands
+  each move off once however many times it is read, a rollback to an earlier version included.
 
 Day zero: a model-scoped webhook names a model, and the registry refuses one for a model that does not exist yet,
 so before the first model is registered the scope is the registry (or the schema), which fires for the first
@@ -210,6 +211,12 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             queue=databricks.JobQueueArgs(enabled=True),
             timeout_seconds=1800,
             tags={"managed-by": "pulumi", "purpose": "mlops-release"},
+            # No run_as: the job runs as its creator, the deployer, who reads each model's aliases and writes its
+            # `mlops_release_<alias>` tag: USE CATALOG, USE SCHEMA, EXECUTE and APPLY TAG, i.e. list the deployer in
+            # `releasers` (a schema's owner holds no privileges on the models in it: learn.microsoft.com/azure/
+            # databricks/data-governance/unity-catalog/manage-privileges/ownership). Running as a releaser's
+            # service principal instead needs the Service Principal User role on it
+            # (docs.databricks.com/security/auth/access-control/service-principal-acl.html).
             # The securable it reads should exist by its first run.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[url_secret, token_secret, *args.scope_ready]),
         )

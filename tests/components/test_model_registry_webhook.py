@@ -10,8 +10,10 @@ import json
 import runpy
 import sys
 import types
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +370,49 @@ class FakeRegistry:
         return types.SimpleNamespace(aliases=named)
 
 
+# Unity Catalog's tag rules (learn.microsoft.com/azure/databricks/database-objects/tags, "Constraints"): keys up to
+# 255 characters, values up to 1000, neither holding . , - = / : nor leading or trailing spaces.
+_FORBIDDEN_IN_TAGS = set(".,-=/:")
+
+
+class FakeModelTags:
+    """The slice of MLflow's Unity Catalog client the notebook uses: a registered model's tags, kept across runs
+    like the catalog keeps them, refusing what Unity Catalog refuses."""
+
+    def __init__(self, tags: dict[str, dict[str, str]], registry_uri: str) -> None:
+        assert registry_uri == "databricks-uc"
+        self.tags = tags
+
+    def get_registered_model(self, name: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(name=name, tags=dict(self.tags.get(name, {})))
+
+    def set_registered_model_tag(self, name: str, key: str, value: str) -> None:
+        for kind, text, limit in (("key", key, 255), ("value", value, 1000)):
+            if not text or len(text) > limit or _FORBIDDEN_IN_TAGS & set(text) or text != text.strip():
+                raise ValueError(f"INVALID_PARAMETER_VALUE: tag {kind} {text!r}")
+        self.tags.setdefault(name, {})[key] = value
+
+
+class FakeListener:
+    """The job route's answers: 202, "accepted" for a delivery id it has not seen and "duplicate" for one it has
+    (it keeps every id, webhook_listener/deliveries.py); `failing` answers 503 instead, as with storage down."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.accepted: list[JobPromotion] = []
+        self.failing = False
+
+    def answer(self, request: urllib.request.Request) -> FakeResponse:
+        assert isinstance(request.data, bytes)
+        body = JobPromotion.model_validate(json.loads(request.data))
+        if self.failing:
+            raise urllib.error.HTTPError(request.full_url, 503, "Service Unavailable", Message(), None)
+        if body.delivery_id not in self.seen:
+            self.seen.append(body.delivery_id)
+            self.accepted.append(body)
+        return FakeResponse()
+
+
 class FakeResponse:
     status = 202
 
@@ -379,26 +424,40 @@ class FakeResponse:
 
 
 def run_notebook(
-    monkeypatch: pytest.MonkeyPatch, securable: str, aliases: Mapping[str, Mapping[str, int]]
+    monkeypatch: pytest.MonkeyPatch,
+    securable: str,
+    aliases: Mapping[str, Mapping[str, int]],
+    *,
+    tags: dict[str, dict[str, str]] | None = None,
+    listener: FakeListener | None = None,
+    alias: str = "champion",
 ) -> list[urllib.request.Request]:
     dbutils = FakeDbutils(
-        widgets={"securable": securable, "alias": "champion", "secret_scope": "release-listener"},
+        widgets={"securable": securable, "alias": alias, "secret_scope": "release-listener"},
         secrets={("release-listener", JOB_URL_KEY): JOB_URL, ("release-listener", JOB_TOKEN_KEY): JOB_TOKEN},
     )
     registry = FakeRegistry(aliases)
+    model_tags = {} if tags is None else tags
+    answering = listener or FakeListener()
     sent: list[urllib.request.Request] = []
 
     def urlopen(request: urllib.request.Request, timeout: float) -> FakeResponse:
         assert timeout == 30
         sent.append(request)
-        return FakeResponse()
+        return answering.answer(request)
 
     client = types.SimpleNamespace(registered_models=registry)
     monkeypatch.setitem(sys.modules, "databricks.sdk.runtime", types.SimpleNamespace(dbutils=dbutils))
     monkeypatch.setitem(sys.modules, "databricks.sdk", types.SimpleNamespace(WorkspaceClient=lambda: client))
+    mlflow = types.SimpleNamespace(MlflowClient=lambda registry_uri: FakeModelTags(model_tags, registry_uri))
+    monkeypatch.setitem(sys.modules, "mlflow", mlflow)
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     runpy.run_path(str(NOTEBOOK_SOURCE), run_name="__main__")
     return sent
+
+
+def delivery_ids(sent: list[urllib.request.Request]) -> list[str]:
+    return [json.loads(r.data)["delivery_id"] for r in sent]  # type: ignore[arg-type]
 
 
 def test_the_notebook_posts_what_the_listener_job_route_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -422,11 +481,62 @@ def test_the_notebook_posts_what_the_listener_job_route_accepts(monkeypatch: pyt
 def test_every_read_of_one_promotion_has_the_same_delivery_id(monkeypatch: pytest.MonkeyPatch) -> None:
     # The listener keeps every delivery id it has seen: the same id on every scheduled read releases a version once,
     # and a new version under the alias is a new id.
-    first = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 7}})
-    again = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 7}})
-    moved = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 8}})
-    ids = [json.loads(r.data)["delivery_id"] for r in (*first, *again, *moved)]  # type: ignore[arg-type]
+    tags: dict[str, dict[str, str]] = {}
+    first = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 7}}, tags=tags)
+    again = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 7}}, tags=tags)
+    moved = run_notebook(monkeypatch, "main.ml.wine_quality", {"main.ml.wine_quality": {"champion": 8}}, tags=tags)
+    ids = delivery_ids([*first, *again, *moved])
     assert ids[0] == ids[1] != ids[2]
+
+
+def test_every_move_of_the_alias_is_released_once_rolling_back_included(monkeypatch: pytest.MonkeyPatch) -> None:
+    # v1 -> v2 -> v1 -> v2, each position read three times: the listener acts on each move once, the rollbacks too,
+    # and on none of the repeated reads.
+    tags: dict[str, dict[str, str]] = {}
+    listener = FakeListener()
+    ids: list[list[str]] = []
+    for version in (1, 2, 1, 2):
+        aliases = {"main.ml.wine_quality": {"champion": version}}
+        reads = [run_notebook(monkeypatch, "main.ml", aliases, tags=tags, listener=listener) for _ in range(3)]
+        ids.append([i for sent in reads for i in delivery_ids(sent)])
+    assert all(len(set(position)) == 1 and len(position) == 3 for position in ids)
+    assert len({position[0] for position in ids}) == 4
+    assert [(p.model, p.version, p.alias) for p in listener.accepted] == [
+        ("main.ml.wine_quality", "1", "champion"),
+        ("main.ml.wine_quality", "2", "champion"),
+        ("main.ml.wine_quality", "1", "champion"),
+        ("main.ml.wine_quality", "2", "champion"),
+    ]
+    # The first read sends the id the job sent before it kept a tag, so a promotion already released stays released.
+    assert ids[0][0] == "uc-main.ml.wine_quality-1-champion"
+    assert tags == {"main.ml.wine_quality": {"mlops_release_champion": "2_3"}}
+
+
+def test_a_refused_post_moves_nothing_and_the_retry_sends_the_same_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    tags: dict[str, dict[str, str]] = {}
+    listener = FakeListener()
+    model = "main.ml.wine_quality"
+    run_notebook(monkeypatch, model, {model: {"champion": 3}}, tags=tags, listener=listener)
+    listener.failing = True
+    with pytest.raises(urllib.error.HTTPError):
+        run_notebook(monkeypatch, model, {model: {"champion": 2}}, tags=tags, listener=listener)
+    assert tags[model] == {"mlops_release_champion": "3_0"}  # the tag moves only after a 2xx
+    listener.failing = False
+    retried = run_notebook(monkeypatch, model, {model: {"champion": 2}}, tags=tags, listener=listener)
+    assert [p.version for p in listener.accepted] == ["3", "2"]
+    assert delivery_ids(retried) == ["uc-main.ml.wine_quality-2-champion-g1"]
+    assert tags[model] == {"mlops_release_champion": "2_1"}
+
+
+def test_the_tag_follows_each_alias_and_keeps_to_unity_catalogs_tag_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake refuses keys or values Unity Catalog refuses; an alias with characters a key cannot hold still works.
+    tags: dict[str, dict[str, str]] = {"main.ml.wine_quality": {"owner_team": "ml"}}
+    model = "main.ml.wine_quality"
+    for version in (5, 6):
+        aliases = {model: {"prod-v2.0": version, "champion": 1}}
+        [sent] = run_notebook(monkeypatch, model, aliases, tags=tags, alias="prod-v2.0")
+        assert json.loads(sent.data)["alias"] == "prod-v2.0"  # type: ignore[arg-type]
+    assert tags == {model: {"owner_team": "ml", "mlops_release_prod_v2_0": "6_1"}}
 
 
 def test_the_cloud_answers_an_invoke_through_an_unconfigured_databricks_provider_with_an_empty_map() -> None:
