@@ -28,6 +28,9 @@ from typing import NamedTuple
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.runtime import dbutils
+
+# Serverless compute ships MLflow (environment version 4: 2.22.0, version 5: 3.8.1; learn.microsoft.com/azure/
+# databricks/release-notes/serverless/environment-version/five, "MLflow 3.8.1 support").
 from mlflow import MlflowClient
 
 TIMEOUT_SECONDS = 30
