@@ -57,6 +57,8 @@ FIRST_PARTY_APPS: dict[str, str] = {
 # only some registered; `az provider register` must run for the rest before the first `up`
 # (learn.microsoft.com/azure/azure-resource-manager/management/resource-providers-and-types). Microsoft.Authorization
 # and Microsoft.Resources are always registered.
+# The providers of what AKS itself creates in the node resource group, not declared by the program.
+AKS_NODE_RESOURCE_PROVIDERS: tuple[str, ...] = ("Microsoft.Compute", "Microsoft.Network")
 RESOURCE_PROVIDERS: tuple[str, ...] = (
     "Microsoft.AlertsManagement",
     "Microsoft.Compute",
