@@ -47,7 +47,15 @@ from model_server.drift_reference import REFERENCE_FILE
 from model_server.loading import LoadedModel, ModelIdentity, load_model, resolve_identity
 from model_server.logs import ACCESS, PAYLOAD
 from model_server.metrics import Metrics
-from model_server.parsing import Frame, InputError, parse_csv, parse_mlflow_json, parse_parquet
+from model_server.parsing import (
+    PARQUET_NEEDS_PYARROW,
+    Frame,
+    InputError,
+    parquet_readable,
+    parse_csv,
+    parse_mlflow_json,
+    parse_parquet,
+)
 from model_server.protocol_v2 import infer_response, model_metadata, parse_infer
 from model_server.scoring import ScoringPath, mlflow_response_body
 from model_server.settings import Settings
@@ -60,7 +68,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
-CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+PARQUET = "application/vnd.apache.parquet"
+CONTENT_TYPES = ("application/json", "text/csv", PARQUET)
 QUIET_ROUTES = frozenset(
     {"/ping", "/health", "/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"}
 )
@@ -467,6 +476,8 @@ class ModelServer:
     async def _invocations(self, request: Request) -> Response:
         loaded, batcher = self._require_model()
         media = self._media_type(request.content_type)
+        if media == PARQUET and not parquet_readable():
+            raise HttpError(415, PARQUET_NEEDS_PYARROW, "UNSUPPORTED_MEDIA_TYPE")
         body = await self._read_body(request)
         if loaded.scorer.path is ScoringPath.MLFLOW or loaded.schema is None:
             return await self._invoke_with_mlflow(loaded, batcher, body, request.content_type or "application/json")
