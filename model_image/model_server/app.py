@@ -27,7 +27,6 @@ log stay ours either way), HEAD on the GET routes (the probes use GET) and a fra
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 import platform
 import random
@@ -574,7 +573,7 @@ class ModelServer:
         document: dict[str, Any] = {
             **self.identity.as_dict(),
             "server": f"{SERVER_NAME} {SERVER_VERSION}",
-            "mlflow_version": importlib.metadata.version("mlflow"),
+            "mlflow_version": mlflow_compat.mlflow_version(),
             "python_version": platform.python_version(),
             "model_flavor": loaded.flavor if loaded else None,
             "scoring_path": loaded.scorer.path.value if loaded else None,
