@@ -58,6 +58,7 @@ from model_server.parsing import (
 from model_server.protocol_v2 import infer_response, model_metadata, parse_infer
 from model_server.scoring import ScoringPath, mlflow_response_body
 from model_server.settings import Settings
+from model_server.startup import process_started, startup_report
 
 log = logging.getLogger("model_server.app")
 
@@ -141,6 +142,9 @@ class ModelServer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        # The server's imports are done once it is built: what remains before ready is MLflow, the model, the warm-up.
+        self._process_start, self._created = process_started(), time.monotonic()
+        self.startup: dict[str, float] = {}
         self.identity: ModelIdentity = resolve_identity(settings)
         self.loaded: LoadedModel | None = None
         self.load_error: str | None = None
@@ -375,6 +379,14 @@ class ModelServer:
             scoring_path=loaded.scorer.path.value,
         ).set(1)
         self.loaded = loaded
+        self.startup = startup_report(
+            process_start=self._process_start,
+            app_created=self._created,
+            mlflow_import_seconds=loaded.mlflow_import_seconds,
+            load_seconds=loaded.load_seconds,
+            warmup_seconds=loaded.warmup_seconds,
+            ready_at=time.monotonic(),
+        )
         self.metrics.ready.set(1)
         log.info(
             "model ready",
@@ -387,6 +399,7 @@ class ModelServer:
                     "drift_monitoring": self._drift_description()["monitoring"],
                     "load_seconds": round(loaded.load_seconds, 3),
                     "warmup_seconds": round(loaded.warmup_seconds, 3),
+                    "startup": self.startup,
                 }
             },
         )
@@ -580,6 +593,7 @@ class ModelServer:
             "batching": self._batching_description(),
             "drift": self._drift_description(),
             "ready": self._readiness()[0],
+            "startup": self.startup or None,
         }
         return _json(200, document)
 

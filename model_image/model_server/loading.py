@@ -103,6 +103,7 @@ class LoadedModel:
     warmup_seconds: float
     flavor: str
     drift_reference: DriftReference | None = None
+    mlflow_import_seconds: float = 0.0
 
     @property
     def input_schema(self) -> Any:
@@ -226,8 +227,11 @@ def load_model(settings: Settings) -> LoadedModel:
     model_dir = settings.model_dir
     if not (model_dir / "MLmodel").is_file():
         raise ModelLoadError(f"{model_dir} holds no MLflow model (no MLmodel file); set MODEL_DIR or --model-dir")
+    started = time.perf_counter()
     import mlflow.pyfunc
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    mlflow_import_seconds = time.perf_counter() - started
 
     try:
         reference = read_reference(model_dir)
@@ -278,4 +282,5 @@ def load_model(settings: Settings) -> LoadedModel:
         warmup_seconds=warmup_seconds,
         flavor=flavor,
         drift_reference=reference,
+        mlflow_import_seconds=mlflow_import_seconds,
     )
