@@ -96,6 +96,14 @@ def layer_sizes(registry_host: str, repository: str, digest: str) -> dict[str, i
     return {str(layer["digest"]): int(layer["size"]) for layer in layers}
 
 
+def pin_bump(figures: ImageFigures, registry_host: str, repository: str) -> None:
+    """Layers of version 1, and the compressed bytes of version 2's layers that version 1 does not have."""
+    old = layer_sizes(registry_host, repository, figures.digest_v1)
+    new = layer_sizes(registry_host, repository, figures.digest_v2)
+    figures.layers = len(old)
+    figures.pin_bump_push_bytes = sum(size for digest, size in new.items() if digest not in old)
+
+
 def mlflow_generated_image(
     tracking_uri: str, version: str, registry_host: str, workdir: Path, base: str
 ) -> tuple[str, str, float]:
@@ -127,7 +135,8 @@ def mlflow_generated_image(
 def first_200_seconds(argv: list[str], url: str, body: bytes, name: str, timeout: float = 600) -> float:
     """Seconds from `podman run` to the first 200 on `url` for `body`; the container is removed after."""
     started = time.monotonic()
-    proc = subprocess.Popen(argv, env=pm.podman_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (BENCH_DIR / f"{name}.log").open("w") as log:
+        proc = subprocess.Popen(argv, env=pm.podman_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(timeout=5) as client:
             while time.monotonic() - started < timeout:
@@ -136,7 +145,8 @@ def first_200_seconds(argv: list[str], url: str, body: bytes, name: str, timeout
                     if answer.status_code == 200:
                         return time.monotonic() - started
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode} before answering")
+                    tail = (BENCH_DIR / f"{name}.log").read_text()[-2000:]
+                    raise RuntimeError(f"{name} exited with {proc.returncode} before answering:\n{tail}")
                 time.sleep(0.05)
         raise RuntimeError(f"{name} did not answer 200 within {timeout:.0f}s")
     finally:
@@ -300,14 +310,15 @@ def main() -> int:
         _, digest2, _ = mlflow_generated_image(tracking_uri, "2", registry_host, workdir, base)
         theirs.tag_v1, theirs.digest_v1, theirs.digest_v2 = tag1, digest1, digest2
         theirs.size_bytes, theirs.build_seconds = pm.image_size(tag1), seconds1
-        for figures, repository in ((ours, release.build.repository), (theirs, f"mlflow-generated/{MODEL}")):
-            old = layer_sizes(registry_host, repository, figures.digest_v1)
-            new = layer_sizes(registry_host, repository, figures.digest_v2)
-            figures.layers = len(old)
-            figures.pin_bump_push_bytes = sum(size for digest, size in new.items() if digest not in old)
+        pin_bump(ours, registry_host, release.build.repository)
+        pin_bump(theirs, registry_host, f"mlflow-generated/{MODEL}")
+        # Run by digest, as the Deployment does: pulled from the local registry (plain HTTP) first.
+        mlflow_ref = f"{tag1.rsplit(':', 1)[0]}@{digest1}"
+        pm.pull(v1.ref)
+        pm.pull(mlflow_ref)
         example = pm.podman("run", "--rm", v1.tag, "cat", "/opt/model/serving_input_example.json")
         body = one_row_body(example)
-        runners = ((ours, v1.ref, our_run_argv), (theirs, f"{tag1.rsplit(':', 1)[0]}@{digest1}", mlflow_run_argv))
+        runners = ((ours, v1.ref, our_run_argv), (theirs, mlflow_ref, mlflow_run_argv))
         for _ in range(args.starts):  # interleaved, so a load change on the machine hits both alike
             for figures, ref, make_argv in runners:
                 port = free_port()
