@@ -203,7 +203,7 @@ def one_row_body(model_dir_example: str) -> bytes:
 
 def render(ours: ImageFigures, theirs: ImageFigures, before: str, after: str, starts: int) -> str:
     def mb(n: int) -> str:
-        return f"{n / 1e6:.0f} MB"
+        return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
     def med(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
