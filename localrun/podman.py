@@ -3,7 +3,8 @@
 * build: `model_image/Dockerfile` unchanged, with the build args and labels the program declares, the registry token
   as a BuildKit-style secret mount, against a local MLflow registry (`--network host` so the fetch step reaches
   it on 127.0.0.1) and on the stand-in base (`scripts/make-base-image.sh`);
-* push and pull by digest through the local OCI registry (`localrun/oci_registry.py`);
+* push and pull by digest through the local OCI registry (`localrun/oci_registry.py`), with the image's CycloneDX
+  SBOM (the Dockerfile's `sbom` stage) attached to the pushed digest as an OCI referrer;
 * run as the Deployment runs it: read-only root, the emptyDir as a sized tmpfs, all capabilities dropped, no new
   privileges, the uid/gid, CPU and memory limits and environment of the pod (`localrun/declared_release.py`).
 
@@ -13,6 +14,7 @@ podman runs with the project's containers.conf (runc + cgroupfs; see that file f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -24,6 +26,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from localrun.declared_release import DeclaredBuild, DeclaredContainer
 from localrun.processes import LOOPBACK, REPO_ROOT, ManagedProcess, free_port
 
@@ -33,6 +37,13 @@ BASE_SCRIPT = REPO_ROOT / "scripts" / "make-base-image.sh"
 # What the build and run need from Debian (bootstrap.sh installs them where it can).
 REQUIRED_TOOLS = ("podman", "runc", "debootstrap")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# Where the Dockerfile's `sbom` stage writes the bill of materials, and how registries label one.
+SBOM_FILE = "/sbom/model-image.cdx.json"
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"  # an artifact's config: the two bytes `{}`
+_MANIFEST_TYPES = f"{OCI_MANIFEST}, {OCI_INDEX}, application/vnd.docker.distribution.manifest.v2+json"
 
 
 class PodmanError(RuntimeError):
@@ -312,6 +323,113 @@ def run_smoke_job(ref: str, container: DeclaredContainer, service_url: str) -> s
     )
 
 
+def build_sbom(project_dir: Path, build: DeclaredBuild, registry: LocalRegistryBuild, tag: str) -> bytes:
+    """The image's SBOM: the Dockerfile's `sbom` stage, built with the same args (its stages come from the cache)."""
+    sbom_tag = f"localhost/model-image-sbom:{build.tag_suffix}"
+    build_image(project_dir, build, registry, sbom_tag, extra=("--target", "sbom"))
+    return podman("run", "--rm", sbom_tag, "cat", SBOM_FILE).encode()
+
+
+def _digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _put_blob(client: httpx.Client, base: str, data: bytes) -> str:
+    digest = _digest(data)
+    if client.head(f"{base}/blobs/{digest}").status_code != 200:
+        started = client.post(f"{base}/blobs/uploads/")
+        started.raise_for_status()
+        location = str(httpx.URL(base).join(started.headers["Location"]))
+        separator = "&" if "?" in location else "?"
+        client.put(f"{location}{separator}digest={digest}", content=data).raise_for_status()
+    return digest
+
+
+def attach_sbom(registry_host: str, repository: str, subject_digest: str, sbom: bytes) -> str:
+    """Pushes `sbom` as an OCI artifact whose `subject` is the image `subject_digest`; returns the artifact's digest.
+
+    A registry with the referrers API answers the push with an `OCI-Subject` header and lists it by itself; one
+    without (CNCF distribution 2.x, as here) gets the index the spec's fallback names, tagged `sha256-<hex>`
+    (github.com/opencontainers/distribution-spec, spec.md v1.1.0, "Pushing Manifests with Subject" and "Referrers
+    Tag Schema"). `oras attach --artifact-type application/vnd.cyclonedx+json` does the same against ACR.
+    """
+    base = f"http://{registry_host}/v2/{repository}"
+    with httpx.Client(timeout=60) as client:
+        subject = client.get(f"{base}/manifests/{subject_digest}", headers={"Accept": _MANIFEST_TYPES})
+        subject.raise_for_status()
+        config = b"{}"
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": CYCLONEDX_JSON,
+            "config": {"mediaType": OCI_EMPTY, "digest": _put_blob(client, base, config), "size": len(config)},
+            "layers": [
+                {
+                    "mediaType": CYCLONEDX_JSON,
+                    "digest": _put_blob(client, base, sbom),
+                    "size": len(sbom),
+                    "annotations": {"org.opencontainers.image.title": Path(SBOM_FILE).name},
+                }
+            ],
+            "subject": {
+                "mediaType": subject.headers["Content-Type"].split(";")[0],
+                "digest": subject_digest,
+                "size": len(subject.content),
+            },
+        }
+        body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+        digest = _digest(body)
+        pushed = client.put(f"{base}/manifests/{digest}", content=body, headers={"Content-Type": OCI_MANIFEST})
+        pushed.raise_for_status()
+        if "OCI-Subject" not in pushed.headers:
+            _add_to_referrers_tag(
+                client,
+                base,
+                subject_digest,
+                {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body), "artifactType": CYCLONEDX_JSON},
+            )
+    return digest
+
+
+def _add_to_referrers_tag(client: httpx.Client, base: str, subject_digest: str, descriptor: dict[str, object]) -> None:
+    tag = subject_digest.replace(":", "-")
+    existing = client.get(f"{base}/manifests/{tag}", headers={"Accept": OCI_INDEX})
+    manifests = existing.json().get("manifests", []) if existing.status_code == 200 else []
+    if descriptor["digest"] not in [m.get("digest") for m in manifests]:
+        manifests.append(descriptor)
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
+    client.put(f"{base}/manifests/{tag}", content=index, headers={"Content-Type": OCI_INDEX}).raise_for_status()
+
+
+def referrers(registry_host: str, repository: str, subject_digest: str) -> list[dict[str, object]]:
+    """The descriptors of the artifacts attached to `subject_digest`: the referrers API, else the tag schema."""
+    base = f"http://{registry_host}/v2/{repository}"
+    with httpx.Client(timeout=60) as client:
+        answer = client.get(f"{base}/referrers/{subject_digest}")
+        if answer.status_code != 200:
+            answer = client.get(f"{base}/manifests/{subject_digest.replace(':', '-')}", headers={"Accept": OCI_INDEX})
+        if answer.status_code == 404:
+            return []
+        answer.raise_for_status()
+        found: list[dict[str, object]] = answer.json().get("manifests", [])
+        return found
+
+
+def registry_blob(registry_host: str, repository: str, digest: str) -> bytes:
+    answer = httpx.get(f"http://{registry_host}/v2/{repository}/blobs/{digest}", timeout=60, follow_redirects=True)
+    answer.raise_for_status()
+    return answer.content
+
+
+def registry_manifest(registry_host: str, repository: str, reference: str) -> dict[str, object]:
+    answer = httpx.get(
+        f"http://{registry_host}/v2/{repository}/manifests/{reference}", headers={"Accept": _MANIFEST_TYPES}, timeout=60
+    )
+    answer.raise_for_status()
+    manifest: dict[str, object] = answer.json()
+    return manifest
+
+
 @dataclass(frozen=True)
 class ReleasedImage:
     """An image built from the program's declaration and pushed: `ref` is what a Deployment runs."""
@@ -321,6 +439,8 @@ class ReleasedImage:
     image_id: str
     build_seconds: float
     size_bytes: int
+    sbom: bytes = b""  # the CycloneDX JSON attached to the digest
+    sbom_digest: str = ""  # the attached artifact's manifest digest
 
     @property
     def ref(self) -> str:
@@ -336,10 +456,19 @@ def release_image(
     *,
     log_path: Path | None = None,
 ) -> ReleasedImage:
-    """Builds the declared image (the program's tag, on the local registry instead of ACR) and pushes it."""
+    """Builds the declared image (the program's tag, on the local registry instead of ACR), pushes it and attaches
+    its SBOM to the pushed digest."""
     tag = f"{registry_host}/{build.repository}:{build.tag_suffix}"
     built = build_image(project_dir, build, registry, tag, log_path=log_path)
     digest = push(tag, tag)
+    sbom = build_sbom(project_dir, build, registry, tag)
+    sbom_digest = attach_sbom(registry_host, build.repository, digest, sbom)
     return ReleasedImage(
-        tag=tag, digest=digest, image_id=built.image_id, build_seconds=built.seconds, size_bytes=image_size(tag)
+        tag=tag,
+        digest=digest,
+        image_id=built.image_id,
+        build_seconds=built.seconds,
+        size_bytes=image_size(tag),
+        sbom=sbom,
+        sbom_digest=sbom_digest,
     )

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lock() { uv pip compile -q -p 3.11 --universal --generate-hashes "$@"; }
 lock requirements-dev.in -o requirements-dev.txt
-for f in requirements.in listener/requirements.in model_image/requirements.in requirements-comment.in; do
+for f in requirements.in listener/requirements.in model_image/requirements.in model_image/fetch-requirements.in model_image/sbom-requirements.in \
+  requirements-comment.in; do
   lock "$f" -c requirements-dev.txt -o "${f%.in}.txt"
 done
 lock tools/checkov.in -o tools/checkov.txt

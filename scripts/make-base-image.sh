@@ -71,6 +71,13 @@ rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* "$r
   "$root"/debootstrap "$root"/etc/machine-id "$root"/var/lib/dbus/machine-id "$root"/etc/hostname \
   "$root"/etc/resolv.conf "$root"/etc/hosts
 find "$root" -name '__pycache__' -prune -exec rm -rf {} +
+# What Debian's slim images drop (the official python image is FROM debian:bookworm-slim): docs but their copyright
+# files, manuals, info pages, translations (debuerreotype scripts/.slimify-excludes and .slimify-includes).
+find "$root/usr/share/doc" -mindepth 1 -not -type d -not -name copyright -delete
+find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+rm -rf "$root"/usr/share/groff/* "$root"/usr/share/info/* "$root"/usr/share/linda/* \
+  "$root"/usr/share/lintian/overrides/* "$root"/usr/share/man/*
 tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --numeric-owner --xattrs \
   --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime -C "$root" -cf "$work/rootfs.tar" .
 

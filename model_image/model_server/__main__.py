@@ -111,6 +111,7 @@ def _check(args: argparse.Namespace) -> int:
         "scoring_path": loaded.scorer.path.value,
         "batching": loaded.mergeable,
         "drift_features": len(loaded.drift_reference.features) if loaded.drift_reference else 0,
+        "mlflow_import_seconds": round(loaded.mlflow_import_seconds, 3),
         "load_seconds": round(loaded.load_seconds, 3),
         "warmup_seconds": round(loaded.warmup_seconds, 3),
     }

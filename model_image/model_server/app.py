@@ -27,7 +27,6 @@ log stay ours either way), HEAD on the GET routes (the probes use GET) and a fra
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import logging
 import platform
 import random
@@ -47,10 +46,19 @@ from model_server.drift_reference import REFERENCE_FILE
 from model_server.loading import LoadedModel, ModelIdentity, load_model, resolve_identity
 from model_server.logs import ACCESS, PAYLOAD
 from model_server.metrics import Metrics
-from model_server.parsing import Frame, InputError, parse_csv, parse_mlflow_json, parse_parquet
+from model_server.parsing import (
+    PARQUET_NEEDS_PYARROW,
+    Frame,
+    InputError,
+    parquet_readable,
+    parse_csv,
+    parse_mlflow_json,
+    parse_parquet,
+)
 from model_server.protocol_v2 import infer_response, model_metadata, parse_infer
 from model_server.scoring import ScoringPath, mlflow_response_body
 from model_server.settings import Settings
+from model_server.startup import process_started, startup_report
 
 log = logging.getLogger("model_server.app")
 
@@ -60,7 +68,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
-CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+PARQUET = "application/vnd.apache.parquet"
+CONTENT_TYPES = ("application/json", "text/csv", PARQUET)
 QUIET_ROUTES = frozenset(
     {"/ping", "/health", "/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"}
 )
@@ -133,6 +142,9 @@ class ModelServer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        # The server's imports are done once it is built: what remains before ready is MLflow, the model, the warm-up.
+        self._process_start, self._created = process_started(), time.monotonic()
+        self.startup: dict[str, float] = {}
         self.identity: ModelIdentity = resolve_identity(settings)
         self.loaded: LoadedModel | None = None
         self.load_error: str | None = None
@@ -367,6 +379,14 @@ class ModelServer:
             scoring_path=loaded.scorer.path.value,
         ).set(1)
         self.loaded = loaded
+        self.startup = startup_report(
+            process_start=self._process_start,
+            app_created=self._created,
+            mlflow_import_seconds=loaded.mlflow_import_seconds,
+            load_seconds=loaded.load_seconds,
+            warmup_seconds=loaded.warmup_seconds,
+            ready_at=time.monotonic(),
+        )
         self.metrics.ready.set(1)
         log.info(
             "model ready",
@@ -379,6 +399,7 @@ class ModelServer:
                     "drift_monitoring": self._drift_description()["monitoring"],
                     "load_seconds": round(loaded.load_seconds, 3),
                     "warmup_seconds": round(loaded.warmup_seconds, 3),
+                    "startup": self.startup,
                 }
             },
         )
@@ -467,6 +488,8 @@ class ModelServer:
     async def _invocations(self, request: Request) -> Response:
         loaded, batcher = self._require_model()
         media = self._media_type(request.content_type)
+        if media == PARQUET and not parquet_readable():
+            raise HttpError(415, PARQUET_NEEDS_PYARROW, "UNSUPPORTED_MEDIA_TYPE")
         body = await self._read_body(request)
         if loaded.scorer.path is ScoringPath.MLFLOW or loaded.schema is None:
             return await self._invoke_with_mlflow(loaded, batcher, body, request.content_type or "application/json")
@@ -563,13 +586,14 @@ class ModelServer:
         document: dict[str, Any] = {
             **self.identity.as_dict(),
             "server": f"{SERVER_NAME} {SERVER_VERSION}",
-            "mlflow_version": importlib.metadata.version("mlflow"),
+            "mlflow_version": mlflow_compat.mlflow_version(),
             "python_version": platform.python_version(),
             "model_flavor": loaded.flavor if loaded else None,
             "scoring_path": loaded.scorer.path.value if loaded else None,
             "batching": self._batching_description(),
             "drift": self._drift_description(),
             "ready": self._readiness()[0],
+            "startup": self.startup or None,
         }
         return _json(200, document)
 

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from model_server.loading import METADATA_FILE
-
+# Standard library only at module level: the fetch step runs in its own venv (mlflow-skinny and the storage clients,
+# no numpy or pandas), and the server imports this name from here.
+METADATA_FILE = "serving-metadata.json"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[A-Za-z0-9_\-]+))$")
 
 

@@ -19,12 +19,13 @@ from typing import Any
 from model_server import mlflow_compat
 from model_server.drift import DriftReferenceMismatchError, check_reference
 from model_server.drift_reference import DriftReference, DriftReferenceError, read_reference
+from model_server.fetch import METADATA_FILE
+from model_server.model_requirements import missing_library_hint
 from model_server.parsing import InputError, parse_mlflow_json
 from model_server.schema import Kind, TabularSchema, tabular_schema
 from model_server.scoring import NotSplittableError, Scorer, ScoringPath, mlflow_response_body
 from model_server.settings import Settings
 
-METADATA_FILE = "serving-metadata.json"
 log = logging.getLogger("model_server.loading")
 
 
@@ -102,6 +103,7 @@ class LoadedModel:
     warmup_seconds: float
     flavor: str
     drift_reference: DriftReference | None = None
+    mlflow_import_seconds: float = 0.0
 
     @property
     def input_schema(self) -> Any:
@@ -207,13 +209,29 @@ def _merging_is_exact(scorer: Scorer, frame: Any, single_answer: bytes) -> bool:
     return all(mlflow_response_body(piece) == single_answer for piece in pieces)
 
 
+def _missing_module_hint(exc: BaseException) -> str:
+    """What to add to the model's requirements, when `exc` (or what caused it) is a missing module."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ModuleNotFoundError):
+            hint = missing_library_hint(current.name)
+            return f".{hint}" if hint else ""
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return ""
+
+
 def load_model(settings: Settings) -> LoadedModel:
     """Load, warm up and verify the model in `settings.model_dir` (blocking; seconds to minutes)."""
     model_dir = settings.model_dir
     if not (model_dir / "MLmodel").is_file():
         raise ModelLoadError(f"{model_dir} holds no MLflow model (no MLmodel file); set MODEL_DIR or --model-dir")
+    started = time.perf_counter()
     import mlflow.pyfunc
     from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+
+    mlflow_import_seconds = time.perf_counter() - started
 
     try:
         reference = read_reference(model_dir)
@@ -224,7 +242,8 @@ def load_model(settings: Settings) -> LoadedModel:
     try:
         model = mlflow.pyfunc.load_model(str(model_dir))
     except Exception as exc:
-        raise ModelLoadError(f"mlflow.pyfunc.load_model({str(model_dir)!r}) failed: {exc!r}") from exc
+        hint = _missing_module_hint(exc)
+        raise ModelLoadError(f"mlflow.pyfunc.load_model({str(model_dir)!r}) failed: {exc!r}{hint}") from exc
     load_seconds = time.perf_counter() - started
     os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"  # as mlflow's scoring server does
 
@@ -235,13 +254,17 @@ def load_model(settings: Settings) -> LoadedModel:
     started = time.perf_counter()
     try:
         scorer, mergeable = choose_scoring(model, schema, body)
-    except ModelLoadError:
+    except ModelLoadError as exc:
         if own_example:
+            hint = _missing_module_hint(exc)
+            if hint:
+                raise ModelLoadError(f"{exc}{hint}") from exc
             raise
         log.warning("warm-up on a synthesized example failed; using MLflow's own parsing, no batching")
         scorer, mergeable = Scorer(model, schema, ScoringPath.MLFLOW), False
     except Exception as exc:
-        raise ModelLoadError(f"warm-up prediction on the input example failed: {exc!r}") from exc
+        hint = _missing_module_hint(exc)
+        raise ModelLoadError(f"warm-up prediction on the input example failed: {exc!r}{hint}") from exc
     warmup_seconds = time.perf_counter() - started
     flavor = mlflow_compat.flavor_name(model)
     if reference is not None and schema is not None:
@@ -259,4 +282,5 @@ def load_model(settings: Settings) -> LoadedModel:
         warmup_seconds=warmup_seconds,
         flavor=flavor,
         drift_reference=reference,
+        mlflow_import_seconds=mlflow_import_seconds,
     )

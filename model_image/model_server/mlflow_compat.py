@@ -13,6 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 
+def mlflow_version() -> str:
+    """The version of the `mlflow` package imported here: the image installs it as mlflow-skinny, so there is no
+    `mlflow` distribution to ask importlib.metadata about."""
+    from mlflow.version import VERSION
+
+    return str(VERSION)
+
+
 def jsonable(raw: Any) -> Any:
     """Predictions as JSON-able Python objects, exactly as MLflow's scoring server converts them."""
     from mlflow.utils.proto_json_utils import _get_jsonable_obj

@@ -10,6 +10,8 @@ The hot path for the common case (every column double, `dataframe_split`) is one
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -356,6 +358,22 @@ def parse_csv(schema: TabularSchema, body: bytes, max_rows: int) -> Frame:
         text.seek(0)
         frame = pd.read_csv(text, dtype=str)
     return frame_from_dataframe(schema, frame, max_rows)
+
+
+PARQUET_NEEDS_PYARROW = (
+    "Parquet bodies need pyarrow, which this image does not install (the server leaves it out; the model's "
+    "requirements do not name it). Send JSON or CSV, or add pyarrow to the model's requirements."
+)
+
+
+@functools.cache
+def parquet_readable() -> bool:
+    """Whether pyarrow imports here (the image has it only when the model's requirements bring it); tried once."""
+    try:
+        importlib.import_module("pyarrow")
+    except ImportError:
+        return False
+    return True
 
 
 def parse_parquet(schema: TabularSchema, body: bytes, max_rows: int) -> Frame:

@@ -203,6 +203,36 @@ def test_run_as_the_deployment_it_turns_ready_scores_the_input_example_and_the_s
     assert "answered" in smoke.stdout
 
 
+def test_the_sbom_lists_the_venvs_packages_with_hashes_and_the_os_packages_and_is_attached_to_the_digest(
+    image_run: ImageRun, served: pm.ContainerProcess
+) -> None:
+    image, repository = image_run.image, image_run.release.build.repository
+    bom = json.loads(image.sbom)
+    assert bom["bomFormat"] == "CycloneDX"
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    python = {(canonical(c["name"]), c["version"]): c for c in bom["components"] if c["purl"].startswith("pkg:pypi/")}
+    listing = "import importlib.metadata as m\nfor d in m.distributions(): print(d.metadata['Name'], d.version)"
+    lines = exec_in(served, "python", "-c", listing).stdout.splitlines()
+    installed = {(canonical(name), version) for name, version in (line.split() for line in lines)}
+    assert ("mlflow-skinny", "3.17.2") in installed
+    assert "mlflow" not in {name for name, _ in installed}  # the model's `mlflow==` line did not bring it back
+    assert set(python) == installed
+    assert all(re.fullmatch(r"[0-9a-f]{64}", c["hashes"][0]["content"]) for c in python.values())
+    debs = {(c["name"], c["version"]) for c in bom["components"] if c["purl"].startswith("pkg:deb/debian/")}
+    dpkg = exec_in(served, "dpkg-query", "-W", "-f", "${Package} ${Version}\\n").stdout.split("\n")
+    assert debs == {tuple(line.split(" ", 1)) for line in dpkg if line}
+    # The registry holds it as an artifact whose subject is the image's digest, found from that digest alone.
+    attached = pm.referrers(image_run.registry_host, repository, image.digest)
+    assert [(d["artifactType"], d["digest"]) for d in attached] == [(pm.CYCLONEDX_JSON, image.sbom_digest)]
+    manifest = pm.registry_manifest(image_run.registry_host, repository, image.sbom_digest)
+    assert manifest["subject"]["digest"] == image.digest  # type: ignore[index]
+    layer = manifest["layers"][0]  # type: ignore[index]
+    assert pm.registry_blob(image_run.registry_host, repository, layer["digest"]) == image.sbom
+
+
 def test_sigterm_lets_an_in_flight_request_finish_then_the_container_exits_0(
     image_run: ImageRun, served: pm.ContainerProcess
 ) -> None:

@@ -177,5 +177,12 @@ def test_the_commands_in_the_dockerfile_are_valid_cli_lines() -> None:
 def test_the_build_context_holds_only_what_the_image_needs() -> None:
     ignore = [line for line in (MODEL_IMAGE / ".dockerignore").read_text().splitlines() if not line.startswith("#")]
     assert ignore[0] == "*"
-    assert set(ignore) >= {"!Dockerfile", "!requirements.txt", "!model_server/", "**/__pycache__"}
+    assert set(ignore) >= {
+        "!Dockerfile",
+        "!requirements.txt",
+        "!fetch-requirements.txt",
+        "!model_server/",
+        "**/__pycache__",
+    }
     assert (MODEL_IMAGE / "requirements.txt").is_file()
+    assert (MODEL_IMAGE / "fetch-requirements.txt").is_file()

@@ -47,6 +47,20 @@ def test_version_names_the_model_run_and_image(wine: Served) -> None:
     assert version["ready"] is True
 
 
+def test_version_and_the_ready_log_line_time_the_startup_from_the_process_start(wine: Served) -> None:
+    startup = httpx.get(wine.url("/version")).json()["startup"]
+    phases = ("process_and_server_imports_seconds", "mlflow_import_seconds", "model_load_seconds", "warmup_seconds")
+    assert set(startup) == {*phases, "ready_seconds"}
+    assert all(startup[phase] >= 0 for phase in phases)
+    # Imports, then MLflow, the model and the warm-up, one after the other: ready comes after all of them, and the
+    # process (its interpreter and imports included) is what took that long, so the phases are real shares of it.
+    assert startup["ready_seconds"] >= sum(startup[phase] for phase in phases) - 0.01
+    assert startup["process_and_server_imports_seconds"] > 0.05  # the interpreter's start counts, not only main()
+    assert startup["mlflow_import_seconds"] > 0
+    ready = [line for line in wine.log_lines() if line.get("msg") == "model ready"]
+    assert [line["startup"] for line in ready] == [startup]
+
+
 @pytest.mark.parametrize("rows", [1, 7, 100])
 def test_invocations_dataframe_split(
     wine: Served, wine_features: Any, wine_expected: Callable[[Any], list[int]], rows: int

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_server.loading import METADATA_FILE, ModelLoadError, load_model, resolve_identity
+from model_server.fetch import METADATA_FILE
+from model_server.loading import ModelLoadError, load_model, resolve_identity
 from model_server.parsing import InputError, parse_csv, parse_mlflow_json
 from model_server.schema import Column, Kind, TabularSchema
 from model_server.scoring import ScoringPath

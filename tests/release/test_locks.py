@@ -16,6 +16,8 @@ LOCKS = [
     ROOT / "requirements-comment.txt",
     ROOT / "listener" / "requirements.txt",
     ROOT / "model_image" / "requirements.txt",
+    ROOT / "model_image" / "fetch-requirements.txt",
+    ROOT / "model_image" / "sbom-requirements.txt",
     ROOT / "tools" / "checkov.txt",
 ]
 REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],-]*==\S+")
@@ -57,12 +59,16 @@ def test_bootstrap_installs_with_hash_checking() -> None:
 
 def test_the_image_checks_the_server_dependencies_hashes_but_not_the_models_own() -> None:
     pip_installs = [
-        line for line in (ROOT / "model_image" / "Dockerfile").read_text().splitlines() if "pip install" in line
+        line
+        for line in (ROOT / "model_image" / "Dockerfile").read_text().splitlines()
+        if "pip install" in line and not line.lstrip().startswith("#")
     ]
-    server, model = pip_installs
+    fetch, server, model, sbom = pip_installs
+    assert "--require-hashes -r /build/fetch-requirements.txt" in fetch
+    assert "--require-hashes -r /build/sbom-requirements.txt" in sbom
     assert "--require-hashes -r /build/requirements.txt" in server
     # MLflow writes the model's requirements.txt without hashes; with --require-hashes pip would refuse it.
-    assert "/build/model-requirements.txt" in model
+    assert "/build/model-requirements.serving.txt" in model
     assert "--require-hashes" not in model
 
 
