@@ -184,7 +184,12 @@ _KUBERNETES_FORCE_NEW: dict[str, tuple[str, ...]] = {
     "core/v1:ConfigMap": ("binaryData", "data"),
     "core/v1:Secret": ("type", "stringData", "data"),
     "core/v1:Service": ("spec.clusterIP",),
-    "core/v1:PersistentVolumeClaim": ("spec",),
+    "core/v1:PersistentVolumeClaim": (
+        "spec.accessModes",
+        "spec.selector",
+        "spec.storageClassName",
+        "spec.volumeName",
+    ),
     "rbac.authorization.k8s.io/v1:RoleBinding": ("roleRef",),
     "rbac.authorization.k8s.io/v1:ClusterRoleBinding": ("roleRef",),
     "storage.k8s.io/v1:StorageClass": ("parameters", "provisioner"),
@@ -202,6 +207,38 @@ _AZURE_PARENT_NAMES = ("resourceName", "vaultName", "accountName", "registryName
 _AZURE_EXTRA_PATH = {
     "azure-native:authorization:RoleAssignment": ("scope", "roleAssignmentName"),
     "azure-native:monitor:DataCollectionRuleAssociation": ("resourceUri", "associationName"),
+}
+
+# And the properties the provider marks force-new by hand for the types this program declares (pulumi-azure-native
+# provider/pkg/gen/replacement.go, `forceNewMap`), as input paths.
+_AKS_NETWORK_FORCE_NEW = (
+    "serviceCidr",
+    "serviceCidrs",
+    "dnsServiceIP",
+    "networkMode",
+    "networkPlugin",
+    "networkPluginMode",
+    "podCidr",
+    "networkDataplane",
+    "networkPolicy",
+    "outboundType",
+)
+_AZURE_FORCE_NEW: dict[str, tuple[str, ...]] = {
+    "azure-native:authorization:RoleAssignment": ("principalId", "scope"),
+    "azure-native:containerservice:ManagedCluster": (
+        "diskEncryptionSetID",
+        "dnsPrefix",
+        "fqdnSubdomain",
+        "linuxProfile",
+        "location",
+        "nodeResourceGroup",
+        "windowsProfile",
+        *(f"networkProfile.{p}" for p in _AKS_NETWORK_FORCE_NEW),
+    ),
+    "azure-native:containerservice:AgentPool": ("gpuInstanceProfile", "vmSize", "networkProfile.nodePublicIPTags"),
+    "azure-native:resources:ResourceGroup": ("location",),
+    "azure-native:storage:StorageAccount": ("isHnsEnabled", "location"),
+    "azure-native:web:WebApp": ("location", "kind"),
 }
 
 # What a reviewer must know when one of these is replaced, beyond "replaced".
@@ -226,7 +263,8 @@ def force_new_paths(resource_type: str) -> tuple[str, ...]:
     if resource_type.startswith("azure-native:"):
         own = OWN_NAME_INPUT.get(resource_type)
         names = ("resourceGroupName", *([own] if own else []), *_AZURE_PARENT_NAMES)
-        return tuple(dict.fromkeys(names + _AZURE_EXTRA_PATH.get(resource_type, ())))
+        extra = _AZURE_EXTRA_PATH.get(resource_type, ()) + _AZURE_FORCE_NEW.get(resource_type, ())
+        return tuple(dict.fromkeys(names + extra))
     return ()
 
 

@@ -355,3 +355,32 @@ def test_each_markdown_resource_line_ends_with_its_impact_as_the_release_tools_r
         impacts = [r["impact"] for r in json.loads(_golden(name, "json"))["resources"]]
         lines = [line for line in _golden(name, "md").splitlines() if line.startswith("- **")]
         assert [line.rsplit(": ", 1)[1] for line in lines] == impacts, name
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "field", "before", "after"),
+    [
+        # pulumi-azure-native provider/pkg/gen/replacement.go `forceNewMap`, for the types this program declares.
+        ("azure-native:containerservice:AgentPool", "vmSize", "Standard_D4ds_v5", "Standard_D8ds_v5"),
+        ("azure-native:containerservice:ManagedCluster", "location", "westeurope", "northeurope"),
+        ("azure-native:authorization:RoleAssignment", "principalId", "a", "b"),
+    ],
+)
+def test_an_azure_property_the_provider_marks_force_new_is_a_replacement(
+    resource_type: str, field: str, before: str, after: str
+) -> None:
+    [change] = diff_documents(
+        _one_resource({field: before}, resource_type), _one_resource({field: after}, resource_type), "a", "b"
+    ).resources
+    assert (change.kind, change.replaced_by) == ("replace", [f"inputs.{field}"])
+
+
+def test_an_aks_network_plugin_change_is_a_replacement_and_a_tag_change_is_not() -> None:
+    cluster = "azure-native:containerservice:ManagedCluster"
+    before = {"networkProfile": {"networkPlugin": "azure"}, "tags": {"a": "1"}}
+    plugin = {"networkProfile": {"networkPlugin": "kubenet"}, "tags": {"a": "1"}}
+    tags = {"networkProfile": {"networkPlugin": "azure"}, "tags": {"a": "2"}}
+    [change] = diff_documents(_one_resource(before, cluster), _one_resource(plugin, cluster), "a", "b").resources
+    assert change.replaced_by == ["inputs.networkProfile.networkPlugin"]
+    [change] = diff_documents(_one_resource(before, cluster), _one_resource(tags, cluster), "a", "b").resources
+    assert change.kind == "update"
