@@ -239,7 +239,7 @@ def test_a_cluster_rename_is_a_replacement_that_names_the_input_and_the_conseque
     diff = json.loads(_golden("cluster-replaced", "json"))
     cluster = next(r for r in diff["resources"] if r["type"] == "azure-native:containerservice:ManagedCluster")
     assert cluster["kind"] == "replace"
-    assert cluster["replaced_by"] == ["inputs.resourceName"]
+    assert cluster["replaced_by"] == ["inputs.resourceName", "inputs.dnsPrefix"]
     assert cluster["impact"] == "replaced (a new cluster, every Kubernetes object on it created again)"
     line = "+- azure-native:containerservice:ManagedCluster  cluster-aks  (replaced (a new cluster"
     assert line in _golden("cluster-replaced", "txt")
