@@ -382,7 +382,7 @@ def attach_sbom(registry_host: str, repository: str, subject_digest: str, sbom: 
         pushed = client.put(f"{base}/manifests/{digest}", content=body, headers={"Content-Type": OCI_MANIFEST})
         pushed.raise_for_status()
         if "OCI-Subject" not in pushed.headers:
-            _add_to_referrers_tag(
+            add_to_referrers_tag(
                 client,
                 base,
                 subject_digest,
@@ -391,10 +391,20 @@ def attach_sbom(registry_host: str, repository: str, subject_digest: str, sbom: 
     return digest
 
 
-def _add_to_referrers_tag(client: httpx.Client, base: str, subject_digest: str, descriptor: dict[str, object]) -> None:
+def add_to_referrers_tag(client: httpx.Client, base: str, subject_digest: str, descriptor: dict[str, object]) -> None:
+    """Adds `descriptor` to the referrers index under the tag schema `<alg>-<hex>` of `subject_digest`."""
     tag = subject_digest.replace(":", "-")
+    # Only a 404 means "begin with an empty image index"; anything else that is not an index is reported, never
+    # overwritten (OCI distribution spec v1.1.0, "Pushing Manifests with Subject").
     existing = client.get(f"{base}/manifests/{tag}", headers={"Accept": OCI_INDEX})
-    manifests = existing.json().get("manifests", []) if existing.status_code == 200 else []
+    if existing.status_code == 404:
+        manifests: list[dict[str, object]] = []
+    else:
+        existing.raise_for_status()
+        current = existing.json()
+        if current.get("mediaType") != OCI_INDEX:
+            raise RuntimeError(f"{base}/manifests/{tag} is a {current.get('mediaType')}, not a referrers index")
+        manifests = list(current.get("manifests", []))
     if descriptor["digest"] not in [m.get("digest") for m in manifests]:
         manifests.append(descriptor)
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()

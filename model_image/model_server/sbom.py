@@ -103,7 +103,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     bom = json.loads(args.environment.read_text())
-    bom.setdefault("metadata", {}).setdefault("component", {})["name"] = args.name
+    # CycloneDX requires `type` and `name` of every component, the main one included (bom-1.6.schema.json); the
+    # environment reader leaves the main component out without a pyproject, so it is written here.
+    component = bom.setdefault("metadata", {}).setdefault("component", {})
+    component.update({"type": "container", "name": args.name})
+    component.setdefault("bom-ref", args.name)
     reports = [json.loads(path.read_text()) for path in args.pip_report]
     try:
         completed = complete(bom, archive_hashes(reports), dpkg_packages(args.dpkg_status.read_text()))

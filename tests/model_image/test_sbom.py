@@ -83,3 +83,20 @@ def test_a_package_without_an_archive_hash_fails_naming_it(tmp_path: Path) -> No
     assert proc.returncode == 1
     assert "no archive hash in pip's reports for scikit_learn==1.9.1" in proc.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_written_bom_names_its_main_component_with_the_type_cyclonedx_requires(tmp_path: Path) -> None:
+    # CycloneDX 1.6 requires `type` and `name` on every component, metadata.component included
+    # (CycloneDX/specification schema/bom-1.6.schema.json); cyclonedx-py's environment BOM has none to start from.
+    (tmp_path / "env.json").write_text(json.dumps(environment_bom()))
+    reports = [pip_report("mlflow-skinny", "3.17.2", SHA), pip_report("scikit-learn", "1.9.1", SHA)]
+    argv = ["--environment", str(tmp_path / "env.json"), "--dpkg-status", str(tmp_path / "status")]
+    for i, report in enumerate(reports):
+        (tmp_path / f"report{i}.json").write_text(json.dumps(report))
+        argv += ["--pip-report", str(tmp_path / f"report{i}.json")]
+    (tmp_path / "status").write_text(DPKG_STATUS)
+    argv += ["--name", "models/wine", "--out", str(tmp_path / "out.json")]
+    proc = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    main = json.loads((tmp_path / "out.json").read_text())["metadata"]["component"]
+    assert (main["type"], main["name"]) == ("container", "models/wine")
