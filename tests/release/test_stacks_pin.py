@@ -117,6 +117,13 @@ def test_another_model_is_refused_unless_allowed(project: Path) -> None:
     assert "pins mlops.models.wine_quality, not mlops.models.churn" in raised.value.problems[0]
     assert "--allow-model-change" in raised.value.problems[0]
 
+    # A model the stack serves must be one it declares (modelRegistry.models): declared, the pin goes through.
+    declared = before.decode().replace(
+        "    models:\n      - wine_quality\n", "    models:\n      - wine_quality\n      - churn\n"
+    )
+    assert declared != before.decode()
+    path.write_text(declared)
+    before = declared.encode()
     result = pin(project, "staging", OTHER_MODEL, 2, allow_model_change=True)
 
     lines = before.decode().splitlines(keepends=True)
