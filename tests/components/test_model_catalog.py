@@ -96,7 +96,10 @@ def test_the_legacy_workspace_registry_stays_an_opt_in() -> None:
     assert "defaultCatalog" not in run.one(WORKSPACE).inputs
     webhook = run.one("databricks:index/mlflowWebhook:MlflowWebhook")
     assert "modelName" not in webhook.inputs  # registry-wide, as the stack file says
-    assert run.one("docker-build:index:Image", "model-image-image").inputs["buildArgs"]["MLFLOW_TRACKING_URI"] == "databricks"
+    assert (
+        run.one("docker-build:index:Image", "model-image-image").inputs["buildArgs"]["MLFLOW_TRACKING_URI"]
+        == "databricks"
+    )
 
 
 @pytest.mark.parametrize(
