@@ -157,6 +157,8 @@ if settings.shared.owner:
             ),
         )
         image_ref = image.ref
+        # Where this run wrote the image's SBOM (relative to the project): the deploy job attaches and keeps it.
+        pulumi.export("modelImageSbomDir", image.sbom_dir)
     else:
         image_ref = pinned_image_ref(login_server, model)
     pulumi.export("registryId", registry_id)

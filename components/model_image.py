@@ -7,7 +7,7 @@ import fnmatch
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -21,6 +21,13 @@ from stacks.settings import ModelSettings
 DATABRICKS_RESOURCE = azure_facts.AZURE_DATABRICKS_APP_ID
 # The BuildKit secret the Dockerfile mounts to fetch the model; kept out of every layer and out of the diff.
 TOKEN_SECRET_ID = "mlflow_token"
+# The Dockerfile's stage that holds the image's CycloneDX SBOM and nothing else, and the file's name in it.
+SBOM_TARGET = "sbom-file"
+SBOM_FILE = "model-image.cdx.json"
+
+
+def _default_sbom_dir() -> str:
+    return f"build/sbom/{pulumi.get_stack()}"
 
 
 def _ignored(rel: str, patterns: list[str]) -> bool:
@@ -81,6 +88,8 @@ class ModelImageArgs:
     """The build context, relative to `project_dir`."""
     push_after: Sequence[pulumi.Resource] = ()
     """What the push must wait for: the pusher's AcrPush grant, once in effect (ContainerRegistry.push_ready)."""
+    sbom_dir: str = field(default_factory=_default_sbom_dir)
+    """Where the build writes the image's SBOM (`<sbom_dir>/model-image.cdx.json`), relative to `project_dir`."""
 
 
 class ModelImage(pulumi.ComponentResource):
@@ -89,13 +98,16 @@ class ModelImage(pulumi.ComponentResource):
     The image is rebuilt when, and only when, the model version or the image's code changes: both are in the tag
     and the build args, and nothing volatile is. The registry token rotates on every run, so it is excluded from
     the diff. Old images are retained on delete, so every version stays in the registry for rollback.
-    Registered outputs: `tag`, `digest`, `ref` (`<tag>@<digest>`, what the deployments run).
+    The image's SBOM (the Dockerfile's `sbom-file` stage) is built after it from the same cache and written to
+    `sbom_dir`, where the deploy job attaches it to the digest and keeps it as an artifact.
+    Registered outputs: `tag`, `digest`, `ref` (`<tag>@<digest>`, what the deployments run), `sbomDir`.
     """
 
     tag: pulumi.Output[str]
     digest: pulumi.Output[str]
     ref: pulumi.Output[str]
     code_hash: str
+    sbom_dir: str
 
     def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:release:ModelImage", name, None, opts)
@@ -108,18 +120,23 @@ class ModelImage(pulumi.ComponentResource):
         self.tag = pulumi.Output.concat(repo, ":", str(model.version), "-", self.code_hash)
         cache_ref = pulumi.Output.concat(repo, ":buildcache")
         tracking_uri = "databricks-uc" if model.catalog == "unity-catalog" else "databricks"
+        if Path(args.sbom_dir).is_absolute() or ".." in Path(args.sbom_dir).parts:
+            raise ValueError(f"sbom_dir: expected a path inside the project, relative to it, got {args.sbom_dir!r}")
+        self.sbom_dir = args.sbom_dir
+        build_args: dict[str, pulumi.Input[str]] = {
+            "MODEL_NAME": model.name,
+            "MODEL_VERSION": str(model.version),
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "DATABRICKS_HOST": args.workspace_url,
+            "IMAGE_CODE_HASH": self.code_hash,
+        }
+        cache_from = [docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))]
         image = docker_build.Image(
             f"{name}-image",
             context=docker_build.BuildContextArgs(location=args.context),
             dockerfile=docker_build.DockerfileArgs(location=f"{args.context}/Dockerfile"),
             platforms=[docker_build.Platform.LINUX_AMD64],
-            build_args={
-                "MODEL_NAME": model.name,
-                "MODEL_VERSION": str(model.version),
-                "MLFLOW_TRACKING_URI": tracking_uri,
-                "DATABRICKS_HOST": args.workspace_url,
-                "IMAGE_CODE_HASH": self.code_hash,
-            },
+            build_args=build_args,
             labels={
                 "org.opencontainers.image.title": repository(model.name),
                 "org.opencontainers.image.version": f"{model.version}-{self.code_hash}",
@@ -132,7 +149,7 @@ class ModelImage(pulumi.ComponentResource):
             push=True,
             # Preview must not need a Docker daemon, and must not push anything.
             build_on_preview=False,
-            cache_from=[docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=cache_ref))],
+            cache_from=cache_from,
             cache_to=[
                 docker_build.CacheToArgs(
                     registry=docker_build.CacheToRegistryArgs(
@@ -145,9 +162,29 @@ class ModelImage(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, depends_on=list(args.push_after)),
         )
+        # The SBOM: the same build up to the sbom stage (every shared stage a cache hit once the image pushed the
+        # cache), its one file written to a local directory and pushed nowhere. The provider rebuilds it whenever
+        # that directory is missing or empty, so a fresh CI runner always gets it
+        # (github.com/pulumi/pulumi-docker-build provider/internal/image.go Diff, "Confirm local exports exist").
+        docker_build.Image(
+            f"{name}-sbom",
+            context=docker_build.BuildContextArgs(location=args.context),
+            dockerfile=docker_build.DockerfileArgs(location=f"{args.context}/Dockerfile"),
+            platforms=[docker_build.Platform.LINUX_AMD64],
+            target=SBOM_TARGET,
+            build_args=build_args,
+            secrets={TOKEN_SECRET_ID: pulumi.Output.secret(args.registry_token)},
+            ignore_secrets_in_diff_calculation=[TOKEN_SECRET_ID],
+            push=False,
+            build_on_preview=False,
+            # No cache_to: a registry cache export replaces the ref's cache with this build's, the image's lost.
+            cache_from=cache_from,
+            exports=[docker_build.ExportArgs(local=docker_build.ExportLocalArgs(dest=self.sbom_dir))],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[image]),
+        )
         self.digest = image.digest
         self.ref = image.ref
-        self.register_outputs({"tag": self.tag, "digest": self.digest, "ref": self.ref})
+        self.register_outputs({"tag": self.tag, "digest": self.digest, "ref": self.ref, "sbomDir": self.sbom_dir})
 
 
 def pinned_image_ref(login_server: pulumi.Input[str], model: ModelSettings) -> pulumi.Output[str]:

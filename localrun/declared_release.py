@@ -146,7 +146,11 @@ def declared_release(project_dir: Path, stack: str) -> DeclaredRelease:
     from offline.render import manifest, run_stack_program
 
     run = run_stack_program(project_dir, stack)
-    image = run.one(IMAGE_TYPE).inputs
+    # The image the deployments run: the pushed one (the SBOM's build beside it pushes nothing).
+    pushed = [r for r in run.all(IMAGE_TYPE) if r.inputs.get("push")]
+    if len(pushed) != 1:
+        raise DeclaredReleaseError(f"{stack}: expected one pushed model image, found {[r.name for r in pushed]}")
+    image = pushed[0].inputs
     deployment = manifest(run.one(DEPLOYMENT_TYPE))
     jobs = [manifest(job) for job in run.all(JOB_TYPE)]
     smoke_jobs = [j for j in jobs if j and "smoke" in j["metadata"]["name"]]

@@ -313,6 +313,7 @@ class ResourceChange:
     replaced_by: list[str] = field(default_factory=list)  # the inputs that force a replacement
     delete_before_replace: bool = False
     comparison: bool = False  # between two stacks: "only in ..." / "differs", not what an update does
+    pushes: bool = True  # an image build: whether it pushes (the SBOM's build writes a local file only)
 
     @property
     def forced(self) -> str:
@@ -340,7 +341,7 @@ class ResourceChange:
             return f"{text} ({consequence})" if consequence else text
         paths = [f.path for f in self.fields]
         if self.type == IMAGE_TYPE:
-            return "image rebuilt and pushed"
+            return "image rebuilt and pushed" if self.pushes else "rebuilt, nothing pushed"
         if self.type == DEPLOYMENT_TYPE and any(p.startswith("inputs.spec.template") for p in paths):
             return "deployment rolls out"
         if self.type == JOB_TYPE:
@@ -435,6 +436,7 @@ def diff_documents(
                 replaced_by=[f"inputs.{p}" for p in forced],
                 delete_before_replace=bool(b.get("delete_before_replace")),
                 comparison=comparison,
+                pushes=key[0] != IMAGE_TYPE or bool(b["inputs"].get("push")),
             )
         )
     outputs = _changes(before["outputs"], after["outputs"])

@@ -111,7 +111,7 @@ def test_a_new_workspace_cannot_build_a_pinned_version() -> None:
 
 def test_a_registered_version_builds_and_an_unregistered_one_does_not() -> None:
     run = run_variant("staging", registry_models={MODEL: [1]})
-    assert run.one(IMAGE).inputs["buildArgs"]["MODEL_NAME"] == MODEL
+    assert run.one(IMAGE, "model-image-image").inputs["buildArgs"]["MODEL_NAME"] == MODEL
     with pytest.raises(Exception, match=r"Model Version \(name=mlops\.models\.wine_quality, version=2\) not found"):
         run_variant("staging", lambda v: v["mlops-serving:model"].update(version=2), registry_models={MODEL: [1]})
 
@@ -217,7 +217,12 @@ def test_first_promotion_diff_adds_the_image_and_the_deployment_and_nothing_else
     by_name = {r["name"]: r for r in after["resources"]}
     for change in diff["resources"]:
         assert _under(by_name, change["name"], {"model-image", "model"}), f"{change['type']} {change['name']} added"
-    assert {o["path"].split(".")[0] for o in diff["outputs"]} == {"modelImage", "servingUrl", "nextStep"}
+    assert {o["path"].split(".")[0] for o in diff["outputs"]} == {
+        "modelImage",
+        "modelImageSbomDir",
+        "servingUrl",
+        "nextStep",
+    }
 
 
 def _under(by_name: dict[str, dict[str, Any]], name: str, roots: set[str]) -> bool:

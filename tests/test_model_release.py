@@ -28,7 +28,7 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def image_of(run: ProgramRun) -> dict[str, Any]:
-    return run.one(IMAGE).inputs
+    return run.one(IMAGE, "model-image-image").inputs
 
 
 def deployment_of(run: ProgramRun) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def test_files_the_dockerignore_excludes_do_not_rebuild(tmp_path: Path) -> None:
 
 
 def test_image_is_retained_on_delete_and_never_built_in_preview(staging: StackRun) -> None:
-    image = staging.run.one(IMAGE)
+    image = staging.run.one(IMAGE, "model-image-image")
     assert image.retain_on_delete is True
     assert image.inputs["buildOnPreview"] is False
     assert image.inputs["push"] is True

@@ -116,10 +116,18 @@ def test_diff_against_base_after_a_pin_bump_is_rebuild_and_rollout_only(tmp_path
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
     assert [(c["path"], c["before"], c["after"]) for c in diff["config"]] == [("model.version", 1, 2)]
-    changed = {r["type"]: r for r in diff["resources"]}
-    assert changed["docker-build:index:Image"]["impact"] == "image rebuilt and pushed"
-    assert changed["kubernetes:apps/v1:Deployment"]["impact"] == "deployment rolls out"
-    allowed = {"image rebuilt and pushed", "deployment rolls out", "smoke-test job runs again", "created", "deleted"}
+    changed = {(r["type"], r["name"]): r for r in diff["resources"]}
+    assert changed["docker-build:index:Image", "model-image-image"]["impact"] == "image rebuilt and pushed"
+    assert changed["docker-build:index:Image", "model-image-sbom"]["impact"] == "rebuilt, nothing pushed"
+    assert changed["kubernetes:apps/v1:Deployment", "model-deployment"]["impact"] == "deployment rolls out"
+    allowed = {
+        "image rebuilt and pushed",
+        "rebuilt, nothing pushed",
+        "deployment rolls out",
+        "smoke-test job runs again",
+        "created",
+        "deleted",
+    }
     assert {r["impact"] for r in diff["resources"]} <= allowed
     # Anything created or deleted is the per-version smoke test, nothing else.
     for r in diff["resources"]:

@@ -124,7 +124,7 @@ def test_a_cached_cli_token_that_would_expire_mid_run_fails_before_anything_is_d
 
 def test_the_image_push_waits_for_the_acrpush_grant_to_take_effect() -> None:
     staging = run("staging")
-    image = staging.one(IMAGE)
+    image = staging.one(IMAGE, "model-image-image")
     waits = [r for r in staging.all(SLEEP) if r.urn in closure(staging, image)]
     assert [w.inputs["createDuration"] for w in waits] == ["10m"]
     grants = [r for r in staging.all(ROLE) if r.name.startswith("registry-acrpush-")]

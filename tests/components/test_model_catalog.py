@@ -79,7 +79,7 @@ def test_schema_grants_wait_for_the_schema(staging: StackRun) -> None:
 
 
 def test_the_image_fetches_the_three_part_name_from_unity_catalog(staging: StackRun) -> None:
-    args = staging.run.one("docker-build:index:Image").inputs["buildArgs"]
+    args = staging.run.one("docker-build:index:Image", "model-image-image").inputs["buildArgs"]
     assert args["MODEL_NAME"] == "mlops.models.wine_quality"
     assert args["MLFLOW_TRACKING_URI"] == "databricks-uc"
     assert args["DATABRICKS_HOST"].startswith("https://adb-")
@@ -96,7 +96,10 @@ def test_the_legacy_workspace_registry_stays_an_opt_in() -> None:
     assert "defaultCatalog" not in run.one(WORKSPACE).inputs
     webhook = run.one("databricks:index/mlflowWebhook:MlflowWebhook")
     assert "modelName" not in webhook.inputs  # registry-wide, as the stack file says
-    assert run.one("docker-build:index:Image").inputs["buildArgs"]["MLFLOW_TRACKING_URI"] == "databricks"
+    assert (
+        run.one("docker-build:index:Image", "model-image-image").inputs["buildArgs"]["MLFLOW_TRACKING_URI"]
+        == "databricks"
+    )
 
 
 @pytest.mark.parametrize(

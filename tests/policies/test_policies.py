@@ -549,7 +549,10 @@ BROKEN = [
         SECRETS,
         "properties is not in additionalSecretOutputs",
     ),
-    Broken("image-build-secret-plain", "staging", IMAGE, None, _not_secret("secrets"), SECRETS, "secrets"),
+    Broken(
+        "image-build-secret-plain", "staging", IMAGE, "model-image-image", _not_secret("secrets"), SECRETS, "secrets"
+    ),
+    Broken("sbom-build-secret-plain", "staging", IMAGE, "model-image-sbom", _not_secret("secrets"), SECRETS, "secrets"),
     Broken(
         "alert-webhook-url-plain",
         "prod",

@@ -351,3 +351,38 @@ def test_the_release_app_token_is_scoped_to_what_a_proposal_needs() -> None:
                     granted = {k: v for k, v in step["with"].items() if k.startswith("permission-")}
                     assert granted == {"permission-contents": "write", "permission-pull-requests": "write"}, name
                     assert "skip-token-revoke" not in step["with"], "revoked when the job ends"
+
+
+def test_staging_keeps_and_attaches_the_sbom_of_the_image_it_built() -> None:
+    workflow = load(WORKFLOWS / "deploy.yml")
+    steps = workflow["jobs"]["staging"]["steps"]
+    up = next(i for i, s in enumerate(steps) if uses_of(s, "pulumi/actions"))
+    built = "steps.up.outputs.modelImageSbomDir != ''"  # no output on day zero or for a pinned digest
+    (keep,) = [i for i, s in enumerate(steps) if uses_of(s, "actions/upload-artifact")]
+    (setup,) = [i for i, s in enumerate(steps) if uses_of(s, "oras-project/setup-oras")]
+    (attach,) = [i for i, s in enumerate(steps) if "oras attach" in s.get("run", "")]
+    assert up < keep < setup < attach
+    for i in (keep, setup, attach):
+        assert steps[i]["if"] == built, steps[i].get("name")
+    assert steps[keep]["uses"] == "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f"
+    assert steps[keep]["with"]["path"] == "${{ steps.up.outputs.modelImageSbomDir }}/model-image.cdx.json"
+    assert steps[keep]["with"]["if-no-files-found"] == "error"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", str(steps[setup]["with"]["version"])), "a pinned ORAS release"
+    run = steps[attach]["run"]
+    assert steps[attach]["working-directory"] == "${{ steps.up.outputs.modelImageSbomDir }}"
+    assert steps[attach]["env"]["MODEL_IMAGE"] == "${{ steps.up.outputs.modelImage }}"
+    assert steps[attach]["env"]["SBOM_TYPE"] == "application/vnd.cyclonedx+json"
+    assert 'oras attach --artifact-type "$SBOM_TYPE" "$subject" "model-image.cdx.json:$SBOM_TYPE"' in run
+    assert 'oras discover --format json --artifact-type "$SBOM_TYPE" "$subject"' in run
+    # Attached to the digest the deployments run (`<registry>/<repository>@<digest>`), not to a tag.
+    expr = re.search(r"jq -r '([^']+)'", run)
+    assert expr is not None
+    image = {"ref": "acr.azurecr.io/models/wine:3-0123abcd@sha256:" + "a" * 64, "digest": "sha256:" + "a" * 64}
+    proc = subprocess.run(
+        ["jq", "-r", expr.group(1)], input=json.dumps(image), capture_output=True, text=True, check=False
+    )
+    assert proc.stdout.strip() == "acr.azurecr.io/models/wine@sha256:" + "a" * 64, proc.stderr
+    # Prod builds nothing and attaches nothing: it runs the digest staging built (and attached to).
+    prod = json.dumps(workflow["jobs"]["prod"])
+    assert "oras" not in prod
+    assert "upload-artifact" not in prod
