@@ -9,6 +9,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -284,7 +285,19 @@ def test_a_pin_bump_gives_a_new_digest_and_a_replica_change_none(
     assert (again.image_id, again.digest) == (image_run.image.image_id, image_run.image.digest)
 
     subprocess.run(
-        ["python", "-m", "stacks", "--project-dir", str(project), "pin", "staging", "--model", MODEL, "--version", "2"],
+        [
+            sys.executable,
+            "-m",
+            "stacks",
+            "--project-dir",
+            str(project),
+            "pin",
+            "staging",
+            "--model",
+            MODEL,
+            "--version",
+            "2",
+        ],
         check=True,
         capture_output=True,
         timeout=120,
