@@ -119,6 +119,7 @@ class ModelImage(pulumi.ComponentResource):
         repo = pulumi.Output.concat(args.login_server, "/", repository(model.name))
         self.tag = pulumi.Output.concat(repo, ":", str(model.version), "-", self.code_hash)
         cache_ref = pulumi.Output.concat(repo, ":buildcache")
+        sbom_cache = pulumi.Output.concat(repo, ":sbomcache")
         tracking_uri = "databricks-uc" if model.catalog == "unity-catalog" else "databricks"
         if Path(args.sbom_dir).is_absolute() or ".." in Path(args.sbom_dir).parts:
             raise ValueError(f"sbom_dir: expected a path inside the project, relative to it, got {args.sbom_dir!r}")
@@ -177,8 +178,19 @@ class ModelImage(pulumi.ComponentResource):
             ignore_secrets_in_diff_calculation=[TOKEN_SECRET_ID],
             push=False,
             build_on_preview=False,
-            # No cache_to: a registry cache export replaces the ref's cache with this build's, the image's lost.
-            cache_from=cache_from,
+            # Its own cache ref: a registry cache export replaces the ref's cache with this build's, and the image's
+            # `runtime` target never builds the sbom stage, so only this cache keeps it between deploys.
+            cache_from=[
+                *cache_from,
+                docker_build.CacheFromArgs(registry=docker_build.CacheFromRegistryArgs(ref=sbom_cache)),
+            ],
+            cache_to=[
+                docker_build.CacheToArgs(
+                    registry=docker_build.CacheToRegistryArgs(
+                        ref=sbom_cache, mode=docker_build.CacheMode.MAX, image_manifest=True, oci_media_types=True
+                    )
+                )
+            ],
             exports=[docker_build.ExportArgs(local=docker_build.ExportLocalArgs(dest=self.sbom_dir))],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[image]),
         )

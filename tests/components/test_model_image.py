@@ -30,11 +30,15 @@ def test_the_sbom_is_built_from_the_images_inputs_and_cache_and_exported_to_a_di
     assert sbom.inputs["push"] is False
     assert sbom.inputs["buildOnPreview"] is False
     assert "tags" not in sbom.inputs
-    for key in ("context", "dockerfile", "platforms", "buildArgs", "cacheFrom", "ignoreSecretsInDiffCalculation"):
+    for key in ("context", "dockerfile", "platforms", "buildArgs", "ignoreSecretsInDiffCalculation"):
         assert sbom.inputs[key] == image.inputs[key], key
     assert sbom.secret_inputs == ("secrets",)
-    # Its cache is the image's: a registry cache export would replace it with the SBOM build's stages.
-    assert "cacheTo" not in sbom.inputs
+    # It reads the image's cache and keeps its own: the image's target never builds the sbom stage, and a registry
+    # cache export replaces what its ref held.
+    [own_cache] = [c["registry"]["ref"] for c in sbom.inputs["cacheTo"]]
+    assert own_cache.endswith(":sbomcache")
+    assert [c["registry"]["ref"] for c in image.inputs["cacheTo"]] != [own_cache]
+    assert sbom.inputs["cacheFrom"] == [*image.inputs["cacheFrom"], {"registry": {"ref": own_cache}}]
     assert sbom.parent == staging.one("mlops:release:ModelImage").urn
     assert image.urn in sbom.dependencies
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -386,3 +387,34 @@ def test_staging_keeps_and_attaches_the_sbom_of_the_image_it_built() -> None:
     prod = json.dumps(workflow["jobs"]["prod"])
     assert "oras" not in prod
     assert "upload-artifact" not in prod
+
+
+@pytest.mark.parametrize(
+    ("discover", "attached", "fails"),
+    [
+        ("echo '{\"referrers\": []}'", True, False),
+        ('echo \'{"referrers": [{"digest": "sha256:1"}]}\'', False, False),
+        ("exit 1", False, True),
+    ],
+    ids=["none yet", "already attached", "discover fails"],
+)
+def test_the_sbom_is_attached_once_and_a_failed_lookup_fails_the_step(
+    tmp_path: Path, discover: str, attached: bool, fails: bool
+) -> None:
+    # GitHub runs a `run:` step as `bash -e {0}` (no pipefail): a failed `oras discover` must not read as "none yet".
+    steps = jobs(WORKFLOWS / "deploy.yml")["staging"]["steps"]
+    step = next(s for s in steps if "oras attach" in s.get("run", ""))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "oras.log"
+    oras = bin_dir / "oras"
+    oras.write_text(f'#!/bin/sh\necho "$1" >> {log}\nif [ "$1" = discover ]; then {discover}; fi\n')
+    oras.chmod(0o755)
+    image = {"ref": "acr.azurecr.io/models/wine:3-0123abcd@sha256:" + "a" * 64, "digest": "sha256:" + "a" * 64}
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODEL_IMAGE": json.dumps(image)}
+    env["SBOM_TYPE"] = step["env"]["SBOM_TYPE"]
+    proc = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
+    assert (proc.returncode != 0) == fails, proc.stderr
+    assert ("attach" in log.read_text().split()) == attached
+    keep = next(s for s in steps if s.get("name") == "Keep the model image's SBOM")
+    assert keep["with"]["overwrite"] is True
