@@ -26,7 +26,13 @@ DELIVERY = "d3b0f2a1-0000-4c2e-9d5b-7e1f00000004"
 DIGEST = "sha256:" + "4d" * 32
 OLD_DIGEST = "sha256:" + "1d" * 32
 # What a pin bump may do, in the offline diff's words (offline/diff.py): rebuild, roll out, re-run the smoke test.
-PIN_BUMP_IMPACTS = {"image rebuilt and pushed", "deployment rolls out", "smoke-test job runs again"}
+# The image and, beside it, its SBOM (built, never pushed: components/model_image.py), the rollout, the smoke test.
+PIN_BUMP_IMPACTS = {
+    "image rebuilt and pushed",
+    "rebuilt, nothing pushed",
+    "deployment rolls out",
+    "smoke-test job runs again",
+}
 
 
 def event(tmp_path: Path, **overrides: object) -> Path:
