@@ -236,8 +236,7 @@ def run_program(
     the engine sends them). Any error the program raises in either run propagates, with the program's own message.
     """
     options = options or ProgramOptions()
-    with _event_loops():
-        preview = _run_program(program, config, project=project, stack=stack, options=options, dry_run=True)
+    preview = preview_program(program, config, project=project, stack=stack, options=options)
     with _event_loops():
         run = _run_program(program, config, project=project, stack=stack, options=options, dry_run=False)
     run.preview = preview
