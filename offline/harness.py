@@ -285,9 +285,12 @@ def _event_loops() -> Iterator[None]:
     """
     worker_loops: list[asyncio.AbstractEventLoop] = []
     lock = threading.Lock()
+    raised: list[BaseException] = []
+    quiet = _quiet_about(raised)
 
     def give_worker_a_loop() -> None:
         worker_loop = asyncio.new_event_loop()
+        worker_loop.set_exception_handler(quiet)
         with lock:
             worker_loops.append(worker_loop)
         asyncio.set_event_loop(worker_loop)
@@ -295,15 +298,37 @@ def _event_loops() -> Iterator[None]:
     executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="pulumi-rpc", initializer=give_worker_a_loop)
     loop = asyncio.new_event_loop()
     loop.set_default_executor(executor)
+    loop.set_exception_handler(quiet)
     asyncio.set_event_loop(loop)
     try:
         yield
+    except BaseException as error:
+        raised.append(error)
+        raise
     finally:
         executor.shutdown(wait=True)
         for each in (loop, *worker_loops):
             _close_loop(each)
         # Leave the thread with a usable loop, as it would have had without us.
         asyncio.set_event_loop(idle_loop())
+
+
+def _quiet_about(raised: list[BaseException]) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """A loop exception handler that stays silent about futures holding the error the run already raised.
+
+    A failed run leaves futures holding its error, never retrieved, in reference cycles that the collector frees at
+    any later allocation. asyncio's default handler then formats their traceback, and on Python 3.11 that calls
+    `ast.parse`: inside another `ast.parse` that set off the collection, the AST builder's depth counter is corrupted
+    and raises `SystemError: AST constructor recursion depth mismatch` (python/cpython#106905).
+    """
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        held = context.get("exception")
+        if any(held is error or held is error.__cause__ for error in raised):
+            return
+        loop.default_exception_handler(context)
+
+    return handler
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -220,6 +221,29 @@ def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None
         if isinstance(o, asyncio.AbstractEventLoop) and id(o) not in before and o is not current and not o.is_closed()
     ]
     assert left_open == []
+
+
+def test_a_failed_run_leaves_nothing_for_the_garbage_collector_to_report(caplog: pytest.LogCaptureFixture) -> None:
+    """Futures holding a failed run's error, reported by the collector, format a traceback at any allocation: on
+    Python 3.11 that parses source inside whatever `ast.parse` set the collection off and breaks it with
+    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905)."""
+    import pulumi_kubernetes as k8s
+
+    from offline.harness import run_program
+    from offline.mockcloud import CloudError
+
+    def failing() -> None:
+        kubeconfig = "users:\n- name: u\n  user:\n    exec:\n      command: kubelogin\n"
+        kubeconfig += "      args: [--login, devicecode]\n"
+        k8s.Provider("device-code", kubeconfig=kubeconfig)
+
+    caplog.set_level(logging.ERROR)
+    with pytest.raises(CloudError, match="devicelogin"):
+        run_program(failing, {}, project="mlops-serving", stack="staging")
+    # The next run clears Pulumi's record of the last one: what the failed run left is garbage from here on.
+    run_program(lambda: None, {}, project="mlops-serving", stack="staging")
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 def test_preview_of_several_stacks_runs_staging_once_for_itself_and_for_prod(
