@@ -30,6 +30,7 @@ from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
 from components.placement import Placement
 from components.role_assignment import Principal
+from components.rollout_controller import RolloutController, RolloutControllerArgs
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
@@ -200,6 +201,12 @@ cluster = AksCluster(
         enable_app_routing=settings.serving.exposure == "ingress",
         deployers=deployers,
     ),
+)
+# The controller that releases each new model version as a canary, on the cluster from day zero.
+rollouts = RolloutController(
+    "rollouts",
+    RolloutControllerArgs(protect=settings.protect),
+    opts=pulumi.ResourceOptions(providers=[cluster.provider]),
 )
 # --- Monitoring of the platform: managed Prometheus and Container Insights, from day zero ---------------------
 monitoring = settings.monitoring

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -344,6 +345,36 @@ class ReleaseSettings(Section):
     max_dispatch_attempts: int = Field(default=5, ge=1, le=20)
 
 
+_DURATION = re.compile(r"^[1-9][0-9]{0,3}[smh]$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Duration = Annotated[str, _matches(_DURATION, 'a duration such as "30s", "5m" or "1h"')]
+Email = Annotated[str, _matches(_EMAIL, "an email address such as oncall@example.com")]
+
+
+class CanarySettings(Section):
+    """How a new model version earns its traffic: the share it gets at each step, how long each step is watched,
+    and how many failed measurements abort it (Argo Rollouts' canary steps and analysis failureLimit)."""
+
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 50],
+        min_length=1,
+        max_length=6,
+        description="The canary's share of traffic, in percent, at each step before it takes all of it.",
+    )
+    pause: Duration = Field(default="5m", description="How long each step holds while the analysis measures.")
+    measurement_interval: Duration = Field(default="1m", description="Time between two analysis measurements.")
+    max_failed_measurements: int = Field(
+        default=2, ge=1, le=10, description="Failed measurements (errors and empty results count) that abort."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_shares(cls, steps: list[int]) -> list[int]:
+        if any(not 1 <= step <= 99 for step in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"expected rising percentages between 1 and 99, such as [10, 50] (got {steps})")
+        return steps
+
+
 class ServingSettings(Section):
     """The model Deployment on the stack's cluster."""
 
@@ -356,6 +387,7 @@ class ServingSettings(Section):
     host: str | None = Field(default=None, description="The ingress host name (exposure: ingress).")
     tls_secret_name: str | None = Field(default=None, description="The TLS secret for the ingress host.")
     max_rows: int = Field(default=10_000, ge=1, description="Rows one request may carry.")
+    canary: CanarySettings = Field(default_factory=CanarySettings)
 
     @model_validator(mode="after")
     def _replicas_and_exposure(self) -> Self:
@@ -364,12 +396,6 @@ class ServingSettings(Section):
         if self.exposure == "ingress" and (self.host is None or self.tls_secret_name is None):
             raise ValueError("exposure ingress needs host and tlsSecretName")
         return self
-
-
-_DURATION = re.compile(r"^[1-9][0-9]{0,3}[smh]$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-Duration = Annotated[str, _matches(_DURATION, 'a duration such as "30s", "5m" or "1h"')]
-Email = Annotated[str, _matches(_EMAIL, "an email address such as oncall@example.com")]
 
 
 class ServingSloSettings(Section):
