@@ -314,17 +314,18 @@ def _event_loops() -> Iterator[None]:
 
 
 def _quiet_about(raised: list[BaseException]) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
-    """A loop exception handler that stays silent about futures holding the error the run already raised.
+    """A handler for a run's loops that stays silent about futures left holding an error once the run has failed.
 
-    A failed run leaves futures holding its error, never retrieved, in reference cycles that the collector frees at
-    any later allocation. asyncio's default handler then formats their traceback, and on Python 3.11 that calls
-    `ast.parse`: inside another `ast.parse` that set off the collection, the AST builder's depth counter is corrupted
-    and raises `SystemError: AST constructor recursion depth mismatch` (python/cpython#106905).
+    The run already raised its error to the caller; what a failed run leaves are futures holding that error or
+    Pulumi's wrappers of it, never retrieved, in reference cycles that the collector frees at any later allocation.
+    asyncio's default handler then formats their traceback, and on Python 3.11 that calls `ast.parse`: inside
+    another `ast.parse` that set off the collection (pytest formatting a failure, a test parsing source), the AST
+    builder's depth counter is corrupted and raises `SystemError: AST constructor recursion depth mismatch`
+    (python/cpython#106905). A run that succeeded keeps the default handler's report.
     """
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        held = context.get("exception")
-        if any(held is error or held is error.__cause__ for error in raised):
+        if raised and "exception" in context and "never retrieved" in str(context.get("message", "")):
             return
         loop.default_exception_handler(context)
 

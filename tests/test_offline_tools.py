@@ -223,23 +223,41 @@ def test_a_run_leaves_no_event_loop_for_the_garbage_collector_to_close() -> None
     assert left_open == []
 
 
-def test_a_failed_run_leaves_nothing_for_the_garbage_collector_to_report(caplog: pytest.LogCaptureFixture) -> None:
-    """Futures holding a failed run's error, reported by the collector, format a traceback at any allocation: on
-    Python 3.11 that parses source inside whatever `ast.parse` set the collection off and breaks it with
-    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905)."""
+def _refused_by_the_cloud() -> None:
     import pulumi_kubernetes as k8s
 
-    from offline.harness import run_program
-    from offline.mockcloud import CloudError
+    kubeconfig = "users:\n- name: u\n  user:\n    exec:\n      command: kubelogin\n"
+    kubeconfig += "      args: [--login, devicecode]\n"
+    k8s.Provider("device-code", kubeconfig=kubeconfig)
 
-    def failing() -> None:
-        kubeconfig = "users:\n- name: u\n  user:\n    exec:\n      command: kubelogin\n"
-        kubeconfig += "      args: [--login, devicecode]\n"
-        k8s.Provider("device-code", kubeconfig=kubeconfig)
+
+def _failing_in_an_apply() -> None:
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    def refuse(name: str) -> str:
+        raise ValueError(f"no such name: {name}")
+
+    name = pulumi.Output.from_input("n").apply(refuse)
+    k8s.core.v1.ConfigMap("first", metadata=k8s.meta.v1.ObjectMetaArgs(name=name))
+    k8s.core.v1.ConfigMap("second", metadata=k8s.meta.v1.ObjectMetaArgs(name=name))
+
+
+@pytest.mark.parametrize(
+    ("program", "error"),
+    [(_refused_by_the_cloud, "devicelogin"), (_failing_in_an_apply, "no such name")],
+)
+def test_a_failed_run_leaves_nothing_for_the_garbage_collector_to_report(
+    program: Any, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Futures holding a failed run's error (or Pulumi's wrappers of it), reported by the collector, format a
+    traceback at any allocation: on Python 3.11 that parses source inside whatever `ast.parse` set the collection
+    off and breaks it with "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905)."""
+    from offline.harness import run_program
 
     caplog.set_level(logging.ERROR)
-    with pytest.raises(CloudError, match="devicelogin"):
-        run_program(failing, {}, project="mlops-serving", stack="staging")
+    with pytest.raises(Exception, match=error):
+        run_program(program, {}, project="mlops-serving", stack="staging")
     # The next run clears Pulumi's record of the last one: what the failed run left is garbage from here on.
     run_program(lambda: None, {}, project="mlops-serving", stack="staging")
     gc.collect()
