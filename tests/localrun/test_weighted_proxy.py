@@ -193,17 +193,22 @@ def test_a_side_that_is_down_answers_502_naming_that_side(backends: tuple[str, s
     assert response.headers[SIDE_HEADER] == CANARY
 
 
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses (hex, as the kernel prints them) of every TCP socket listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.rpartition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN (proc(5))
+                found.append(address)
+    return found
+
+
 @needs_nginx
 @pytest.mark.integration
 def test_nginx_listens_on_the_loopback_address_only(proxy: WeightedProxy) -> None:
-    # /proc/net/tcp: local address as hex IP:port; state 0A is LISTEN (proc(5)).
-    listening = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        if state == "0A" and int(local.split(":")[1], 16) == proxy.port:
-            listening.append(local.split(":")[0])
-    assert listening == ["0100007F"]  # 127.0.0.1, little-endian
-    assert not any(f":{proxy.port}" in line for line in Path("/proc/net/tcp6").read_text().splitlines()[1:])
+    assert listening_addresses(proxy.port) == ["0100007F"]  # 127.0.0.1, little-endian; nothing on IPv6
 
 
 # --- without nginx ----------------------------------------------------------------------------------------------
