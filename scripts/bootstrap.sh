@@ -31,10 +31,14 @@ uv pip sync --quiet --require-hashes -p .tools/checkov/bin/python tools/checkov.
 # - promtool (`prometheus`) runs the alert rules' tests (tests/components/test_monitoring_rules.py); the demo's
 #   monitoring step runs Prometheus and Alertmanager (`prometheus-alertmanager`) with its own config
 #   (localrun/monitoring.py);
+# - nginx, the local stand-in for the cluster's traffic router: a weighted proxy in front of the stable and canary
+#   model servers (localrun/weighted_proxy.py). Debian's `nginx` is the binary with the core http modules only
+#   (split_clients, upstream, proxy); `nginx-light` is it plus the echo module;
 # - the container tools that build and run the model image locally (podman with runc, buildah, debootstrap for the
 #   stand-in base, the CNCF registry `docker-registry`, skopeo). Without them (neither root nor passwordless sudo,
 #   or no apt-get) the demo serves from a virtualenv and says so; tests/image fails.
 monitoring_packages=(prometheus prometheus-alertmanager)
+proxy_packages=(nginx)
 image_packages=(podman buildah runc debootstrap docker-registry skopeo)
 # podman and runc count as installed when the machine has the commands: GitHub's Ubuntu images ship podman as a
 # static bundle and Docker's containerd.io, which "Conflicts: runc" (docker/containerd-packaging#63), so Debian's
@@ -45,9 +49,9 @@ missing() {
     dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || echo "$pkg"
   done
 }
-mapfile -t missing_monitoring < <(missing "${monitoring_packages[@]}")
+mapfile -t missing_servers < <(missing "${monitoring_packages[@]}" "${proxy_packages[@]}")
 mapfile -t missing_image < <(missing "${image_packages[@]}")
-missing=("${missing_monitoring[@]}" "${missing_image[@]}")
+missing=("${missing_servers[@]}" "${missing_image[@]}")
 # Root (CI's Debian image) installs directly; a user with passwordless sudo installs through `sudo -n`, which never
 # prompts (GitHub's Ubuntu runners: "The Linux and macOS virtual machines both run using passwordless sudo",
 # docs.github.com/en/actions/reference/runners/github-hosted-runners, "Administrative privileges").
@@ -60,7 +64,8 @@ if [ "$(id -u)" != 0 ] && [ "${BOOTSTRAP_OS_PACKAGES:-0}" = 1 ] && command -v su
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   if { [ "$(id -u)" = 0 ] || [ ${#as_root[@]} -gt 0 ]; } && command -v apt-get >/dev/null 2>&1; then
-    # prometheus, alertmanager and docker-registry would start servers on :9090/:9093/:5000 on every interface:
+    # prometheus, alertmanager, nginx (Debian's default site) and docker-registry would start servers on
+    # :9090/:9093/:80/:5000 on every interface:
     # policy-rc.d (exit 101) keeps invoke-rc.d and deb-systemd-invoke from starting any service while they install
     # (init-system-helpers README.policy-rc.d). The project starts its own, on 127.0.0.1, when it needs them.
     guard=""
@@ -70,12 +75,18 @@ if [ ${#missing[@]} -gt 0 ]; then
       guard=/usr/sbin/policy-rc.d
     fi
     "${as_root[@]}" apt-get update -qq
-    # The monitoring servers need nothing they only recommend (node-exporter would be one more server); podman
-    # needs its recommended network and runtime helpers, as tested (../shared/reference/local-containers.md).
+    # The monitoring servers and nginx need nothing they only recommend (node-exporter would be one more server);
+    # podman needs its recommended network and runtime helpers, as tested (../shared/reference/local-containers.md).
     # `env` carries DEBIAN_FRONTEND through sudo, which resets the environment.
-    if [ ${#missing_monitoring[@]} -gt 0 ]; then
+    if [ ${#missing_servers[@]} -gt 0 ]; then
       "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove --no-install-recommends \
-        "${missing_monitoring[@]}" >/dev/null
+        "${missing_servers[@]}" >/dev/null
+      # nginx's package also enables its service at boot (update-rc.d defaults, deb-systemd-helper enable): a reboot
+      # would serve Debian's default site on :80 on every interface. `disable` covers sysvinit and systemd
+      # (init-system-helpers script/update-rc.d, make_systemd_links).
+      if printf '%s\n' "${missing_servers[@]}" | grep -qx nginx; then
+        "${as_root[@]}" update-rc.d nginx disable >/dev/null
+      fi
     fi
     if [ ${#missing_image[@]} -gt 0 ]; then
       # --no-remove: fail rather than remove what conflicts (a runner's Docker), never take the machine's tools away.

@@ -60,7 +60,7 @@ def test_a_user_with_passwordless_sudo_installs_the_packages_through_sudo(tmp_pa
     wanted = [pkg for pkg in IMAGE_PACKAGES if pkg not in ("podman", "runc") or shutil.which(pkg) is None]
     assert installs == [
         "-n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove --no-install-recommends "
-        "prometheus prometheus-alertmanager",
+        "prometheus prometheus-alertmanager nginx",
         *(
             ["-n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-remove " + " ".join(wanted)]
             if wanted
@@ -68,6 +68,17 @@ def test_a_user_with_passwordless_sudo_installs_the_packages_through_sudo(tmp_pa
         ),
     ]
     assert not any(line.startswith("unexpected") for line in asked)
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs the bootstrapped .venv")
+def test_nginx_installed_by_the_bootstrap_does_not_start_at_boot(tmp_path: Path) -> None:
+    # Debian's nginx enables its service, whose default site listens on :80 on every interface; the project runs
+    # its own nginx on 127.0.0.1 (localrun/weighted_proxy.py).
+    proc, asked = run_bootstrap(tmp_path, sudo_works=True)
+
+    assert proc.returncode == 0, proc.stderr
+    install = next(i for i, line in enumerate(asked) if " apt-get install " in line and " nginx" in line)
+    assert asked[install + 1] == "-n update-rc.d nginx disable"
 
 
 @pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="needs the bootstrapped .venv")
