@@ -53,6 +53,7 @@ _CHECK_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # replaces before it queries (`{{args.<name>}}`, argoproj/argo-rollouts utils/template/template.go `ResolveArgs`).
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _ARGUMENT = re.compile(r"^\{\{args\.[a-z0-9]+(-[a-z0-9]+)*\}\}$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def canary_checks(
 
     `canary_hash` and `stable_hash` are the pods' pod-template hashes, or the AnalysisTemplate arguments Argo fills
     with them (`podTemplateHashValue: Latest` and `Stable`); either way they are PromQL string values."""
-    if not _LABEL_VALUE.match(app):
+    if not _NAMESPACE.match(app):
         raise ValueError(f"app: expected a Kubernetes namespace name (got {app!r})")
     canary, stable = _hash("canary_hash", canary_hash), _hash("stable_hash", stable_hash)
     if canary == stable:
@@ -141,6 +142,8 @@ def canary_checks(
     )
     drift_exempt = f"count({DRIFT_WINDOW_ROWS}{{{pods(canary)}}})\n  unless on ()\ncount(\n{_indent(counted)}\n)"
     return (
+        # Prometheus writes `up` for every target it tries to scrape, with the target's labels
+        # (prometheus.io/docs/concepts/jobs_instances, "Automatically generated labels and time series").
         CanaryCheck(
             name="ready",
             value_query=f"count(up{{{pods(canary)}}} == 1)",

@@ -122,8 +122,10 @@ def ready_cases(v: Versions) -> list[Case]:
 def error_ratio_cases(settings: MonitoringSettings, v: Versions) -> list[Case]:
     ratio = settings.slo.error_ratio
     ok = PER_MINUTE
-    above = math.ceil(ok * ratio * 2 / (1 - 2 * ratio)) if ratio < 0.5 else ok * 8
-    below = math.floor(ok * ratio / 3)
+    # Scoring requests a minute: `ok` answered 200, `ok` answered 400, and the 5xx.
+    breach = min(2 * ratio, (1 + ratio) / 2)
+    above = math.ceil(2 * ok * breach / (1 - breach))
+    below = math.floor(2 * ok * ratio / 3)
 
     def requests(version: str, errors: float | None, ok_per_minute: float = ok) -> Series:
         base = {**v.pod(version), "route": "/invocations"}
@@ -462,3 +464,8 @@ def test_bounds_come_from_the_stack_settings() -> None:
 def test_a_bad_hash_is_refused_by_name(canary: str, stable: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         canary_checks(MonitoringSettings(), "m", canary, stable)
+
+
+def test_a_bad_namespace_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=re.escape("app: expected a Kubernetes namespace name (got 'Wine\"')")):
+        canary_checks(MonitoringSettings(), 'Wine"', CANARY, STABLE)
