@@ -5,14 +5,18 @@ They read the same series as the alert rules (monitoring/rules.py, whose names a
 only the canary's: the scrape job copies Argo Rollouts' pod-template-hash pod label onto every series
 (components/model_metrics_scrape.py), and each check selects the canary's hash, and where it compares, the stable's.
 
-The rule every check keeps: a check PASSES iff its pass query (`CanaryCheck.query`) returns at least one sample. The
-bound is applied inside PromQL, so a value over the bound returns nothing, and so does no data at all: a canary that
-is not scraped, has no series, or has no traffic (0/0 is NaN, and a PromQL comparison drops NaN) FAILS. An analysis
-that passes because it could not measure anything is the failure this rule exists to prevent. Where a check cannot
-judge a canary that is there (its drift window is not full yet), its `exempt` query returns a sample of the canary's
-own series; it never makes an absent canary pass. In an AnalysisTemplate the matching condition is
-`SUCCESS_CONDITION`: Argo hands a vector to it as the list `result` of its sample values
+The rule every check keeps: a check PASSES iff its pass query (`CanaryCheck.query`) returns at least one sample.
+The bound is applied inside PromQL, so a value on the wrong side of it returns nothing, and so does no data at all:
+a canary that is not scraped, has no series, or has no traffic (0/0 is NaN, and a PromQL comparison drops NaN)
+FAILS. An analysis that passes because it could not measure anything is the failure this rule exists to prevent.
+Where a check cannot judge a canary that is there (its drift window is not full yet; the stable version has no
+latency to compare with), its `exempt` query returns a sample of the canary's own series; it never makes an absent
+canary pass. In an AnalysisTemplate the matching
+condition is `SUCCESS_CONDITION`: Argo hands a vector to it as the list `result` of its sample values
 (argoproj/argo-rollouts metricproviders/prometheus/prometheus.go `processResponse`, v1.9.0).
+
+Latency is judged twice, against the SLO (`latency-p99`) and against the stable version (`latency-vs-stable`): two
+checks, so a failed analysis says which, and the relative one can never let through what the SLO would not.
 """
 
 from __future__ import annotations
