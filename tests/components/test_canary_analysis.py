@@ -255,6 +255,8 @@ def drift_cases(settings: MonitoringSettings, v: Versions) -> list[Case]:
             pod("canary", high, low, rows * 2) + pod("canary", math.nan, math.nan, rows - 1, n=1),
             passes=False,
         ),
+        # A model without a drift reference: the server exports an empty window and no scores.
+        Case("drift not measured", [(DRIFT_WINDOW_ROWS, v.pod("canary"), f"0x{LENGTH}")], passes=True),
         Case("no canary series", [], passes=False),
         Case("only the stable version, no drift", pod("stable", low, low, rows * 2), passes=False),
         Case("only the stable version, window not full", pod("stable", math.nan, math.nan, 0), passes=False),
@@ -469,3 +471,13 @@ def test_a_bad_hash_is_refused_by_name(canary: str, stable: str, message: str) -
 def test_a_bad_namespace_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=re.escape("app: expected a Kubernetes namespace name (got 'Wine\"')")):
         canary_checks(MonitoringSettings(), 'Wine"', CANARY, STABLE)
+
+
+def test_a_server_that_measures_no_drift_still_exports_its_window_rows() -> None:
+    # The drift check lets a canary through while its window is not full; a model with no drift reference never
+    # fills one, and the series the check reads must still be there (else the canary could never pass).
+    metrics = pytest.importorskip("model_server.metrics")
+    body, _ = metrics.Metrics().render()
+    samples = dict(line.rsplit(" ", 1) for line in body.decode().splitlines() if not line.startswith("#"))
+    assert float(samples[DRIFT_WINDOW_ROWS]) == 0
+    assert not any(name.startswith(DRIFT_SCORE) for name in samples)
