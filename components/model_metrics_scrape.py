@@ -23,6 +23,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from ruamel.yaml import YAML
 
+from monitoring.analysis import HASH_LABEL, POD_TEMPLATE_HASH_LABEL
 from monitoring.rules import SCRAPE_JOB
 
 CONFIG_MAP_NAME = "ama-metrics-prometheus-config"
@@ -78,6 +79,14 @@ def scrape_config(namespace: str, pod_selector: Mapping[str, str], port_name: st
                         "target_label": "namespace",
                     },
                     {"action": "replace", "source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                    # The canary analysis tells the versions apart by the hash Argo Rollouts labels their pods with; a
+                    # pod without that label gets no such series label (an empty value deletes it, Prometheus
+                    # model/relabel/relabel.go `relabel`, case Replace).
+                    {
+                        "action": "replace",
+                        "source_labels": [_label_meta(POD_TEMPLATE_HASH_LABEL)],
+                        "target_label": HASH_LABEL,
+                    },
                 ],
             }
         ]

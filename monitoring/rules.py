@@ -109,7 +109,7 @@ def iso8601_duration(seconds: int) -> str:
     return "PT" + "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M"), (secs, "S")) if n) if seconds else "PT0S"
 
 
-def _number(value: float) -> str:
+def promql_number(value: float) -> str:
     # repr: the shortest text that reads back as the same float (PromQL parses it, exponent included).
     return repr(float(value))
 
@@ -124,12 +124,12 @@ def serving_rules(slo: ServingSloSettings, app: str) -> tuple[AlertRule, ...]:
         f'sum by (job, namespace) (rate({REQUESTS}{{{scoring}, status=~"5.."}}[{RATE_WINDOW}]))\n'
         f"  /\n"
         f"sum by (job, namespace) (rate({REQUESTS}{{{scoring}}}[{RATE_WINDOW}]))\n"
-        f"  > {_number(slo.error_ratio)}"
+        f"  > {promql_number(slo.error_ratio)}"
     )
     latency = (
         f"histogram_quantile(0.99,\n"
         f"  sum by (job, namespace, le) (rate({LATENCY_BUCKETS}{{{scoring}}}[{RATE_WINDOW}]))\n"
-        f") > {_number(p99_seconds)}"
+        f") > {promql_number(p99_seconds)}"
     )
     deployment = f'job="{KUBE_STATE_JOB}", namespace="{app}", deployment="{app}"'
     replicas = (
@@ -185,7 +185,7 @@ def drift_rules(drift: DriftAlertSettings) -> tuple[AlertRule, ...]:
         f"    )\n"
         f"  * on (job, instance) group_left (model_name, model_version)\n"
         f"    {MODEL_INFO}{{{job}}}\n"
-        f") > {_number(drift.threshold)}"
+        f") > {promql_number(drift.threshold)}"
     )
     return (
         AlertRule(
@@ -195,7 +195,7 @@ def drift_rules(drift: DriftAlertSettings) -> tuple[AlertRule, ...]:
             severity="warning",
             category="drift",
             summary="The data the model scores has drifted from its training data.",
-            description=f"A feature's population stability index stayed above {_number(drift.threshold)} for "
+            description=f"A feature's population stability index stayed above {promql_number(drift.threshold)} for "
             f"{drift.sustained_for} (windows of at least {drift.min_window_rows} rows).",
         ),
     )

@@ -3,7 +3,11 @@ cluster, the scrape job selecting the model's own pods, and the alert rules Azur
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -11,7 +15,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from components.model_alerts import listener_alert_url
+from components.model_metrics_scrape import scrape_config
 from monitoring.__main__ import rules_path
+from monitoring.analysis import HASH_LABEL
 from offline.harness import ProgramRun, RecordedResource, run_program
 from offline.preview import StackRun
 from tests.conftest import run_variant
@@ -108,18 +114,37 @@ def test_container_insights_has_the_rule_its_managed_identity_mode_needs(
     assert _ends_with(association.inputs["dataCollectionRuleId"], _id_of(run, DCR, "container-insights-rule"))
 
 
-def _relabel_keeps(config: dict[str, Any], labels: dict[str, str], port_name: str) -> bool:
-    """Applies the job's `keep` relabel steps to a pod target with these labels and this container port."""
-    meta = {"__meta_kubernetes_pod_container_port_name": port_name}
+def _target_labels(config: dict[str, Any], labels: dict[str, str], port_name: str) -> dict[str, str] | None:
+    """The job's relabel steps applied to a pod target with these labels and this container port, as Prometheus
+    applies `keep` and `replace` (prometheus/prometheus model/relabel/relabel.go `relabel`): the target's labels,
+    or None when a step drops it."""
+    target = {
+        "__meta_kubernetes_pod_container_port_name": port_name,
+        "__meta_kubernetes_namespace": "ns",
+        "__meta_kubernetes_pod_name": "pod-0",
+    }
     for key, value in labels.items():
-        meta["__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in key)] = value
+        target["__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in key)] = value
     for step in config["relabel_configs"]:
-        if step["action"] != "keep":
+        joined = step.get("separator", ";").join(target.get(label, "") for label in step["source_labels"])
+        match = re.fullmatch(step.get("regex", "(.*)"), joined)
+        if step["action"] == "keep":
+            if match is None:
+                return None
             continue
-        joined = ";".join(meta.get(label, "") for label in step["source_labels"])
-        if not re.fullmatch(step["regex"], joined):
-            return False
-    return True
+        assert step["action"] == "replace", f"relabel action {step['action']!r}: teach _target_labels it"
+        if match is None:
+            continue
+        value = match.expand(re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", step.get("replacement", "$1")))
+        if value:
+            target[step["target_label"]] = value
+        else:  # an empty value deletes the label
+            target.pop(step["target_label"], None)
+    return {k: v for k, v in target.items() if not k.startswith("__")}
+
+
+def _relabel_keeps(config: dict[str, Any], labels: dict[str, str], port_name: str) -> bool:
+    return _target_labels(config, labels, port_name) is not None
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -151,6 +176,38 @@ def test_scrape_job_selects_the_model_server_pods(request: pytest.FixtureRequest
     (rule,) = allow["spec"]["ingress"]
     assert "from" not in rule
     assert [p["port"] for p in rule["ports"]] == [port["containerPort"]]
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_scrape_job_labels_every_series_with_the_pods_template_hash(request: pytest.FixtureRequest, stack: str) -> None:
+    # The canary analysis tells a rollout's versions apart by this label: Argo Rollouts puts it on every pod it makes
+    # (argoproj/argo-rollouts pkg/apis/rollouts/v1alpha1/types.go DefaultRolloutUniqueLabelKey, v1.9.0).
+    run = _run(request, stack)
+    config = YAML(typ="safe").load(run.one(CONFIG_MAP).inputs["data"]["prometheus-config"])
+    (job,) = config["scrape_configs"]
+    pod = run.one(DEPLOYMENT).inputs["spec"]["template"]
+    (port,) = pod["spec"]["containers"][0]["ports"]
+    rollout_pod = {**pod["metadata"]["labels"], "rollouts-pod-template-hash": "6b9f8c7d5d"}
+    labels = _target_labels(job, rollout_pod, port["name"])
+    assert labels == {"namespace": "ns", "pod": "pod-0", HASH_LABEL: "6b9f8c7d5d"}
+    # A pod no rollout made has no hash, and its series no such label.
+    assert _target_labels(job, pod["metadata"]["labels"], port["name"]) == {"namespace": "ns", "pod": "pod-0"}
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
+def test_scrape_job_relabel_steps_pass_promtool_check_config(tmp_path: Path) -> None:
+    config = scrape_config("wine-quality", {"app.kubernetes.io/name": "wine-quality"}, "http", "/metrics")
+    # Debian's promtool is built without Kubernetes discovery: a static target stands in; the relabel steps (label
+    # names a Prometheus config accepts) are what this checks.
+    (job,) = config["scrape_configs"]
+    del job["kubernetes_sd_configs"]
+    job["static_configs"] = [{"targets": ["127.0.0.1:8080"]}]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(json.dumps(config))
+    result = subprocess.run(
+        ["promtool", "check", "config", str(path)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
