@@ -15,14 +15,11 @@ no secret held. Locally the same command queries a plain Prometheus with no auth
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import math
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -261,17 +258,17 @@ def _api_error(document: Mapping[str, Any]) -> str:
     return f"{document.get('errorType', '?')}: {str(document.get('error', ''))[:_ERROR_TEXT_LIMIT]}"
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer, not a hop: the bearer token must not follow it to another host."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def _post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout: float, what: str) -> dict[str, Any]:
+    # Imported here, not at the top: `python -m model_server serve` builds this parser too, and its start is timed.
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """A redirect is an answer, not a hop: the bearer token must not follow it to another host."""
+
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
     request = urllib.request.Request(  # noqa: S310 - the scheme is checked by http_url / _https_or_loopback
         url,
         data=body,
@@ -279,7 +276,7 @@ def _post_json(url: str, body: bytes, *, headers: Mapping[str, str], timeout: fl
         method="POST",
     )
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=timeout) as response:
             text = response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         answer = exc.read().decode("utf-8", "replace")
@@ -382,6 +379,8 @@ def _https_or_loopback(url: str) -> bool:
         return False
     if parts.hostname == "localhost":
         return True
+    import ipaddress
+
     try:
         return ipaddress.ip_address(parts.hostname).is_loopback
     except ValueError:

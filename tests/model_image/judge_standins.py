@@ -163,3 +163,40 @@ def silent_port() -> Iterator[int]:
         listener.bind((LOOPBACK, 0))
         listener.listen(8)
         yield listener.getsockname()[1]
+
+
+@dataclass
+class Recorder:
+    """Answers every POST with a fixed JSON document and records the headers it was sent."""
+
+    answer: dict[str, object]
+    status: int = 200
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        recorder = self
+
+        class Record(_Quiet):
+            def do_POST(self) -> None:
+                self.body()
+                recorder.seen.append({name.lower(): value for name, value in self.headers.items()})
+                self.reply(recorder.status, json.dumps(recorder.answer).encode())
+
+            do_GET = do_POST
+
+        return Record
+
+
+def redirect_handler(location: str) -> type[BaseHTTPRequestHandler]:
+    """Answers every request with `307 Temporary Redirect` to `location` (a client that follows it re-sends the POST
+    and its headers there)."""
+
+    class Redirect(_Quiet):
+        def do_POST(self) -> None:
+            self.body()
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Redirect

@@ -19,7 +19,15 @@ import pytest
 
 from localrun.monitoring import port_of, prometheus
 from localrun.processes import LOOPBACK, child_env, free_port
-from tests.model_image.judge_standins import BearerProxy, EntraStandIn, metrics_handler, serving, silent_port
+from tests.model_image.judge_standins import (
+    BearerProxy,
+    EntraStandIn,
+    Recorder,
+    metrics_handler,
+    redirect_handler,
+    serving,
+    silent_port,
+)
 
 CANARY = "6c9f7d8b4"  # pod-template hashes as Argo Rollouts labels each ReplicaSet's pods
 STABLE = "5d4b8c7f9"
@@ -197,6 +205,19 @@ def test_a_timeout_fails() -> None:
     assert "timed out" in verdict["error"]
 
 
+def test_an_answer_whose_status_is_not_success_fails_even_with_http_200() -> None:
+    answer: dict[str, object] = {
+        "status": "error",
+        "errorType": "execution",
+        "error": "query processing failed",
+        "data": None,
+    }
+    with serving(Recorder(answer).handler()) as url:
+        proc = judge("--prometheus", url, "--check", f"r={within_bound(CANARY)}")
+    assert proc.returncode == 1
+    assert "status 'error': execution: query processing failed" in verdicts(proc)[0]["error"]
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 
@@ -279,6 +300,17 @@ class TestWorkloadIdentity:
         assert (workload_identity.proxy.authorized, workload_identity.proxy.refused) == (2, 0)
         assert ACCESS_TOKEN not in proc.stdout + proc.stderr
         assert ASSERTION not in proc.stdout + proc.stderr
+
+    def test_a_redirect_is_not_followed_with_the_token(self, workload_identity: WorkloadIdentity) -> None:
+        elsewhere = Recorder({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "1"]}]}})
+        with serving(elsewhere.handler()) as target, serving(redirect_handler(f"{target}/api/v1/query")) as query:
+            proc = judge(
+                "--prometheus", query, "--auth", "workload-identity", "--check", f"r={within_bound(CANARY)}",
+                env=workload_identity.env,
+            )  # fmt: skip
+        assert proc.returncode == 1
+        assert "HTTP 307" in verdicts(proc)[0]["error"]
+        assert elsewhere.seen == []
 
     def test_the_query_endpoint_refuses_a_query_without_the_token(self, workload_identity: WorkloadIdentity) -> None:
         proc = judge("--prometheus", workload_identity.proxy_url, "--check", f"error-ratio={within_bound(CANARY)}")
