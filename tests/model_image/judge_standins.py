@@ -188,13 +188,13 @@ class Recorder:
 
 
 def redirect_handler(location: str) -> type[BaseHTTPRequestHandler]:
-    """Answers every request with `307 Temporary Redirect` to `location` (a client that follows it re-sends the POST
-    and its headers there)."""
+    """Answers every request with `302 Found` to `location`. Python's urllib, left to itself, follows it: the POST
+    becomes a GET there, carrying every header but the body's, the bearer token too (`HTTPRedirectHandler`)."""
 
     class Redirect(_Quiet):
         def do_POST(self) -> None:
             self.body()
-            self.send_response(307)
+            self.send_response(302)
             self.send_header("Location", location)
             self.send_header("Content-Length", "0")
             self.end_headers()

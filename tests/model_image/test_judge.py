@@ -242,13 +242,14 @@ def test_a_value_for_no_check_is_refused() -> None:
     assert "--value 'b'" in proc.stderr
 
 
-def test_a_bearer_token_is_never_sent_in_clear_text_off_this_host() -> None:
+def test_a_bearer_token_is_never_sent_in_clear_text_off_this_host(tmp_path: Path) -> None:
     proc = judge(
         "--prometheus", "http://prometheus.example.invalid", "--auth", "workload-identity", "--check", "a=up",
+        env=pod_environment(tmp_path, authority=f"http://{LOOPBACK}:{free_port()}/"),
     )  # fmt: skip
     assert proc.returncode == 2
-    assert "--prometheus" in proc.stderr
-    assert "https" in proc.stderr
+    assert "--prometheus 'http://prometheus.example.invalid'" in proc.stderr
+    assert "expected an https URL" in proc.stderr
 
 
 # --- workload identity ---------------------------------------------------------------------------------------
@@ -266,17 +267,11 @@ class WorkloadIdentity:
 def workload_identity(prometheus_url: str, tmp_path: Path) -> Iterator[WorkloadIdentity]:
     """A pod's environment as the webhook injects it, the token endpoint trusting its projected token, and the
     query endpoint requiring the token that endpoint issues."""
-    token_file = tmp_path / "azure-identity-token"
-    token_file.write_text(ASSERTION)
     entra = EntraStandIn(tenant=TENANT, client_id=CLIENT, trusted_assertion=ASSERTION, access_token=ACCESS_TOKEN)
     proxy = BearerProxy(upstream=prometheus_url, access_token=ACCESS_TOKEN)
     with serving(entra.handler()) as authority, serving(proxy.handler()) as proxy_url:
-        env = {
-            "AZURE_CLIENT_ID": CLIENT,
-            "AZURE_TENANT_ID": TENANT,
-            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
-            "AZURE_AUTHORITY_HOST": f"{authority}/",  # with the trailing slash, as the webhook sets it
-        }
+        # The authority host with its trailing slash, as the webhook sets it.
+        env = pod_environment(tmp_path, authority=f"{authority}/")
         yield WorkloadIdentity(entra, proxy, proxy_url, env)
 
 
@@ -309,7 +304,7 @@ class TestWorkloadIdentity:
                 env=workload_identity.env,
             )  # fmt: skip
         assert proc.returncode == 1
-        assert "HTTP 307" in verdicts(proc)[0]["error"]
+        assert "HTTP 302" in verdicts(proc)[0]["error"]
         assert elsewhere.seen == []
 
     def test_the_query_endpoint_refuses_a_query_without_the_token(self, workload_identity: WorkloadIdentity) -> None:
@@ -339,16 +334,21 @@ class TestWorkloadIdentity:
             assert secret not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("missing", WORKLOAD_IDENTITY_ENV)
-def test_a_missing_workload_identity_variable_is_named(missing: str, tmp_path: Path) -> None:
+def pod_environment(tmp_path: Path, *, authority: str) -> dict[str, str]:
+    """What the workload identity webhook injects (the token file with the trusted assertion)."""
     token_file = tmp_path / "azure-identity-token"
     token_file.write_text(ASSERTION)
-    env = {
+    return {
         "AZURE_CLIENT_ID": CLIENT,
         "AZURE_TENANT_ID": TENANT,
         "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
-        "AZURE_AUTHORITY_HOST": f"http://{LOOPBACK}:{free_port()}/",
+        "AZURE_AUTHORITY_HOST": authority,
     }
+
+
+@pytest.mark.parametrize("missing", WORKLOAD_IDENTITY_ENV)
+def test_a_missing_workload_identity_variable_is_named(missing: str, tmp_path: Path) -> None:
+    env = pod_environment(tmp_path, authority=f"http://{LOOPBACK}:{free_port()}/")
     del env[missing]
     proc = judge(
         "--prometheus", f"http://{LOOPBACK}:{free_port()}", "--auth", "workload-identity", "--check", "a=up", env=env
