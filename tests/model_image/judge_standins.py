@@ -200,3 +200,16 @@ def redirect_handler(location: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
     return Redirect
+
+
+def echoing_refusal_handler() -> type[BaseHTTPRequestHandler]:
+    """A token endpoint that refuses and quotes the whole request back in its error description: not what Entra
+    documents, but what a careless proxy in between might do; the judge must still never print the assertion."""
+
+    class Echo(_Quiet):
+        def do_POST(self) -> None:
+            body = self.body().decode()
+            answer = {"error": "invalid_client", "error_description": f"refused: {urllib.parse.unquote_plus(body)}"}
+            self.reply(400, json.dumps(answer).encode())
+
+    return Echo

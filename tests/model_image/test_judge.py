@@ -23,6 +23,7 @@ from tests.model_image.judge_standins import (
     BearerProxy,
     EntraStandIn,
     Recorder,
+    echoing_refusal_handler,
     metrics_handler,
     redirect_handler,
     serving,
@@ -344,6 +345,20 @@ def pod_environment(tmp_path: Path, *, authority: str) -> dict[str, str]:
         "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
         "AZURE_AUTHORITY_HOST": authority,
     }
+
+
+def test_an_assertion_quoted_back_in_an_error_is_never_printed(tmp_path: Path) -> None:
+    with serving(echoing_refusal_handler()) as authority:
+        env = pod_environment(tmp_path, authority=f"{authority}/")
+        proc = judge(
+            "--prometheus", f"http://{LOOPBACK}:{free_port()}", "--auth", "workload-identity", "--check", "a=up",
+            env=env,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    error = verdicts(proc)[0]["error"]
+    assert "invalid_client" in error
+    assert "[redacted]" in error
+    assert ASSERTION not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("missing", WORKLOAD_IDENTITY_ENV)
