@@ -1,7 +1,8 @@
 """The canary's judge: run each pass query once against Prometheus; pass only if every one returned a sample.
 
-Argo Rollouts runs this as one measurement of its Job metric provider (the measurement passes iff the Job exits 0),
-from the model image, so it is standard library only: the serving image must not grow for it. Each check is a PromQL
+Argo Rollouts runs this as one measurement of its Job metric provider (the measurement passes iff the Job completes
+with exit code 0: argoproj/argo-rollouts docs/analysis/job.md), from the model image, so it is standard library only:
+the serving image must not grow for it. Each check is a PromQL
 query with its bound inside it (`(error_ratio) <= 0.01`): it passes iff the instant query returns at least one
 sample, and none of them is NaN. An empty answer (bound not met, no traffic, no such series), an error, a timeout
 or a result that is not a vector fails the check; nothing that cannot decide ever passes

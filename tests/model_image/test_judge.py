@@ -231,6 +231,24 @@ def test_a_check_not_of_the_form_name_equals_query_is_refused(check: str) -> Non
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--timeout", "0", "positive number of seconds"),
+        ("--timeout", "nan", "positive number of seconds"),
+        ("--timeout", "soon", "positive number of seconds"),
+        ("--prometheus", "ftp://127.0.0.1:9090", "http(s) URL"),
+        ("--prometheus", "127.0.0.1:9090", "http(s) URL"),
+    ],
+)
+def test_a_bad_option_value_is_refused_naming_the_option(option: str, value: str, expected: str) -> None:
+    args = {"--prometheus": f"http://{LOOPBACK}:9", "--timeout": "1", option: value}
+    proc = judge(*[part for pair in args.items() for part in pair], "--check", "a=up")
+    assert proc.returncode == 2
+    assert f"argument {option}: expected a" in proc.stderr
+    assert expected in proc.stderr
+
+
 def test_a_duplicate_check_name_is_refused() -> None:
     proc = judge("--prometheus", f"http://{LOOPBACK}:9", "--check", "a=up", "--check", "a=up == 1")
     assert proc.returncode == 2
@@ -359,6 +377,40 @@ def test_an_assertion_quoted_back_in_an_error_is_never_printed(tmp_path: Path) -
     assert "invalid_client" in error
     assert "[redacted]" in error
     assert ASSERTION not in proc.stdout + proc.stderr
+
+
+def test_a_token_answer_without_an_access_token_fails(tmp_path: Path) -> None:
+    with serving(Recorder({"token_type": "Bearer", "expires_in": 3599}).handler()) as authority:
+        proc = judge(
+            "--prometheus", f"http://{LOOPBACK}:{free_port()}", "--auth", "workload-identity", "--check", "a=up",
+            env=pod_environment(tmp_path, authority=f"{authority}/"),
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert "without access_token" in verdicts(proc)[0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/azure-identity-token", "cannot read"),
+        ("AZURE_FEDERATED_TOKEN_FILE", "EMPTY", "is empty"),
+        ("AZURE_AUTHORITY_HOST", "http://login.example.invalid/", "expected an https URL"),
+    ],
+)
+def test_an_unusable_pod_environment_is_refused_naming_the_variable(
+    variable: str, value: str, expected: str, tmp_path: Path
+) -> None:
+    env = pod_environment(tmp_path, authority=f"http://{LOOPBACK}:{free_port()}/")
+    if value == "EMPTY":
+        (tmp_path / "empty-token").write_text("")
+        value = str(tmp_path / "empty-token")
+    env[variable] = value
+    proc = judge(
+        "--prometheus", f"http://{LOOPBACK}:{free_port()}", "--auth", "workload-identity", "--check", "a=up", env=env
+    )
+    assert proc.returncode == 2
+    assert variable in proc.stderr
+    assert expected in proc.stderr
 
 
 @pytest.mark.parametrize("missing", WORKLOAD_IDENTITY_ENV)
