@@ -2,11 +2,10 @@
 
 Argo Rollouts runs this as one measurement of its Job metric provider (the measurement passes iff the Job completes
 with exit code 0: argoproj/argo-rollouts docs/analysis/job.md), from the model image, so it is standard library only:
-the serving image must not grow for it. Each check is a PromQL
-query with its bound inside it (`(error_ratio) <= 0.01`): it passes iff the instant query returns at least one
-sample, and none of them is NaN. An empty answer (bound not met, no traffic, no such series), an error, a timeout
-or a result that is not a vector fails the check; nothing that cannot decide ever passes
-(docs/decisions/0001-canary-release.md).
+the serving image must not grow for it. Each check is a PromQL query with its bound inside it
+(`(error_ratio) <= 0.01`): it passes iff the instant query returns at least one sample, and none of them is NaN. An
+empty answer (bound not met, no traffic, no such series), an error, a timeout or a result that is not a vector fails
+the check; nothing that cannot decide ever passes (docs/decisions/0001-canary-release.md).
 
 In the cluster the pod queries Azure Monitor managed Prometheus under Microsoft Entra workload identity: the
 projected service account token is exchanged for an access token (client credentials with a federated assertion),
