@@ -1,9 +1,10 @@
-"""`python -m model_server serve | fetch | check | smoke`.
+"""`python -m model_server serve | fetch | check | smoke | judge`.
 
 serve  Serve the model in --model-dir (env MODEL_DIR) on --host/--port (env HOST/PORT); flags override the environment.
 fetch  Download models:/<name>/<version> from the registry at $MLFLOW_TRACKING_URI into --dest, with serving metadata.
 check  Load the model and run the warm-up (what readiness waits for) without serving; used at image build time.
 smoke  POST the model's input example to --url and require predictions; the post-deploy Job that gates `pulumi up`.
+judge  Run each canary check's PromQL pass query once; exit 0 iff every one returned a sample (a rollout analysis Job).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from model_server.judge import add_arguments as add_judge_arguments
+from model_server.judge import run as run_judge
 from model_server.settings import SettingsError, load_settings
 
 
@@ -46,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     smoke.add_argument("--url", required=True, help="the server's /invocations URL")
     smoke.add_argument("--model-dir", type=Path, help="MLflow model directory (env MODEL_DIR, default /opt/model)")
     smoke.add_argument("--attempts", type=int, default=10)
+
+    judge = commands.add_parser("judge", help="judge a canary: every PromQL pass query must return a sample")
+    add_judge_arguments(judge)
     return parser
 
 
@@ -128,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fetch(args)
         if args.command == "smoke":
             return _smoke(args)
+        if args.command == "judge":
+            return run_judge(args)
         return _check(args)
     except SettingsError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
