@@ -21,8 +21,9 @@ from components.key_vault import DEPLOYED_RETENTION_OUTPUT, PlatformKeyVault, Pl
 from components.managed_grafana import ManagedGrafana, ManagedGrafanaArgs
 from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
+from components.model_canary import CANARY_HASH_ARG, STABLE_HASH_ARG, hash_arg
 from components.model_catalog import ModelCatalog, ModelCatalogArgs
-from components.model_deployment import PORT_NAME, ModelDeployment, ModelDeploymentArgs
+from components.model_deployment import PORT_NAME, CanaryAnalysis, CanaryRelease, ModelDeployment, ModelDeploymentArgs
 from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
 from components.model_metrics_scrape import ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
@@ -32,6 +33,7 @@ from components.placement import Placement
 from components.role_assignment import Principal
 from components.rollout_controller import RolloutController, RolloutControllerArgs
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
+from monitoring.analysis import canary_checks
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
 from stacks.settings import day_zero_next_step, key_vault_settings, kubernetes_name, registry_settings
@@ -253,8 +255,19 @@ if model is not None and image_ref is not None:
             exposure=serving.exposure,
             host=serving.host,
             tls_secret_name=serving.tls_secret_name,
+            canary=CanaryRelease.from_settings(serving.canary),
+            # The canary is judged by the alert rules' own series, against this stack's thresholds.
+            analysis=CanaryAnalysis(
+                checks=canary_checks(
+                    monitoring, kubernetes_name(model.name), hash_arg(CANARY_HASH_ARG), hash_arg(STABLE_HASH_ARG)
+                ),
+                prometheus_url=prometheus.query_endpoint,
+                azure_monitor_workspace_id=prometheus.workspace_id,
+                subscription_id=client.subscription_id,
+            ),
         ),
-        opts=pulumi.ResourceOptions(providers=[cluster.provider]),
+        # The Rollout and its AnalysisTemplate are the controller's kinds: its CRDs must exist first.
+        opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[rollouts]),
     )
     # The scrape job and the alert rules watch this model's pods: they come and go with the deployment, so they are
     # its children (the first promotion's diff adds them under `model`, beside the Deployment).

@@ -1,17 +1,19 @@
-"""ModelDeployment: one model served on one AKS cluster, rolled out by image digest and gated by a smoke test.
+"""ModelDeployment: one model served on one AKS cluster, by image digest, each new version released as a canary.
 
-Owns, on the cluster (through the Kubernetes provider passed in `opts`; built in components/model_workload.py): the
-Namespace, a ServiceAccount bound by workload identity, the Deployment, its Service (internal load balancer or
-ClusterIP behind an ingress), the Ingress with TLS (exposure `ingress`), a PodDisruptionBudget, a
-HorizontalPodAutoscaler, NetworkPolicies (default deny, then the serving port only) and the post-deploy smoke-test
-Job. In Azure (default provider; built in components/model_identity.py): the user-assigned managed identity of the
-ServiceAccount and its federated credential for the cluster's OIDC issuer.
+Owns, on the cluster (through the Kubernetes provider passed in `opts`; built in components/model_workload.py and
+components/model_canary.py): the Namespace, a ServiceAccount bound by workload identity, the Rollout (Argo
+Rollouts: the serving pods and their canary steps), its Service (internal load balancer or ClusterIP behind an
+ingress) and the canary Service, the Ingress with TLS (exposure `ingress`), a PodDisruptionBudget, a
+HorizontalPodAutoscaler, NetworkPolicies (default deny, then the serving port only) and the smoke test the release
+runs on the canary before it takes traffic (an AnalysisTemplate). In Azure (default provider; built in
+components/model_identity.py): the user-assigned managed identity of the ServiceAccount and its federated
+credential for the cluster's OIDC issuer.
 
 Registered outputs: `namespace`, `serviceName`, `servingUrl`; `pod_selector` is a plain attribute (the serving pods'
 labels, for what selects them from outside).
 
-Only a new model version or a new image digest changes the Deployment's pod template: replicas belong to the
-HPA, and nothing volatile (timestamps, run ids) is written anywhere, so an unrelated change never rolls pods.
+Only a new model version or a new image digest changes the Rollout's pod template: replicas belong to the HPA,
+and nothing volatile (timestamps, run ids) is written anywhere, so an unrelated change never starts a release.
 """
 
 from __future__ import annotations
@@ -24,25 +26,36 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_azure_native import managedidentity
 
-from components.model_identity import build_workload_identity
+from components import azure_facts
+from components.model_canary import (
+    CanaryAnalysis,
+    CanaryRelease,
+    build_analysis_service_account,
+    build_analysis_template,
+    build_canary_service,
+    build_smoke_template,
+    canary_strategy,
+    rollout_timeout_seconds,
+)
+from components.model_identity import build_analysis_identity, build_workload_identity
 from components.model_workload import (
     IMAGE_REF,
     PORT_NAME,
     Workload,
     build_availability,
-    build_deployment,
     build_exposure,
     build_namespace,
     build_network_policies,
+    build_rollout,
     build_service_account,
-    build_smoke_test,
     checked_image,
     metadata_name,
 )
 from components.placement import Placement
+from components.role_assignment import assign_role
 from stacks.settings import kubernetes_name
 
-__all__ = ["PORT_NAME", "ModelDeployment", "ModelDeploymentArgs"]
+__all__ = ["PORT_NAME", "CanaryAnalysis", "CanaryRelease", "ModelDeployment", "ModelDeploymentArgs"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,10 @@ class ModelDeploymentArgs:
     """Memory of one serving pod, request and limit alike (e.g. `"2Gi"`)."""
     max_rows: int
     """Rows one request may carry; the server refuses more."""
+    canary: CanaryRelease
+    """How each new version takes traffic (steps, pauses, failed measurements that abort)."""
+    analysis: CanaryAnalysis | None = None
+    """How the canary is judged while it takes traffic; None releases on the smoke test and the steps alone."""
     exposure: Literal["internal-load-balancer", "ingress"] = "internal-load-balancer"
     """How the model is reached: an internal load balancer, or an Ingress with TLS (needs `host` and
     `tls_secret_name`)."""
@@ -101,6 +118,15 @@ def _kubernetes_provider(opts: pulumi.ResourceOptions | None) -> pulumi.Provider
     return None
 
 
+def _dependencies(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    depends_on = opts.depends_on if opts is not None else None
+    if isinstance(depends_on, pulumi.Resource):
+        return [depends_on]
+    if isinstance(depends_on, Sequence):
+        return [d for d in depends_on if isinstance(d, pulumi.Resource)]
+    return []
+
+
 def _validate(args: ModelDeploymentArgs, provider: pulumi.ProviderResource | None) -> None:
     problems: list[pulumi.InputPropertyErrorDetails] = []
 
@@ -117,21 +143,23 @@ def _validate(args: ModelDeploymentArgs, provider: pulumi.ProviderResource | Non
 
 
 class ModelDeployment(pulumi.ComponentResource):
-    """One model served on one cluster: workload identity, Deployment by digest, Service, autoscaling,
-    disruption budget, network policy, optional ingress, and a smoke-test Job that gates `pulumi up`."""
+    """One model served on one cluster: workload identity, a Rollout by digest whose new versions are canaries,
+    Services, autoscaling, disruption budget, network policy, optional ingress, and the canary's smoke test."""
 
     identity: managedidentity.UserAssignedIdentity
     federated_credential: managedidentity.FederatedIdentityCredential
     namespace_resource: k8s.core.v1.Namespace
     service_account: k8s.core.v1.ServiceAccount
-    deployment: k8s.apps.v1.Deployment
+    rollout: k8s.apiextensions.CustomResource
+    smoke_template: k8s.apiextensions.CustomResource
+    analysis_template: k8s.apiextensions.CustomResource | None
     service: k8s.core.v1.Service
+    canary_service: k8s.core.v1.Service
     ingress: k8s.networking.v1.Ingress | None
     pod_disruption_budget: k8s.policy.v1.PodDisruptionBudget
     autoscaler: k8s.autoscaling.v2.HorizontalPodAutoscaler
     default_deny: k8s.networking.v1.NetworkPolicy
     allow_serving_port: k8s.networking.v1.NetworkPolicy
-    smoke_test: k8s.batch.v1.Job
     namespace: pulumi.Output[str]
     service_name: pulumi.Output[str]
     serving_url: pulumi.Output[str]
@@ -155,8 +183,10 @@ class ModelDeployment(pulumi.ComponentResource):
             },
             selector=selector,
             # Kubernetes children get the cluster's provider explicitly; Azure children get none, so they use the
-            # azure-native provider they inherit (never the Kubernetes one).
-            kube=pulumi.ResourceOptions(parent=self, provider=provider),
+            # azure-native provider they inherit (never the Kubernetes one). They also depend, explicitly and so
+            # in the state's graph, on what the component depends on: the release controller, whose CRDs the
+            # Rollout and its AnalysisTemplate need.
+            kube=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=_dependencies(opts)),
         )
         self.pod_selector = dict(selector)
 
@@ -165,17 +195,42 @@ class ModelDeployment(pulumi.ComponentResource):
         self.namespace = self.namespace_resource.metadata.apply(metadata_name)
         self.service_account = build_service_account(workload, self.namespace, self.identity.client_id)
         image = checked_image(args.image_ref)
-        self.deployment = build_deployment(workload, args, self.namespace, image, self.service_account)
         exposure = build_exposure(workload, args, self.namespace)
         self.service, self.ingress = exposure.service, exposure.ingress
         self.service_name, self.serving_url = exposure.service_name, exposure.serving_url
-        self.pod_disruption_budget, self.autoscaler = build_availability(
-            workload, args, self.namespace, self.deployment
-        )
+        self.canary_service = build_canary_service(workload, self.namespace)
         self.default_deny, self.allow_serving_port = build_network_policies(workload, self.namespace)
-        self.smoke_test = build_smoke_test(
-            workload, self.namespace, image, after=[self.deployment, self.service, self.allow_serving_port]
+        self.smoke_template = build_smoke_template(workload, self.namespace, image, after=[self.service_account])
+        self.analysis_template = None
+        if args.analysis is not None:
+            self.analysis_template = self._analysis(name, args, args.analysis, workload, image)
+        routed = self.ingress is not None
+        strategy = canary_strategy(
+            app,
+            args.canary,
+            routed=routed,
+            stable_ingress=app if routed else None,
+            analysed=self.analysis_template is not None,
         )
+        self.rollout = build_rollout(
+            workload,
+            args,
+            self.namespace,
+            image,
+            strategy=strategy,
+            wait_seconds=rollout_timeout_seconds(args.canary),
+            # The controller reads the Services, the Ingress and the smoke template when the release starts.
+            after=[
+                self.service_account,
+                self.service,
+                self.canary_service,
+                *([self.ingress] if self.ingress is not None else []),
+                self.allow_serving_port,
+                self.smoke_template,
+                *([self.analysis_template] if self.analysis_template is not None else []),
+            ],
+        )
+        self.pod_disruption_budget, self.autoscaler = build_availability(workload, args, self.namespace, self.rollout)
 
         self.register_outputs(
             {
@@ -183,4 +238,30 @@ class ModelDeployment(pulumi.ComponentResource):
                 "serviceName": self.service_name,
                 "servingUrl": self.serving_url,
             }
+        )
+
+    def _analysis(
+        self,
+        name: str,
+        args: ModelDeploymentArgs,
+        analysis: CanaryAnalysis,
+        workload: Workload,
+        image: pulumi.Output[str],
+    ) -> k8s.apiextensions.CustomResource:
+        """The analysis identity (Monitoring Data Reader on the workspace), its ServiceAccount and the template."""
+        app = workload.app
+        identity, _ = build_analysis_identity(name, args, app, f"{app}-analysis", self)
+        assign_role(
+            f"{name}-analysis-reads-prometheus",
+            role_id=azure_facts.MONITORING_DATA_READER,
+            scope=analysis.azure_monitor_workspace_id,
+            principal_id=identity.principal_id,
+            principal_type="ServicePrincipal",
+            subscription_id=analysis.subscription_id,
+            parent=self,
+            description="The canary analysis queries the stack's managed Prometheus",
+        )
+        service_account = build_analysis_service_account(workload, self.namespace, identity.client_id)
+        return build_analysis_template(
+            workload, self.namespace, image, release=args.canary, analysis=analysis, service_account=service_account
         )

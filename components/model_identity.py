@@ -1,8 +1,9 @@
-"""The Azure side of ModelDeployment: the workload identity its pods run as (a builder function).
+"""The Azure side of ModelDeployment: the workload identities its pods run as (builder functions).
 
 A user-assigned managed identity and its federated credential, which trusts the cluster's OIDC issuer for the
-model's ServiceAccount (`system:serviceaccount:<app>:<app>`) and nothing else. Both are children of the component on
-the azure-native provider it inherits, never the Kubernetes one.
+model's ServiceAccount (`system:serviceaccount:<app>:<app>`) and nothing else; and the same pair for the canary
+analysis Jobs' ServiceAccount (`<app>-analysis`), the only one that may read the stack's Prometheus. All are
+children of the component on the azure-native provider it inherits, never the Kubernetes one.
 """
 
 from __future__ import annotations
@@ -22,9 +23,25 @@ def build_workload_identity(
     name: str, args: ModelDeploymentArgs, app: str, parent: pulumi.Resource
 ) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
     """The identity `<project>-<stack>-<app>-workload` and its federated credential for the model's ServiceAccount."""
+    return _federated_identity(name, args, app, service_account=app, role="workload", parent=parent)
+
+
+def build_analysis_identity(
+    name: str, args: ModelDeploymentArgs, app: str, service_account: str, parent: pulumi.Resource
+) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
+    """The identity `<project>-<stack>-<app>-analysis` the canary's analysis Jobs query Prometheus as, trusted for
+    their own ServiceAccount only: the serving pods never hold a right to read the workspace."""
+    return _federated_identity(
+        f"{name}-analysis", args, app, service_account=service_account, role="analysis", parent=parent
+    )
+
+
+def _federated_identity(
+    name: str, args: ModelDeploymentArgs, app: str, *, service_account: str, role: str, parent: pulumi.Resource
+) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
     identity = managedidentity.UserAssignedIdentity(
         f"{name}-identity",
-        resource_name_=args.placement.naming.resource(f"{app}-workload"),
+        resource_name_=args.placement.naming.resource(f"{app}-{role}"),
         resource_group_name=args.placement.resource_group_name,
         location=args.placement.location,
         tags=args.placement.tag_map(),
@@ -34,9 +51,9 @@ def build_workload_identity(
         f"{name}-federated-credential",
         resource_group_name=args.placement.resource_group_name,
         resource_name_=identity.name,
-        federated_identity_credential_resource_name=f"kubernetes-{app}-{app}",
+        federated_identity_credential_resource_name=f"kubernetes-{app}-{service_account}",
         issuer=args.oidc_issuer_url,
-        subject=f"system:serviceaccount:{app}:{app}",
+        subject=f"system:serviceaccount:{app}:{service_account}",
         audiences=[TOKEN_AUDIENCE],
         opts=pulumi.ResourceOptions(parent=parent),
     )

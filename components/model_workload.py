@@ -1,23 +1,25 @@
 """The Kubernetes side of ModelDeployment: one builder function per group of objects, each a child of the component.
 
 Builders (as pulumi-eks builds a node group's children in plain functions the component calls): `build_namespace`,
-`build_service_account`, `build_deployment`, `build_exposure` (Service, and Ingress with TLS for exposure `ingress`),
-`build_availability` (PodDisruptionBudget, HorizontalPodAutoscaler), `build_network_policies` (default deny, then
-the serving port only) and `build_smoke_test` (the post-deploy Job). Every object gets the cluster's provider
-explicitly (`Workload.kube`), never the azure-native one.
+`build_service_account`, `build_rollout` (the serving pods, `pod_template`, released by Argo Rollouts; the canary
+strategy and smoke test are in model_canary.py), `build_exposure` (Service, and Ingress with TLS for exposure
+`ingress`), `build_availability` (PodDisruptionBudget, HorizontalPodAutoscaler) and `build_network_policies`
+(default deny, then the serving port only). Every object gets the cluster's provider explicitly (`Workload.kube`),
+never the azure-native one.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.aks_cluster import MODEL_POOL_LABEL
 from components.contracts import server
+from monitoring.analysis import POD_TEMPLATE_HASH_LABEL
 
 if TYPE_CHECKING:
     from components.model_deployment import ModelDeploymentArgs
@@ -32,13 +34,13 @@ INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
 INTERNAL_LB_ANNOTATION = "service.beta.kubernetes.io/azure-load-balancer-internal"
 WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
-SMOKE_BACKOFF_LIMIT = 2
-SMOKE_TTL_SECONDS = 7 * 24 * 3600
-SMOKE_DEADLINE_SECONDS = 600
+ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
+# The label Argo Rollouts puts on each version's pods; the Deployment controller's `pod-template-hash` is not set.
+ROLLOUT_HASH_LABEL = POD_TEMPLATE_HASH_LABEL
 IMAGE_REF = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
 
 # checkov reads `checkov.io/skipN: <check>=<reason>` annotations; each skip states why it does not apply here.
-_SKIP_PULL_POLICY = (
+SKIP_PULL_POLICY = (
     "CKV_K8S_15=the image is pinned by sha256 digest, so IfNotPresent can never run another image; Always would "
     "only make every pod start depend on the registry being reachable"
 )
@@ -52,7 +54,7 @@ class Workload:
     name: str
     """The component's name; every child is `<name>-<role>`."""
     app: str
-    """The model's Kubernetes name (namespace, Deployment, Service, ServiceAccount)."""
+    """The model's Kubernetes name (namespace, Rollout, Service, ServiceAccount)."""
     version: str
     """The model version, as a label value."""
     common: dict[str, str]
@@ -83,7 +85,7 @@ def _load_balancer_url(status: k8s.core.v1.outputs.ServiceStatus | None) -> str:
     return f"http://{ingress[0].ip}/invocations"
 
 
-def _container_security() -> k8s.core.v1.SecurityContextArgs:
+def container_security() -> k8s.core.v1.SecurityContextArgs:
     return k8s.core.v1.SecurityContextArgs(
         run_as_non_root=True,
         run_as_user=RUN_AS_USER,
@@ -96,7 +98,7 @@ def _container_security() -> k8s.core.v1.SecurityContextArgs:
     )
 
 
-def _pod_security() -> k8s.core.v1.PodSecurityContextArgs:
+def pod_security() -> k8s.core.v1.PodSecurityContextArgs:
     return k8s.core.v1.PodSecurityContextArgs(
         run_as_non_root=True,
         run_as_user=RUN_AS_USER,
@@ -106,7 +108,7 @@ def _pod_security() -> k8s.core.v1.PodSecurityContextArgs:
     )
 
 
-def _tmp_volume() -> tuple[k8s.core.v1.VolumeArgs, k8s.core.v1.VolumeMountArgs]:
+def tmp_volume() -> tuple[k8s.core.v1.VolumeArgs, k8s.core.v1.VolumeMountArgs]:
     # The root filesystem is read-only; /tmp is the one writable place (Python, MLflow and numpy expect one).
     return (
         k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
@@ -166,16 +168,10 @@ def checked_image(image_ref: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.from_input(image_ref).apply(_checked_image_ref)
 
 
-def build_deployment(
-    w: Workload,
-    args: ModelDeploymentArgs,
-    namespace: pulumi.Input[str],
-    image: pulumi.Input[str],
-    service_account: k8s.core.v1.ServiceAccount,
-) -> k8s.apps.v1.Deployment:
-    """The serving Deployment: the image by digest, probes, restricted security, spread across zones and nodes."""
-    name, app, version, common, selector, kube = w.name, w.app, w.version, w.common, w.selector, w.kube
-    tmp_volume, tmp_mount = _tmp_volume()
+def pod_template(w: Workload, args: ModelDeploymentArgs, image: pulumi.Input[str]) -> k8s.core.v1.PodTemplateSpecArgs:
+    """The serving pods: the image by digest, probes, restricted security, spread across zones and nodes."""
+    app, version, common, selector = w.app, w.version, w.common, w.selector
+    volume, mount = tmp_volume()
     # CPU request = limit: the server is one process with OMP_NUM_THREADS=1; whole cores, no throttling.
     resources = k8s.core.v1.ResourceRequirementsArgs(
         requests={"cpu": args.cpu, "memory": args.memory},
@@ -183,91 +179,103 @@ def build_deployment(
     )
     spread = [
         # ScheduleAnyway: a pool spanning zones is one scale set, so the autoscaler cannot add a node in a
-        # chosen zone; a hard constraint could leave a surge pod Pending and fail the rollout.
+        # chosen zone; a hard constraint could leave a surge pod Pending and stall the release. Spread per
+        # version: the controller labels each version's pods with its own hash.
         k8s.core.v1.TopologySpreadConstraintArgs(
             max_skew=1,
             topology_key=key,
             when_unsatisfiable="ScheduleAnyway",
             label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-            match_label_keys=["pod-template-hash"],
+            match_label_keys=[ROLLOUT_HASH_LABEL],
         )
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
-    return k8s.apps.v1.Deployment(
-        f"{name}-deployment",
+    return k8s.core.v1.PodTemplateSpecArgs(
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=app,
-            namespace=namespace,
-            labels=common,
-            annotations={"checkov.io/skip1": _SKIP_PULL_POLICY},
+            labels={**common, **selector, "app.kubernetes.io/version": version, WORKLOAD_IDENTITY_USE: "true"},
+            annotations={"mlops/model-version": version, "mlops/image-ref": image},
         ),
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            # No `replicas`: the HPA owns the count. Declaring it here would reset the HPA's choice on every
-            # `pulumi up` (the Deployment starts at 1 and the HPA raises it to minReplicas at once).
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-            strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                type="RollingUpdate",
-                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
-            ),
-            revision_history_limit=5,
-            progress_deadline_seconds=600,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels={
-                        **common,
-                        **selector,
-                        "app.kubernetes.io/version": version,
-                        WORKLOAD_IDENTITY_USE: "true",
-                    },
-                    annotations={"mlops/model-version": version, "mlops/image-ref": image},
-                ),
-                spec=k8s.core.v1.PodSpecArgs(
-                    service_account_name=app,
-                    automount_service_account_token=False,
-                    enable_service_links=False,
-                    security_context=_pod_security(),
-                    # The user pool; the system pool is tainted CriticalAddonsOnly, so no toleration is needed
-                    # and none is given.
-                    node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
-                    topology_spread_constraints=spread,
-                    termination_grace_period_seconds=30,
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="server",
-                            image=image,
-                            image_pull_policy="IfNotPresent",
-                            ports=[
-                                k8s.core.v1.ContainerPortArgs(
-                                    name=PORT_NAME, container_port=SERVING_PORT, protocol="TCP"
-                                )
-                            ],
-                            env=[
-                                k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
-                                k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=args.model_name),
-                                k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_VERSION, value=version),
-                                # The name model_server reads (its args.py); a test holds the two together.
-                                k8s.core.v1.EnvVarArgs(name=server.Env.MAX_REQUEST_ROWS, value=str(args.max_rows)),
-                            ],
-                            resources=resources,
-                            # Ready only once the model is loaded and warmed up: up to 5 minutes to start.
-                            startup_probe=_http_probe(READY_PATH, period=5, failures=60),
-                            readiness_probe=_http_probe(READY_PATH, period=5, failures=3),
-                            liveness_probe=_http_probe(LIVE_PATH, period=10, failures=3),
-                            # Let the endpoints controller and load balancer stop sending before SIGTERM.
-                            lifecycle=k8s.core.v1.LifecycleArgs(
-                                pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=5))
-                            ),
-                            security_context=_container_security(),
-                            volume_mounts=[tmp_mount],
-                        )
+        spec=k8s.core.v1.PodSpecArgs(
+            service_account_name=app,
+            automount_service_account_token=False,
+            enable_service_links=False,
+            security_context=pod_security(),
+            # The user pool; the system pool is tainted CriticalAddonsOnly, so no toleration is needed and none
+            # is given.
+            node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+            topology_spread_constraints=spread,
+            termination_grace_period_seconds=30,
+            containers=[
+                k8s.core.v1.ContainerArgs(
+                    name="server",
+                    image=image,
+                    image_pull_policy="IfNotPresent",
+                    ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=SERVING_PORT, protocol="TCP")],
+                    env=[
+                        k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
+                        k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=args.model_name),
+                        k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_VERSION, value=version),
+                        # The name model_server reads (its args.py); a test holds the two together.
+                        k8s.core.v1.EnvVarArgs(name=server.Env.MAX_REQUEST_ROWS, value=str(args.max_rows)),
                     ],
-                    volumes=[tmp_volume],
-                ),
-            ),
+                    resources=resources,
+                    # Ready only once the model is loaded and warmed up: up to 5 minutes to start.
+                    startup_probe=_http_probe(READY_PATH, period=5, failures=60),
+                    readiness_probe=_http_probe(READY_PATH, period=5, failures=3),
+                    liveness_probe=_http_probe(LIVE_PATH, period=10, failures=3),
+                    # Let the endpoints controller and load balancer stop sending before SIGTERM.
+                    lifecycle=k8s.core.v1.LifecycleArgs(
+                        pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=5))
+                    ),
+                    security_context=container_security(),
+                    volume_mounts=[mount],
+                )
+            ],
+            volumes=[volume],
         ),
-        # pulumi-kubernetes waits until the rollout is Available and fails `pulumi up` otherwise: no
-        # `pulumi.com/skipAwait` here, on purpose.
-        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[service_account])),
+    )
+
+
+def build_rollout(
+    w: Workload,
+    args: ModelDeploymentArgs,
+    namespace: pulumi.Input[str],
+    image: pulumi.Input[str],
+    *,
+    strategy: dict[str, Any],
+    wait_seconds: int,
+    after: list[pulumi.Resource],
+) -> k8s.apiextensions.CustomResource:
+    """The serving Rollout: the pod template, released by the canary `strategy` (components/model_canary.py)."""
+    return k8s.apiextensions.CustomResource(
+        f"{w.name}-rollout",
+        api_version=ROLLOUT_API_VERSION,
+        kind="Rollout",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=w.app,
+            namespace=namespace,
+            labels=w.common,
+            annotations={
+                "checkov.io/skip1": SKIP_PULL_POLICY,
+                # `pulumi up` waits until the controller reports the release Healthy, and fails once the wait
+                # exceeds every step's pause: an aborted release is Degraded and never Healthy
+                # (pulumi-kubernetes provider/pkg/metadata/overrides.go ReadyCondition).
+                "pulumi.com/waitFor": "jsonpath={.status.phase}=Healthy",
+                "pulumi.com/timeoutSeconds": str(wait_seconds),
+            },
+        ),
+        spec={
+            # No `replicas`: the HPA owns the count through the Rollout's scale subresource (argo-rollouts
+            # docs/features/hpa-support.md); declaring it would reset the HPA's choice on every `pulumi up`.
+            "selector": k8s.meta.v1.LabelSelectorArgs(match_labels=w.selector),
+            "revisionHistoryLimit": 5,
+            "progressDeadlineSeconds": 600,
+            # A version whose pods never become ready is aborted, not left half-released.
+            "progressDeadlineAbort": True,
+            "template": pod_template(w, args, image),
+            "strategy": {"canary": strategy},
+        },
+        opts=pulumi.ResourceOptions.merge(w.kube, pulumi.ResourceOptions(depends_on=after)),
     )
 
 
@@ -342,7 +350,7 @@ def build_exposure(w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Inp
 
 
 def build_availability(
-    w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Input[str], deployment: k8s.apps.v1.Deployment
+    w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Input[str], rollout: k8s.apiextensions.CustomResource
 ) -> tuple[k8s.policy.v1.PodDisruptionBudget, k8s.autoscaling.v2.HorizontalPodAutoscaler]:
     """The disruption budget and the autoscaler (which owns the replica count)."""
     name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
@@ -364,7 +372,7 @@ def build_availability(
         metadata=k8s.meta.v1.ObjectMetaArgs(name=app, namespace=namespace, labels=common),
         spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
             scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                api_version="apps/v1", kind="Deployment", name=app
+                api_version=ROLLOUT_API_VERSION, kind="Rollout", name=app
             ),
             min_replicas=args.min_replicas,
             max_replicas=args.max_replicas,
@@ -380,7 +388,7 @@ def build_availability(
                 )
             ],
         ),
-        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[deployment])),
+        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[rollout])),
     )
     return pod_disruption_budget, autoscaler
 
@@ -415,78 +423,3 @@ def build_network_policies(
         opts=kube,
     )
     return default_deny, allow_serving_port
-
-
-def build_smoke_test(
-    w: Workload,
-    namespace: pulumi.Input[str],
-    image: pulumi.Input[str],
-    after: list[pulumi.Resource],
-) -> k8s.batch.v1.Job:
-    """The post-deploy smoke-test Job: a real prediction through the Service gates `pulumi up`."""
-    name, app, version, common, kube = w.name, w.app, w.version, w.common, w.kube
-    smoke_url = f"http://{app}.{app}.svc.cluster.local/invocations"
-    smoke_labels = {
-        **common,
-        "app.kubernetes.io/component": "smoke-test",
-        "app.kubernetes.io/version": version,
-    }
-    smoke_tmp_volume, smoke_tmp_mount = _tmp_volume()
-    return k8s.batch.v1.Job(
-        f"{name}-smoke-test",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            # Named by version: a new version is a new Job, and so a new smoke run.
-            name=f"{app}-smoke-v{version}",
-            namespace=namespace,
-            labels=smoke_labels,
-            annotations={
-                # A failed smoke test is replaced (run again) on the next `pulumi up` instead of awaited.
-                "pulumi.com/replaceUnready": "true",
-                "checkov.io/skip1": _SKIP_PULL_POLICY,
-            },
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=SMOKE_BACKOFF_LIMIT,
-            active_deadline_seconds=SMOKE_DEADLINE_SECONDS,
-            # Kept a week for its logs; when the TTL controller removes it, nothing is lost but the record.
-            ttl_seconds_after_finished=SMOKE_TTL_SECONDS,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=smoke_labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    restart_policy="Never",
-                    service_account_name=app,
-                    automount_service_account_token=False,
-                    enable_service_links=False,
-                    security_context=_pod_security(),
-                    node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="smoke",
-                            image=image,
-                            image_pull_policy="IfNotPresent",
-                            command=["python", "-m", "model_server", "smoke", "--url", smoke_url],
-                            env=[k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1")],
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "500m", "memory": "512Mi"},
-                                limits={"cpu": "500m", "memory": "512Mi"},
-                            ),
-                            security_context=_container_security(),
-                            volume_mounts=[smoke_tmp_mount],
-                        )
-                    ],
-                    volumes=[smoke_tmp_volume],
-                ),
-            ),
-        ),
-        # After the Deployment is Available (its await) and the Service and policy let the request through.
-        # Jobs are immutable: any spec change (a new digest for the same version) must replace the Job, and
-        # as its name stays the same within a version, the old one is deleted first.
-        opts=pulumi.ResourceOptions.merge(
-            kube,
-            pulumi.ResourceOptions(
-                depends_on=after,
-                replace_on_changes=["spec"],
-                delete_before_replace=True,
-            ),
-        ),
-    )

@@ -1,6 +1,6 @@
 """What the Pulumi program declares for a stack's model release, read from a real (mocked-cloud) run of the program:
-the image build (context, build args, labels, tag) and how the cluster runs it (the Deployment's container and the
-post-deploy smoke Job's command).
+the image build (context, build args, labels, tag) and how the cluster runs it (the Rollout's server container and
+the smoke test the release runs on each new version: the Job of its smoke AnalysisTemplate).
 
 Local image builds and runs take their settings from here, so they build and run what the program would, not a
 copy of it that could drift. `python -m localrun.declared_release PROJECT STACK` prints it as JSON (one program run,
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_TYPE = "docker-build:index:Image"
-DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
-JOB_TYPE = "kubernetes:batch/v1:Job"
+ROLLOUT_TYPE = "kubernetes:argoproj.io/v1alpha1:Rollout"
+ANALYSIS_TEMPLATE_TYPE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
 
 
 class DeclaredReleaseError(ValueError):
@@ -49,7 +49,7 @@ class DeclaredBuild:
 
 @dataclass(frozen=True)
 class DeclaredContainer:
-    """The server container as the Deployment runs it, and the smoke Job's command."""
+    """The server container as the Rollout runs it, and the smoke test Job's command."""
 
     env: dict[str, str]
     cpu_limit: str
@@ -111,20 +111,20 @@ def _writable_mounts(pod: dict[str, Any], container: dict[str, Any]) -> dict[str
     return mounts
 
 
-def _container(deployment: dict[str, Any], job: dict[str, Any]) -> DeclaredContainer:
-    pod = deployment["spec"]["template"]["spec"]
+def _container(rollout: dict[str, Any], job: dict[str, Any]) -> DeclaredContainer:
+    pod = rollout["spec"]["template"]["spec"]
     server = pod["containers"][0]
     security = server.get("securityContext", {})
     pod_security = pod.get("securityContext", {})
-    limits = _need(server.get("resources", {}), "limits", "Deployment container resources")
-    ready = _need(server, "readinessProbe", "Deployment container")["httpGet"]
+    limits = _need(server.get("resources", {}), "limits", "Rollout container resources")
+    ready = _need(server, "readinessProbe", "Rollout container")["httpGet"]
     job_pod = job["spec"]["template"]["spec"]
     smoke = job_pod["containers"][0]
-    smoke_limits = _need(smoke.get("resources", {}), "limits", "smoke Job container resources")
+    smoke_limits = _need(smoke.get("resources", {}), "limits", "smoke test Job container resources")
     return DeclaredContainer(
         env=_env(server),
-        cpu_limit=str(_need(limits, "cpu", "Deployment limits")),
-        memory_limit=str(_need(limits, "memory", "Deployment limits")),
+        cpu_limit=str(_need(limits, "cpu", "Rollout limits")),
+        memory_limit=str(_need(limits, "memory", "Rollout limits")),
         read_only_root=bool(security.get("readOnlyRootFilesystem", False)),
         drop_capabilities=list(security.get("capabilities", {}).get("drop", [])),
         allow_privilege_escalation=bool(security.get("allowPrivilegeEscalation", True)),
@@ -134,10 +134,10 @@ def _container(deployment: dict[str, Any], job: dict[str, Any]) -> DeclaredConta
         container_port=int(server["ports"][0]["containerPort"]),
         ready_path=str(ready["path"]),
         termination_grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30)),
-        smoke_command=[str(part) for part in _need(smoke, "command", "smoke Job container")],
+        smoke_command=[str(part) for part in _need(smoke, "command", "smoke test Job container")],
         smoke_env=_env(smoke),
-        smoke_cpu_limit=str(_need(smoke_limits, "cpu", "smoke Job limits")),
-        smoke_memory_limit=str(_need(smoke_limits, "memory", "smoke Job limits")),
+        smoke_cpu_limit=str(_need(smoke_limits, "cpu", "smoke test Job limits")),
+        smoke_memory_limit=str(_need(smoke_limits, "memory", "smoke test Job limits")),
     )
 
 
@@ -151,11 +151,16 @@ def declared_release(project_dir: Path, stack: str) -> DeclaredRelease:
     if len(pushed) != 1:
         raise DeclaredReleaseError(f"{stack}: expected one pushed model image, found {[r.name for r in pushed]}")
     image = pushed[0].inputs
-    deployment = manifest(run.one(DEPLOYMENT_TYPE))
-    jobs = [manifest(job) for job in run.all(JOB_TYPE)]
-    smoke_jobs = [j for j in jobs if j and "smoke" in j["metadata"]["name"]]
-    if deployment is None or len(smoke_jobs) != 1:
-        raise DeclaredReleaseError(f"{stack}: expected one model Deployment and one smoke Job")
+    rollout = manifest(run.one(ROLLOUT_TYPE))
+    templates = [manifest(template) for template in run.all(ANALYSIS_TEMPLATE_TYPE)]
+    smoke_jobs = [
+        metric["provider"]["job"]
+        for template in templates
+        if template and template["metadata"]["name"].endswith("-smoke")
+        for metric in template["spec"]["metrics"]
+    ]
+    if rollout is None or len(smoke_jobs) != 1:
+        raise DeclaredReleaseError(f"{stack}: expected one model Rollout and one smoke test Job")
     build = DeclaredBuild(
         context=str(image["context"]["location"]),
         dockerfile=str(image["dockerfile"]["location"]),
@@ -164,7 +169,7 @@ def declared_release(project_dir: Path, stack: str) -> DeclaredRelease:
         tag=str(_need(image, "tags", "model image")[0]),
         secret_ids=sorted(image.get("ignoreSecretsInDiffCalculation", [])),
     )
-    return DeclaredRelease(stack, build, _container(deployment, smoke_jobs[0]))
+    return DeclaredRelease(stack, build, _container(rollout, smoke_jobs[0]))
 
 
 def main(argv: list[str] | None = None) -> int:

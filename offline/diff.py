@@ -4,7 +4,8 @@ A diff compares two preview documents (see `offline.preview`): config key by key
 input by input and option by option. Items of a list are matched by their natural name where they have one (an
 environment variable, a container, a port, an alert rule), so a change reads as `env[name=MODEL_VERSION].value`,
 not as a position. Against a base, each change is labelled with what it does in the cloud, so a pin bump reads as
-"the image is rebuilt, the deployment rolls out, nothing else", and a replacement names the input that forces it.
+"the image is rebuilt, the canary takes 10% -> 50% -> 100%, nothing else", and a replacement names the input
+that forces it.
 Between two stacks (`diff staging prod`) it is a comparison: only in one, only in the other, differs.
 
 How a value is shown (never cut before the change; identifiers whole; line diffs) is in `offline.diff_values`.
@@ -34,6 +35,8 @@ from offline.mockcloud import OWN_NAME_INPUT
 
 IMAGE_TYPE = "docker-build:index:Image"
 DEPLOYMENT_TYPE = "kubernetes:apps/v1:Deployment"
+ROLLOUT_TYPE = "kubernetes:argoproj.io/v1alpha1:Rollout"
+ANALYSIS_TEMPLATE_TYPE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
 JOB_TYPE = "kubernetes:batch/v1:Job"
 _OPTION_KEYS = (
     "protect",
@@ -314,6 +317,7 @@ class ResourceChange:
     delete_before_replace: bool = False
     comparison: bool = False  # between two stacks: "only in ..." / "differs", not what an update does
     pushes: bool = True  # an image build: whether it pushes (the SBOM's build writes a local file only)
+    release: str = ""  # a Rollout whose pods change: how the new version takes traffic, and what judges it
 
     @property
     def forced(self) -> str:
@@ -344,8 +348,12 @@ class ResourceChange:
             return "image rebuilt and pushed" if self.pushes else "rebuilt, nothing pushed"
         if self.type == DEPLOYMENT_TYPE and any(p.startswith("inputs.spec.template") for p in paths):
             return "deployment rolls out"
+        if self.type == ROLLOUT_TYPE and self.release and any(p.startswith("inputs.spec.template") for p in paths):
+            return self.release
         if self.type == JOB_TYPE:
             return "smoke-test job runs again"
+        if self.type == ANALYSIS_TEMPLATE_TYPE:  # read by the controller when a release starts, not before
+            return "updated, used by the next release"
         if all(p.startswith("options.") for p in paths):
             return "options only (no cloud change)"
         return "updated in place"
@@ -437,10 +445,29 @@ def diff_documents(
                 delete_before_replace=bool(b.get("delete_before_replace")),
                 comparison=comparison,
                 pushes=key[0] != IMAGE_TYPE or bool(b["inputs"].get("push")),
+                release=_release(b, after["resources"]) if key[0] == ROLLOUT_TYPE else "",
             )
         )
     outputs = _changes(before["outputs"], after["outputs"])
     return StackDiff(before_label, after_label, config, changes, outputs, unchanged, comparison)
+
+
+def _release(rollout: dict[str, Any], resources: list[dict[str, Any]]) -> str:
+    """`canary 10% -> 50% -> 100%, analysis error-ratio, ready` for a Rollout's canary strategy, with the metrics
+    of the AnalysisTemplates its background analysis names (no ": ", see `ResourceChange.impact`)."""
+    canary = rollout["inputs"].get("spec", {}).get("strategy", {}).get("canary")
+    if not isinstance(canary, dict):
+        return ""
+    shares = [step["setWeight"] for step in canary.get("steps", []) if isinstance(step, dict) and "setWeight" in step]
+    text = "canary " + " -> ".join(f"{share:g}%" for share in [*shares, 100])  # the wire's 10.0 reads as 10%
+    named = {t.get("templateName") for t in canary.get("analysis", {}).get("templates", []) if isinstance(t, dict)}
+    metrics = [
+        str(metric.get("name"))
+        for resource in resources
+        if resource["type"] == ANALYSIS_TEMPLATE_TYPE and resource["inputs"].get("metadata", {}).get("name") in named
+        for metric in resource["inputs"].get("spec", {}).get("metrics", [])
+    ]
+    return f"{text}, analysis {', '.join(metrics)}" if metrics else f"{text}, no analysis"
 
 
 # --- rendering ----------------------------------------------------------------------------------------------------

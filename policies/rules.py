@@ -356,6 +356,36 @@ def check_every_app_has_basic_publishing_off(subjects: Sequence[Subject], report
                 )
 
 
+def check_model_released_progressively(subjects: Sequence[Subject], report: Report) -> None:
+    """In prod, the model is served by an Argo Rollout whose canary shifts traffic in steps and is judged by a
+    background analysis whose AnalysisTemplates the stack declares; never by a Deployment, which rolls over at once."""
+    stacks = {s.urn.split("::")[0].removeprefix("urn:pulumi:") for s in subjects}
+    if not stacks & PROGRESSIVE_STACKS:
+        return
+    for deployment in (s for s in subjects if s.type == "kubernetes:apps/v1:Deployment"):
+        if _at(deployment.props, "metadata.labels.mlops/model") is not None:
+            report(
+                f"{deployment.name}: a model Deployment rolls every pod over at once; serve the model from a Rollout"
+            )
+    templates = {str(_at(s.props, "metadata.name")) for s in subjects if s.type == ANALYSIS_TEMPLATE_TYPE}
+    for rollout in (s for s in subjects if s.type == ROLLOUT_TYPE):
+        canary = _at(rollout.props, "spec.strategy.canary")
+        if not isinstance(canary, Mapping):
+            report(f"{rollout.name}: no canary strategy (spec.strategy.canary)")
+            continue
+        weights = [_at(step, "setWeight") for _, step in _items(canary.get("steps"))]
+        if not [w for w in weights if w is not None]:
+            report(f"{rollout.name}: the canary has no setWeight step: the new version would take all traffic at once")
+        named = [str(_at(t, "templateName")) for _, t in _items(_at(canary, "analysis.templates"))]
+        if not named:
+            report(f"{rollout.name}: the canary has no background analysis (spec.strategy.canary.analysis)")
+        for name in named:
+            if name not in templates:
+                report(
+                    f"{rollout.name}: its analysis names AnalysisTemplate {name!r}, which this stack does not declare"
+                )
+
+
 def check_basic_publishing_off(subject: Subject, report: Report) -> None:
     """Basic (user/password) publishing credentials off for FTP and the SCM site: deployments use Entra ID. On Flex
     Consumption these policies, not siteConfig.ftpsState, are what keeps publishing credential-free."""
@@ -463,6 +493,11 @@ def check_secrets_marked_secret(subject: Subject, report: Report) -> None:
 
 # --- Kubernetes workloads ------------------------------------------------------------------------------------------
 
+ROLLOUT_TYPE = "kubernetes:argoproj.io/v1alpha1:Rollout"
+ANALYSIS_TEMPLATE_TYPE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+# The stack whose model workloads must be released progressively, with analysis (its name in the URN).
+PROGRESSIVE_STACKS = frozenset({"prod"})
+
 # Where each workload kind keeps its pod spec.
 POD_SPEC_PATHS: Mapping[str, str] = {
     "kubernetes:core/v1:Pod": "spec",
@@ -472,28 +507,40 @@ POD_SPEC_PATHS: Mapping[str, str] = {
     "kubernetes:apps/v1:ReplicaSet": "spec.template.spec",
     "kubernetes:batch/v1:Job": "spec.template.spec",
     "kubernetes:batch/v1:CronJob": "spec.jobTemplate.spec.template.spec",
+    # Argo Rollouts (argoproj/argo-rollouts v1.9.0 CRDs): a Rollout's pods, and the Jobs an analysis runs.
+    ROLLOUT_TYPE: "spec.template.spec",
+    ANALYSIS_TEMPLATE_TYPE: "spec.metrics[].provider.job.spec.template.spec",
 }
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
-def _containers(subject: Subject) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
-    """(path, container, pod spec) for every container and init container of the workload's pod spec."""
-    pod_path = POD_SPEC_PATHS[subject.type]
-    pod = _at(subject.props, pod_path)
-    if not isinstance(pod, Mapping):
+def _pod_specs(subject: Subject) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(path, pod spec) for every pod spec of the workload: one, or one per Job metric of an AnalysisTemplate."""
+    head, _, tail = POD_SPEC_PATHS[subject.type].partition("[].")
+    if not tail:
+        pod = _at(subject.props, head)
+        if isinstance(pod, Mapping):
+            yield head, pod
         return
-    for kind in ("initContainers", "containers"):
-        for i, container in _items(pod.get(kind)):
-            if isinstance(container, Mapping):
-                yield f"{pod_path}.{kind}[{i}].", container, pod
+    for i, item in _items(_at(subject.props, head)):
+        pod = _at(item, tail)
+        if isinstance(pod, Mapping):
+            yield f"{head}[{i}].{tail}", pod
+
+
+def _containers(subject: Subject) -> Iterator[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(path, container, pod spec) for every container and init container of the workload's pod specs."""
+    for pod_path, pod in _pod_specs(subject):
+        for kind in ("initContainers", "containers"):
+            for i, container in _items(pod.get(kind)):
+                if isinstance(container, Mapping):
+                    yield f"{pod_path}.{kind}[{i}].", container, pod
 
 
 def check_kubernetes_pod_security(subject: Subject, report: Report) -> None:
     """The restricted Pod Security Standard, and then some: non-root, no privilege escalation, read-only root
     filesystem, every capability dropped; no host namespaces or host paths."""
-    pod_path = POD_SPEC_PATHS[subject.type]
-    pod = _at(subject.props, pod_path)
-    if isinstance(pod, Mapping):
+    for pod_path, pod in _pod_specs(subject):
         for flag in ("hostNetwork", "hostPID", "hostIPC"):
             _forbid_true(pod, flag, report, "pods must not share the node's namespaces", prefix=f"{pod_path}.")
         for i, volume in _items(pod.get("volumes")):
@@ -700,6 +747,14 @@ class StackRule:
 
 
 STACK_RULES: tuple[StackRule, ...] = (
+    StackRule(
+        name="model-released-progressively",
+        description="In prod, the model is served by an Argo Rollout whose canary takes traffic in steps, judged "
+        "by a background analysis on AnalysisTemplates the stack declares.",
+        check=check_model_released_progressively,
+        remediation="Give ModelDeploymentArgs a CanaryRelease with steps and a CanaryAnalysis "
+        "(components/model_canary.py).",
+    ),
     StackRule(
         name="web-app-basic-publishing-policies-declared",
         description="Every function and web app declares its SCM (and, off Flex Consumption, FTP) basic publishing "

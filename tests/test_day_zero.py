@@ -20,7 +20,7 @@ from tests.release.gitrepo import commit_all, make_template
 
 MODEL = "mlops.models.wine_quality"
 IMAGE = "docker-build:index:Image"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DEPLOYMENT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # the model's pods: an Argo Rollout
 JOB = "databricks:index/job:Job"
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
 STAGING_MODEL_BLOCK = (

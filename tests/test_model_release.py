@@ -19,7 +19,7 @@ from tests.offline_cli import stacks_cli
 MODEL = "mlops.models.wine_quality"
 
 IMAGE = "docker-build:index:Image"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DEPLOYMENT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # the model's pods: an Argo Rollout
 
 
 def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

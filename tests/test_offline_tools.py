@@ -120,20 +120,17 @@ def test_diff_against_base_after_a_pin_bump_is_rebuild_and_rollout_only(tmp_path
     changed = {(r["type"], r["name"]): r for r in diff["resources"]}
     assert changed["docker-build:index:Image", "model-image-image"]["impact"] == "image rebuilt and pushed"
     assert changed["docker-build:index:Image", "model-image-sbom"]["impact"] == "rebuilt, nothing pushed"
-    assert changed["kubernetes:apps/v1:Deployment", "model-deployment"]["impact"] == "deployment rolls out"
+    canary = "canary 10% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift"
+    assert changed["kubernetes:argoproj.io/v1alpha1:Rollout", "model-rollout"]["impact"] == canary
     allowed = {
         "image rebuilt and pushed",
         "rebuilt, nothing pushed",
-        "deployment rolls out",
-        "smoke-test job runs again",
-        "created",
-        "deleted",
+        canary,
+        "updated, used by the next release",
     }
     assert {r["impact"] for r in diff["resources"]} <= allowed
-    # Anything created or deleted is the per-version smoke test, nothing else.
-    for r in diff["resources"]:
-        if r["kind"] in ("add", "delete"):
-            assert r["type"] == "kubernetes:batch/v1:Job", r
+    # Nothing is created or deleted: the smoke test is part of the release, not a resource per version.
+    assert [r["name"] for r in diff["resources"] if r["kind"] in ("add", "delete")] == []
 
 
 def test_diff_markdown_reads_as_a_pr_comment(tmp_path: Path) -> None:
@@ -362,7 +359,7 @@ def test_diff_against_the_base_reads_each_trees_own_contracts(tmp_path: Path) ->
         "model_image/model_server/contract.py",
         "PORT: Final = 8080\n",
         "PORT: Final = 8081\n",
-        resource_type="kubernetes:apps/v1:Deployment",
+        resource_type="kubernetes:argoproj.io/v1alpha1:Rollout",
         path_suffix="containerPort",
     )
     assert (8080, 8081) in container_ports, summary

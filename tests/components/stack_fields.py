@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.model_canary import CanaryRelease
 from components.role_assignment import Principal
 from stacks.settings import ClusterSettings, ServingSettings, StackSettings
 
@@ -33,6 +34,7 @@ def serving_fields(serving: ServingSettings) -> dict[str, Any]:
         "exposure": serving.exposure,
         "host": serving.host,
         "tls_secret_name": serving.tls_secret_name,
+        "canary": CanaryRelease.from_settings(serving.canary),
     }
 
 

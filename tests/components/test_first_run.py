@@ -142,8 +142,13 @@ def test_pods_pull_only_after_the_kubelet_acrpull_grant(stack: str) -> None:
     run_ = staging if stack == "staging" else run("prod", stack_outputs={STAGING_REF: staging.outputs})
     pull = run_.one(ROLE, "cluster-kubelet-acr-pull")
     assert pull.inputs["roleDefinitionId"].endswith(ACR_PULL)
-    for kind in ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job"):
-        assert pull.urn in closure(run_, run_.one(kind)), kind
+    pods = (
+        run_.one("kubernetes:argoproj.io/v1alpha1:Rollout"),
+        *run_.all("kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"),
+    )
+    assert len(pods) == 3  # the serving pods, and the Jobs of the smoke test and of the analysis
+    for resource in pods:
+        assert pull.urn in closure(run_, resource), resource.name
 
 
 def test_every_kubernetes_object_waits_for_the_deployers_data_plane_role() -> None:

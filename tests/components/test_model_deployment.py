@@ -1,6 +1,7 @@
 """ModelDeployment, built from the real staging and prod serving settings, asserted input by input through the
-harness: identity, Deployment, probes, security, spread, autoscaling, exposure, smoke test, and what a change to
-the version or to the replica settings does (and does not) touch."""
+harness: identity, the Rollout's pods, probes, security, spread, autoscaling, exposure, the canary's smoke test, and
+what a change to the version or to the replica settings does (and does not) touch (the canary strategy itself:
+test_canary_release.py)."""
 
 from __future__ import annotations
 
@@ -37,13 +38,13 @@ IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 FEDERATED = "azure-native:managedidentity:FederatedIdentityCredential"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 SERVICE = "kubernetes:core/v1:Service"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-JOB = "kubernetes:batch/v1:Job"
+SMOKE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
 
 ProviderOpts = Callable[[k8s.Provider], pulumi.ResourceOptions]
@@ -72,12 +73,12 @@ class DeploymentRun:
         return self.run.one(COMPONENT)
 
     @property
-    def deployment(self) -> RecordedResource:
-        return self.run.one(DEPLOYMENT)
+    def rollout(self) -> RecordedResource:
+        return self.run.one(ROLLOUT)
 
     @property
     def pod(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.deployment.inputs["spec"]["template"]["spec"]
+        spec: dict[str, Any] = self.rollout.inputs["spec"]["template"]["spec"]
         return spec
 
     @property
@@ -87,8 +88,14 @@ class DeploymentRun:
         return result
 
     @property
-    def job(self) -> RecordedResource:
-        return self.run.one(JOB)
+    def smoke(self) -> RecordedResource:
+        return self.run.one(SMOKE)
+
+    @property
+    def smoke_job(self) -> dict[str, Any]:
+        (metric,) = self.smoke.inputs["spec"]["metrics"]
+        job: dict[str, Any] = metric["provider"]["job"]
+        return job
 
     @property
     def provider_ref(self) -> str:
@@ -171,13 +178,14 @@ def test_component_children_are_parented_and_named_from_the_instance(md_run: Dep
             (FEDERATED, "wine-federated-credential"),
             (NAMESPACE, "wine-namespace"),
             (SERVICE_ACCOUNT, "wine-service-account"),
-            (DEPLOYMENT, "wine-deployment"),
+            (ROLLOUT, "wine-rollout"),
             (SERVICE, "wine-service"),
+            (SERVICE, "wine-canary-service"),
             (PDB, "wine-pdb"),
             (HPA, "wine-hpa"),
             (NETWORK_POLICY, "wine-default-deny"),
             (NETWORK_POLICY, "wine-allow-serving-port"),
-            (JOB, "wine-smoke-test"),
+            (SMOKE, "wine-smoke-template"),
         ]
     )
 
@@ -188,7 +196,7 @@ def test_kubernetes_children_use_the_passed_provider_and_azure_children_do_not(p
     children = result.run.children(result.component)
     kube = [c for c in children if c.type.startswith("kubernetes:")]
     azure = [c for c in children if c.type.startswith("azure-native:")]
-    assert len(kube) == 9
+    assert len(kube) == 10
     assert len(azure) == 2
     assert {c.provider for c in kube} == {result.provider_ref}
     assert all("pulumi:providers:kubernetes" not in c.provider for c in azure)
@@ -274,11 +282,11 @@ def test_service_account_is_bound_to_a_managed_identity_by_workload_identity(md_
 
 
 def test_pods_opt_into_workload_identity_without_mounting_the_api_token(md_run: DeploymentRun) -> None:
-    labels = md_run.deployment.inputs["spec"]["template"]["metadata"]["labels"]
+    labels = md_run.rollout.inputs["spec"]["template"]["metadata"]["labels"]
     assert labels["azure.workload.identity/use"] == "true"
     assert md_run.pod["serviceAccountName"] == "wine-quality"
     assert md_run.pod["automountServiceAccountToken"] is False
-    assert md_run.run.one(SERVICE_ACCOUNT).urn in md_run.deployment.dependencies
+    assert md_run.run.one(SERVICE_ACCOUNT).urn in md_run.rollout.dependencies
 
 
 # --- Namespace ---------------------------------------------------------------------------------------------------
@@ -297,15 +305,16 @@ def test_namespace_is_the_model_name_and_enforces_restricted_pod_security(md_run
             assert namespace.urn in child.property_dependencies["metadata"], child.name
 
 
-# --- Deployment ------------------------------------------------------------------------------------------------
+# --- Rollout ---------------------------------------------------------------------------------------------------
 
 
-def test_deployment_runs_the_image_by_digest_with_a_zero_unavailable_rolling_update(md_run: DeploymentRun) -> None:
-    spec = md_run.deployment.inputs["spec"]
-    assert md_run.deployment.inputs["metadata"]["name"] == "wine-quality"
+def test_the_rollout_runs_the_image_by_digest_with_one_pod_of_surge_and_none_unavailable(md_run: DeploymentRun) -> None:
+    spec = md_run.rollout.inputs["spec"]
+    assert md_run.rollout.inputs["metadata"]["name"] == "wine-quality"
     assert md_run.container["image"] == IMAGE_V1
     assert md_run.container["imagePullPolicy"] == "IfNotPresent"
-    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert (spec["strategy"]["canary"]["maxSurge"], spec["strategy"]["canary"]["maxUnavailable"]) == (1, 0)
+    assert spec["progressDeadlineAbort"] is True
     assert spec["selector"] == {
         "matchLabels": {"app.kubernetes.io/name": "wine-quality", "app.kubernetes.io/component": "server"}
     }
@@ -313,10 +322,10 @@ def test_deployment_runs_the_image_by_digest_with_a_zero_unavailable_rolling_upd
     assert "replicas" not in spec
 
 
-def test_rollout_is_awaited_not_skipped(md_run: DeploymentRun) -> None:
-    for resource in (md_run.deployment, md_run.job):
-        annotations = resource.inputs["metadata"].get("annotations", {})
-        assert "pulumi.com/skipAwait" not in annotations
+def test_the_release_is_awaited_not_skipped(md_run: DeploymentRun) -> None:
+    annotations = md_run.rollout.inputs["metadata"]["annotations"]
+    assert "pulumi.com/skipAwait" not in annotations
+    assert annotations["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Healthy"
 
 
 def test_probes_hit_the_server_health_endpoints_on_the_named_port(md_run: DeploymentRun) -> None:
@@ -413,14 +422,14 @@ def test_pods_spread_across_zones_and_hosts_on_the_user_pool_without_tolerations
             "topologyKey": key,
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": selector,
-            "matchLabelKeys": ["pod-template-hash"],
+            "matchLabelKeys": ["rollouts-pod-template-hash"],
         }
         for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
 
 
 def test_model_name_version_and_digest_label_and_annotate_the_pod_template(md_run: DeploymentRun) -> None:
-    metadata = md_run.deployment.inputs["spec"]["template"]["metadata"]
+    metadata = md_run.rollout.inputs["spec"]["template"]["metadata"]
     assert metadata["labels"] == {
         "app.kubernetes.io/name": "wine-quality",
         "app.kubernetes.io/component": "server",
@@ -440,16 +449,16 @@ def test_disruption_budget_allows_one_pod_down_at_a_time(md_run: DeploymentRun) 
     spec = md_run.run.one(PDB).inputs["spec"]
     assert spec == {
         "maxUnavailable": 1,
-        "selector": md_run.deployment.inputs["spec"]["selector"],
+        "selector": md_run.rollout.inputs["spec"]["selector"],
         "unhealthyPodEvictionPolicy": "AlwaysAllow",
     }
 
 
-def test_autoscaler_scales_the_deployment_between_configured_replicas_on_cpu(md_run: DeploymentRun) -> None:
+def test_autoscaler_scales_the_rollout_between_configured_replicas_on_cpu(md_run: DeploymentRun) -> None:
     hpa = md_run.run.one(HPA)
     serving = md_run.serving
     assert hpa.inputs["spec"] == {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "wine-quality"},
+        "scaleTargetRef": {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": "wine-quality"},
         "minReplicas": serving.min_replicas,
         "maxReplicas": serving.max_replicas,
         "metrics": [
@@ -464,7 +473,7 @@ def test_autoscaler_scales_the_deployment_between_configured_replicas_on_cpu(md_
     }
     expected = {"staging": (1, 3, 70), "prod": (3, 12, 60)}[md_run.stack]
     assert (serving.min_replicas, serving.max_replicas, serving.target_cpu_utilization) == expected
-    assert md_run.deployment.urn in hpa.dependencies
+    assert md_run.rollout.urn in hpa.dependencies
 
 
 # --- Exposure --------------------------------------------------------------------------------------------------
@@ -472,13 +481,13 @@ def test_autoscaler_scales_the_deployment_between_configured_replicas_on_cpu(md_
 
 def test_internal_load_balancer_exposure_serves_on_a_private_ip(md_run: DeploymentRun) -> None:
     assert md_run.serving.exposure == "internal-load-balancer"
-    service = md_run.run.one(SERVICE)
+    service = md_run.run.one(SERVICE, "wine-service")
     assert service.inputs["metadata"]["annotations"] == {
         "service.beta.kubernetes.io/azure-load-balancer-internal": "true"
     }
     assert service.inputs["spec"] == {
         "type": "LoadBalancer",
-        "selector": md_run.deployment.inputs["spec"]["selector"]["matchLabels"],
+        "selector": md_run.rollout.inputs["spec"]["selector"]["matchLabels"],
         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
     }
     assert md_run.run.all(INGRESS) == []
@@ -487,7 +496,7 @@ def test_internal_load_balancer_exposure_serves_on_a_private_ip(md_run: Deployme
 
 
 def test_ingress_exposure_puts_a_cluster_ip_service_behind_a_tls_ingress(md_ingress_run: DeploymentRun) -> None:
-    service = md_ingress_run.run.one(SERVICE)
+    service = md_ingress_run.run.one(SERVICE, "wine-service")
     assert "annotations" not in service.inputs["metadata"]
     assert service.inputs["spec"]["type"] == "ClusterIP"
     ingress = md_ingress_run.run.one(INGRESS)
@@ -518,7 +527,7 @@ def test_network_policies_admit_only_the_serving_port(md_run: DeploymentRun) -> 
     policies = {p.name: p.inputs for p in md_run.run.all(NETWORK_POLICY)}
     assert policies["wine-default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     assert policies["wine-allow-serving-port"]["spec"] == {
-        "podSelector": md_run.deployment.inputs["spec"]["selector"],
+        "podSelector": md_run.rollout.inputs["spec"]["selector"],
         "policyTypes": ["Ingress"],
         "ingress": [{"ports": [{"port": 8080, "protocol": "TCP"}]}],
     }
@@ -527,12 +536,12 @@ def test_network_policies_admit_only_the_serving_port(md_run: DeploymentRun) -> 
 # --- Smoke test ------------------------------------------------------------------------------------------------
 
 
-def test_smoke_job_posts_the_input_example_through_the_service_with_the_same_image(md_run: DeploymentRun) -> None:
-    job = md_run.job
-    assert job.inputs["metadata"]["name"] == "wine-quality-smoke-v1"
-    spec = job.inputs["spec"]
+def test_the_smoke_test_posts_the_input_example_through_the_canary_service_with_the_same_image(
+    md_run: DeploymentRun,
+) -> None:
+    assert md_run.smoke.inputs["metadata"]["name"] == "wine-quality-smoke"
+    spec = md_run.smoke_job["spec"]
     assert spec["backoffLimit"] == 2
-    assert spec["ttlSecondsAfterFinished"] == 7 * 24 * 3600
     assert spec["activeDeadlineSeconds"] == 600
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
@@ -544,34 +553,33 @@ def test_smoke_job_posts_the_input_example_through_the_service_with_the_same_ima
         "model_server",
         "smoke",
         "--url",
-        "http://wine-quality.wine-quality.svc.cluster.local/invocations",
+        "http://wine-quality-canary.wine-quality.svc.cluster.local/invocations",
     ]
     assert container["securityContext"] == md_run.container["securityContext"]
     assert pod["securityContext"] == md_run.pod["securityContext"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {"workload": "models"}
     assert container["resources"]["requests"] == container["resources"]["limits"]
-    # Its pods are not selected by the Service, the PDB or the spread constraints of the server.
+    # Its pods are not selected by the Services, the PDB or the spread constraints of the server.
     assert spec["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "smoke-test"
 
 
-def test_smoke_job_runs_after_the_rollout_and_is_replaced_not_updated(md_run: DeploymentRun) -> None:
-    job = md_run.job
-    for dependency in (DEPLOYMENT, SERVICE):
-        assert md_run.run.one(dependency).urn in job.dependencies
-    assert md_run.run.one(NETWORK_POLICY, "wine-allow-serving-port").urn in job.dependencies
-    assert job.replace_on_changes == ("spec",)
-    assert job.delete_before_replace is True
-    assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
-    assert job.provider == md_run.provider_ref
+def test_the_rollout_starts_once_the_services_policy_and_smoke_test_it_reads_exist(md_run: DeploymentRun) -> None:
+    rollout = md_run.rollout
+    for dependency in (SERVICE_ACCOUNT, SMOKE):
+        assert md_run.run.one(dependency).urn in rollout.dependencies
+    for name in ("wine-service", "wine-canary-service"):
+        assert md_run.run.one(SERVICE, name).urn in rollout.dependencies
+    assert md_run.run.one(NETWORK_POLICY, "wine-allow-serving-port").urn in rollout.dependencies
+    assert rollout.provider == md_run.provider_ref
 
 
 # --- What changes, and what does not ---------------------------------------------------------------------------
 
 
-def test_same_inputs_twice_give_identical_deployment_inputs() -> None:
+def test_same_inputs_twice_give_identical_rollout_inputs() -> None:
     first, second = run_deployment("prod"), run_deployment("prod")
-    assert first.deployment.inputs == second.deployment.inputs
+    assert first.rollout.inputs == second.rollout.inputs
     # Registration order is asynchronous; what matters is each resource's inputs.
     assert {(r.type, r.name): r.inputs for r in first.run.resources} == {
         (r.type, r.name): r.inputs for r in second.run.resources
@@ -579,25 +587,24 @@ def test_same_inputs_twice_give_identical_deployment_inputs() -> None:
     assert len(first.run.resources) == len(second.run.resources)
 
 
-def test_a_new_version_changes_only_the_pod_template_identity_and_the_job() -> None:
+def test_a_new_version_changes_only_the_pod_template_identity_and_the_smoke_test() -> None:
     before = run_deployment("prod")
     after = run_deployment("prod", version=2, image_ref=IMAGE_V2)
-    assert changed_fields(before.deployment.inputs, after.deployment.inputs) == [
+    assert changed_fields(before.rollout.inputs, after.rollout.inputs) == [
         "spec.template.metadata.annotations.mlops/image-ref",
         "spec.template.metadata.annotations.mlops/model-version",
         "spec.template.metadata.labels.app.kubernetes.io/version",
         "spec.template.spec.containers[0].env[2].value",  # MODEL_VERSION
         "spec.template.spec.containers[0].image",
     ]
-    assert changed_fields(before.job.inputs, after.job.inputs) == [
+    assert changed_fields(before.smoke.inputs, after.smoke.inputs) == [
         "metadata.labels.app.kubernetes.io/version",
-        "metadata.name",
-        "spec.template.metadata.labels.app.kubernetes.io/version",
-        "spec.template.spec.containers[0].image",
+        "spec.metrics[0].provider.job.metadata.labels.app.kubernetes.io/version",
+        "spec.metrics[0].provider.job.spec.template.metadata.labels.app.kubernetes.io/version",
+        "spec.metrics[0].provider.job.spec.template.spec.containers[0].image",
     ]
-    assert after.job.inputs["metadata"]["name"] == "wine-quality-smoke-v2"
-    unchanged = [r for r in before.run.resources if r.type not in (DEPLOYMENT, JOB)]
-    assert len(unchanged) == 11  # the provider, the component and 9 of its children
+    unchanged = [r for r in before.run.resources if r.type not in (ROLLOUT, SMOKE)]
+    assert len(unchanged) == 12  # the provider, the component and 10 of its children
     for resource in unchanged:
         assert after.run.one(resource.type, resource.name).inputs == resource.inputs, resource.name
 
@@ -605,22 +612,23 @@ def test_a_new_version_changes_only_the_pod_template_identity_and_the_job() -> N
 def test_a_new_digest_for_the_same_version_changes_only_the_image() -> None:
     before = run_deployment("prod")
     after = run_deployment("prod", image_ref=IMAGE_V1.replace(DIGEST_1, DIGEST_2))
-    assert changed_fields(before.deployment.inputs, after.deployment.inputs) == [
+    assert changed_fields(before.rollout.inputs, after.rollout.inputs) == [
         "spec.template.metadata.annotations.mlops/image-ref",
         "spec.template.spec.containers[0].image",
     ]
-    # Same Job name within a version: the spec change replaces it, deleting the old one first.
-    assert changed_fields(before.job.inputs, after.job.inputs) == ["spec.template.spec.containers[0].image"]
+    assert changed_fields(before.smoke.inputs, after.smoke.inputs) == [
+        "spec.metrics[0].provider.job.spec.template.spec.containers[0].image"
+    ]
 
 
-def test_replica_and_autoscaler_changes_leave_the_deployment_untouched() -> None:
+def test_replica_and_autoscaler_changes_leave_the_rollout_untouched() -> None:
     before = run_deployment("prod")
     serving = stack_settings("prod").serving.model_copy(
         update={"min_replicas": 4, "max_replicas": 20, "target_cpu_utilization": 50}
     )
     after = run_deployment("prod", serving=serving)
-    assert after.deployment.inputs == before.deployment.inputs
-    assert after.deployment.inputs["spec"]["template"] == before.deployment.inputs["spec"]["template"]
+    assert after.rollout.inputs == before.rollout.inputs
+    assert after.rollout.inputs["spec"]["template"] == before.rollout.inputs["spec"]["template"]
     assert changed_fields(before.run.one(HPA).inputs, after.run.one(HPA).inputs) == [
         "spec.maxReplicas",
         "spec.metrics[0].resource.target.averageUtilization",
@@ -634,4 +642,4 @@ def test_replica_and_autoscaler_changes_leave_the_deployment_untouched() -> None
 def test_switching_exposure_leaves_the_pod_template_untouched() -> None:
     internal = run_deployment("staging")
     ingress = run_deployment("staging", serving=ingress_serving("staging"))
-    assert ingress.deployment.inputs == internal.deployment.inputs
+    assert ingress.rollout.inputs["spec"]["template"] == internal.rollout.inputs["spec"]["template"]

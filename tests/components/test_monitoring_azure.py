@@ -31,7 +31,7 @@ RULE_GROUP = "azure-native:alertsmanagement:PrometheusRuleGroup"
 ACTION_GROUP = "azure-native:monitor:ActionGroup"
 LOG_ANALYTICS = "azure-native:operationalinsights:Workspace"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DEPLOYMENT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # the model's pods: an Argo Rollout
 
 
 def _run(request: pytest.FixtureRequest, stack: str) -> ProgramRun:
@@ -165,9 +165,11 @@ def test_scrape_job_selects_the_model_server_pods(request: pytest.FixtureRequest
     (container,) = pod["spec"]["containers"]
     (port,) = container["ports"]
     assert _relabel_keeps(job, pod["metadata"]["labels"], port["name"])
-    # Not another pod of the namespace (the smoke-test Job's), not another port.
-    smoke = run.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["metadata"]["labels"]
-    assert not _relabel_keeps(job, smoke, port["name"])
+    # Not another pod of the namespace (the smoke test's or the analysis' Jobs), not another port.
+    for template in run.all("kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"):
+        for metric in template.inputs["spec"]["metrics"]:
+            labels = metric["provider"]["job"]["spec"]["template"]["metadata"]["labels"]
+            assert not _relabel_keeps(job, labels, port["name"])
     assert not _relabel_keeps(job, pod["metadata"]["labels"], "metrics-other")
     # The namespace denies all ingress but the serving port; the agent in kube-system scrapes that port, so it passes.
     allow = next(

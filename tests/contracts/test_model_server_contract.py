@@ -10,7 +10,7 @@ from model_server.settings import Settings, load_settings
 from offline.preview import StackRun
 from tests.model_image.test_dockerfile import final_stage, instructions
 
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DEPLOYMENT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # the model's pods: an Argo Rollout
 
 
 def contract_env_names() -> set[str]:

@@ -35,9 +35,9 @@ def test_the_release_loop_ends_with_version_2_serving_a_forged_webhook_refused_a
     # Each promotion travelled registry → webhook → listener → queue → dispatch → pin.
     assert out.count("dispatch received:") == 2
     assert '"version": "2"' in out
-    # Version 2's pin bump reads as a rebuild and a rollout.
+    # Version 2's pin bump reads as a rebuild and a canary release.
     assert "image rebuilt and pushed" in out
-    assert "deployment rolls out" in out
+    assert "canary 10% -> 50% -> 100%" in out
     assert "✓ a forged webhook is rejected and changes nothing" in out
     assert "version 1 stopped" in out
     assert "final check: version 2 answers /invocations with 200" in out

@@ -59,10 +59,13 @@ SCM_ALLOWED = "azure-native:web:WebAppScmAllowed"
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
 IMAGE = "docker-build:index:Image"
 ACTION_GROUP = "azure-native:monitor:ActionGroup"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-JOB = "kubernetes:batch/v1:Job"
+DEPLOYMENT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # the model's pods
+JOB = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"  # the smoke test's Job, one of the analysis' Job metrics
+SMOKE = "model-smoke-template"
 POD_SPEC = "spec.template.spec"
+JOB_POD_SPEC = "spec.metrics[0].provider.job.spec.template.spec"
 CONTAINER = f"{POD_SPEC}.containers[0]"
+JOB_CONTAINER = f"{JOB_POD_SPEC}.containers[0]"
 
 
 # --- Adapter: a recorded resource as a rule sees it ---------------------------------------------------------------
@@ -584,10 +587,10 @@ BROKEN = [
         "container-uid-0",
         "staging",
         JOB,
-        None,
-        _set(f"{CONTAINER}.securityContext.runAsUser", 0),
+        SMOKE,
+        _set(f"{JOB_CONTAINER}.securityContext.runAsUser", 0),
         K8S_SEC,
-        f"{CONTAINER}.securityContext.runAsUser",
+        f"{JOB_CONTAINER}.securityContext.runAsUser",
     ),
     Broken(
         "container-privilege-escalation",
@@ -611,10 +614,10 @@ BROKEN = [
         "container-keeps-capabilities",
         "prod",
         JOB,
-        None,
-        _set(f"{CONTAINER}.securityContext.capabilities.drop", ["NET_RAW"]),
+        SMOKE,
+        _set(f"{JOB_CONTAINER}.securityContext.capabilities.drop", ["NET_RAW"]),
         K8S_SEC,
-        f"{CONTAINER}.securityContext.capabilities.drop",
+        f"{JOB_CONTAINER}.securityContext.capabilities.drop",
     ),
     Broken(
         "container-privileged",
@@ -639,10 +642,10 @@ BROKEN = [
         "container-no-memory-limit",
         "prod",
         JOB,
-        None,
-        _del(f"{CONTAINER}.resources.limits.memory"),
+        SMOKE,
+        _del(f"{JOB_CONTAINER}.resources.limits.memory"),
         K8S_RES,
-        f"{CONTAINER}.resources.limits.memory",
+        f"{JOB_CONTAINER}.resources.limits.memory",
     ),
     Broken(
         "container-no-cpu-request",
@@ -729,8 +732,8 @@ def test_run_as_non_root_may_come_from_the_pod_but_a_container_cannot_opt_out(
 
 
 def test_init_containers_and_other_workload_kinds_are_checked(recorded: dict[str, list[RecordedResource]]) -> None:
-    job = one(recorded, "prod", JOB)
-    pod_spec = copy.deepcopy(at(job.inputs, POD_SPEC))
+    job = one(recorded, "prod", JOB, SMOKE)
+    pod_spec = copy.deepcopy(at(job.inputs, JOB_POD_SPEC))
     init = copy.deepcopy(pod_spec["containers"][0])
     init["name"] = "warm-cache"
     init["image"] = "busybox:latest"
@@ -838,6 +841,51 @@ def test_an_app_without_one_of_its_basic_publishing_policies_fires_the_stack_rul
         for s in stack_subjects(recorded["staging"])
     ]
     assert len(STACK_RULES_BY_NAME[BASIC_AUTH_DECLARED].evaluate(allowed)) == 1
+
+
+PROGRESSIVE = "model-released-progressively"
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+
+
+def _with_canary(resources: list[RecordedResource], edit: Callable[[dict[str, Any]], None]) -> list[Subject]:
+    def changed(resource: RecordedResource) -> RecordedResource:
+        if resource.type != ROLLOUT:
+            return resource
+        inputs = copy.deepcopy(resource.inputs)
+        edit(inputs["spec"]["strategy"]["canary"])
+        return dataclasses.replace(resource, inputs=inputs)
+
+    return stack_subjects([changed(r) for r in resources])
+
+
+@pytest.mark.parametrize(
+    ("edit", "fired"),
+    [
+        (lambda canary: canary.pop("analysis"), "no background analysis"),
+        (
+            lambda canary: canary.update(steps=[s for s in canary["steps"] if "setWeight" not in s]),
+            "no setWeight step",
+        ),
+        (lambda canary: canary["analysis"]["templates"][0].update(templateName="other"), "does not declare"),
+    ],
+)
+def test_a_prod_canary_without_steps_or_analysis_fires_the_stack_rule(
+    edit: Callable[[dict[str, Any]], None], fired: str, recorded: dict[str, list[RecordedResource]]
+) -> None:
+    [message] = STACK_RULES_BY_NAME[PROGRESSIVE].evaluate(_with_canary(recorded["prod"], edit))
+    assert fired in message
+    # Staging may release as it likes: the rule holds prod.
+    assert STACK_RULES_BY_NAME[PROGRESSIVE].evaluate(_with_canary(recorded["staging"], edit)) == []
+
+
+def test_a_prod_model_served_by_a_deployment_fires_the_stack_rule(recorded: dict[str, list[RecordedResource]]) -> None:
+    subjects = stack_subjects(recorded["prod"])
+    rollout = next(s for s in subjects if s.type == ROLLOUT)
+    deployment = dataclasses.replace(rollout, type="kubernetes:apps/v1:Deployment", name="model-deployment")
+    messages = STACK_RULES_BY_NAME[PROGRESSIVE].evaluate([s for s in subjects if s.type != ROLLOUT] + [deployment])
+    assert messages == [
+        "model-deployment: a model Deployment rolls every pod over at once; serve the model from a Rollout"
+    ]
 
 
 # --- Through pulumi-policy, as the engine runs the pack --------------------------------------------------------------

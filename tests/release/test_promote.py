@@ -25,14 +25,18 @@ BRANCH = "promote/staging/mlops.models.wine_quality-v4"
 DELIVERY = "d3b0f2a1-0000-4c2e-9d5b-7e1f00000004"
 DIGEST = "sha256:" + "4d" * 32
 OLD_DIGEST = "sha256:" + "1d" * 32
-# What a pin bump may do, in the offline diff's words (offline/diff.py): rebuild, roll out, re-run the smoke test.
-# The image and, beside it, its SBOM (built, never pushed: components/model_image.py), the rollout, the smoke test.
+# What a pin bump may do, in the offline diff's words (offline/diff.py): rebuild, release the new version as a
+# canary. The image and, beside it, its SBOM (built, never pushed: components/model_image.py), the canary (its
+# steps and checks: one impact, starting "canary "), and the smoke test and checks the release runs (their image).
 PIN_BUMP_IMPACTS = {
     "image rebuilt and pushed",
     "rebuilt, nothing pushed",
-    "deployment rolls out",
-    "smoke-test job runs again",
+    "updated, used by the next release",
 }
+
+
+def canary_impacts(body: str) -> set[str]:
+    return {impact for impact in impacts(body) if impact.startswith("canary ")}
 
 
 def event(tmp_path: Path, **overrides: object) -> Path:
@@ -99,8 +103,10 @@ def test_dispatch_opens_a_pull_request_with_the_offline_diff_and_redelivery_chan
     assert "### Offline diff for `staging`" in body
     assert "`model.version` | `1` | `4`" in body
     assert "image rebuilt and pushed" in impacts(body)
-    assert "deployment rolls out" in impacts(body)
-    assert impacts(body) <= PIN_BUMP_IMPACTS, "a pin bump changes nothing but the image and its rollout"
+    assert canary_impacts(body) == {
+        "canary 10% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift"
+    }
+    assert impacts(body) - canary_impacts(body) <= PIN_BUMP_IMPACTS, "a pin bump changes the image and its release"
     assert "0 to add, 0 to delete" in body
     assert f"pull request created: {pull['html_url']}" in first.stdout
 
@@ -147,8 +153,10 @@ def test_staging_pin_is_proposed_for_prod_with_its_diff(project_repo: ProjectRep
     assert "### Offline diff for `prod`" in body
     assert "`model.version` | `1` | `4`" in body
     assert "image rebuilt and pushed" not in impacts(body), "prod builds nothing"
-    assert "deployment rolls out" in impacts(body)
-    assert impacts(body) <= PIN_BUMP_IMPACTS
+    assert canary_impacts(body) == {
+        "canary 10% -> 25% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift"
+    }
+    assert impacts(body) - canary_impacts(body) <= PIN_BUMP_IMPACTS
     assert DIGEST[:20] in body, "the deployment's new image is the digest staging built"
 
 

@@ -1,0 +1,377 @@
+"""How ModelDeployment releases a new version as a canary (builder functions and the canary's value type).
+
+The Rollout's canary strategy (`canary_strategy`), the canary Service the controller points at the new pods
+(`build_canary_service`) and the smoke test run as an analysis step before the canary takes traffic
+(`build_smoke_template`). Argo Rollouts' fields, as its v1.9.0 CRDs define them (tests/reference/argo-rollouts/,
+which the tests validate the objects against); the reasons for each choice are in docs/decisions/0001-canary-release.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.aks_cluster import MODEL_POOL_LABEL
+from components.model_workload import (
+    PORT_NAME,
+    SERVICE_PORT,
+    SKIP_PULL_POLICY,
+    WORKLOAD_IDENTITY_CLIENT_ID,
+    WORKLOAD_IDENTITY_USE,
+    Workload,
+    container_security,
+    pod_security,
+    tmp_volume,
+)
+from monitoring.analysis import CanaryCheck
+from monitoring.rules import duration_seconds, prometheus_duration
+from stacks.settings import CanarySettings
+
+ANALYSIS_API_VERSION = "argoproj.io/v1alpha1"
+# The arguments the canary's checks take, filled by the controller with each version's pod-template hash
+# (argo-rollouts docs/features/analysis.md, `valueFrom.podTemplateHashValue`).
+CANARY_HASH_ARG = "canary-hash"
+STABLE_HASH_ARG = "stable-hash"
+# No measurement before the canary has served and been scraped twice (30 s scrapes): a rate needs two samples.
+ANALYSIS_INITIAL_DELAY = "2m"
+JUDGE_DEADLINE_SECONDS = 120
+SMOKE_DEADLINE_SECONDS = 600
+SMOKE_BACKOFF_LIMIT = 2
+
+
+@dataclass(frozen=True)
+class CanaryRelease:
+    """How a new version takes traffic: its share at each step, how long each step holds, how often the analysis
+    measures and how many failed measurements abort the release."""
+
+    steps: tuple[int, ...]
+    """The canary's share of traffic at each step, in percent, rising, each 1-99 (100 follows the last step)."""
+    pause_seconds: int
+    """How long each step holds while the analysis measures."""
+    measurement_interval_seconds: int
+    """Time between two analysis measurements."""
+    max_failed_measurements: int
+    """Failed measurements that abort the release (Argo's failureLimit is one less: it counts those allowed)."""
+
+    def __post_init__(self) -> None:
+        if (
+            not self.steps
+            or list(self.steps) != sorted(set(self.steps))
+            or not 1 <= min(self.steps) <= max(self.steps) <= 99
+        ):
+            raise ValueError(f"steps: expected rising percentages between 1 and 99 (got {list(self.steps)})")
+        if self.pause_seconds < 1 or self.measurement_interval_seconds < 1 or self.max_failed_measurements < 1:
+            raise ValueError("pause_seconds, measurement_interval_seconds and max_failed_measurements must be >= 1")
+
+    @classmethod
+    def from_settings(cls, canary: CanarySettings) -> CanaryRelease:
+        """The release a stack file's `serving.canary` section describes."""
+        return cls(
+            steps=tuple(canary.steps),
+            pause_seconds=duration_seconds(canary.pause),
+            measurement_interval_seconds=duration_seconds(canary.measurement_interval),
+            max_failed_measurements=canary.max_failed_measurements,
+        )
+
+    @property
+    def shares(self) -> str:
+        """`10% -> 50% -> 100%`: how a reviewer reads the release."""
+        return " -> ".join(f"{step}%" for step in (*self.steps, 100))
+
+
+@dataclass(frozen=True)
+class CanaryAnalysis:
+    """How the canary is judged while it takes traffic: the checks (monitoring/analysis.py, on the alert rules'
+    series), the Prometheus query endpoint they run against, and the workspace the analysis may read."""
+
+    checks: tuple[CanaryCheck, ...]
+    """Built with the `{{args.canary-hash}}` and `{{args.stable-hash}}` placeholders as the two hashes."""
+    prometheus_url: pulumi.Input[str]
+    """The Azure Monitor workspace's Prometheus query endpoint."""
+    azure_monitor_workspace_id: pulumi.Input[str]
+    """The workspace, where the analysis identity gets Monitoring Data Reader."""
+    subscription_id: pulumi.Input[str]
+    """The subscription of the role definition."""
+
+    def __post_init__(self) -> None:
+        if not self.checks:
+            raise ValueError("checks: an analysis needs at least one check (an empty one would pass anything)")
+
+
+def hash_arg(name: str) -> str:
+    """The placeholder the controller replaces with an argument's value in the whole metric
+    (argo-rollouts utils/analysis/factory.go `ResolveMetricArgs`)."""
+    return "{{args." + name + "}}"
+
+
+def canary_service_name(app: str) -> str:
+    return f"{app}-canary"
+
+
+def smoke_template_name(app: str) -> str:
+    return f"{app}-smoke"
+
+
+def analysis_template_name(app: str) -> str:
+    return f"{app}-canary"
+
+
+def analysis_service_account_name(app: str) -> str:
+    return f"{app}-analysis"
+
+
+def canary_strategy(
+    app: str, release: CanaryRelease, *, routed: bool, stable_ingress: str | None, analysed: bool
+) -> dict[str, Any]:
+    """The Rollout's `spec.strategy.canary`.
+
+    With a router (the app-routing add-on's nginx, exposure `ingress`) the share is set by weight on a canary
+    Ingress the controller makes, and one canary pod is smoke-tested before it gets any traffic. Without one,
+    the controller gives the canary the share of replicas closest to each step's weight; a pod that exists then
+    takes traffic, so the smoke test runs on the first step's pods (argo-rollouts docs/features/canary/index.md).
+    """
+    smoke = {"analysis": {"templates": [{"templateName": smoke_template_name(app)}]}}
+    pause = {"pause": {"duration": prometheus_duration(release.pause_seconds)}}
+    weights = [step for share in release.steps for step in ({"setWeight": share}, pause)]
+    strategy: dict[str, Any] = {
+        "canaryService": canary_service_name(app),
+        # One pod more than wanted while the canary starts, none fewer: the same budget the Deployment had.
+        "maxSurge": 1,
+        "maxUnavailable": 0,
+    }
+    if analysed:
+        # The checks run in the background from the first step that gives the canary traffic to the end; a
+        # failed or errored analysis aborts the release (argo-rollouts rollout/analysis.go, AddAbort).
+        strategy["analysis"] = {
+            "templates": [{"templateName": analysis_template_name(app)}],
+            "startingStep": 3 if routed else 0,
+            "args": [
+                {"name": CANARY_HASH_ARG, "valueFrom": {"podTemplateHashValue": "Latest"}},
+                {"name": STABLE_HASH_ARG, "valueFrom": {"podTemplateHashValue": "Stable"}},
+            ],
+        }
+    if routed:
+        if stable_ingress is None:
+            raise ValueError("a routed canary needs the stable Ingress's name")
+        strategy["stableService"] = app
+        strategy["trafficRouting"] = {"nginx": {"stableIngress": stable_ingress}}
+        # setCanaryScale needs a router (it decouples pods from weight): one pod, no traffic, smoke-tested, then
+        # back to pods matching the weight.
+        strategy["steps"] = [
+            {"setCanaryScale": {"replicas": 1}},
+            smoke,
+            {"setCanaryScale": {"matchTrafficWeight": True}},
+            *weights,
+        ]
+    else:
+        strategy["steps"] = [weights[0], smoke, *weights[1:]]
+    return strategy
+
+
+def rollout_timeout_seconds(release: CanaryRelease) -> int:
+    """How long `pulumi up` waits for the Rollout to be Healthy: the smoke test, every step, and the pods' start."""
+    start_and_settle = 600
+    return SMOKE_DEADLINE_SECONDS + len(release.steps) * release.pause_seconds + start_and_settle
+
+
+def build_canary_service(w: Workload, namespace: pulumi.Input[str]) -> k8s.core.v1.Service:
+    """The canary Service: the controller adds the new version's pod-template hash to its selector."""
+    name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
+    return k8s.core.v1.Service(
+        f"{name}-canary-service",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=canary_service_name(app), namespace=namespace, labels=common),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=selector,
+            ports=[
+                k8s.core.v1.ServicePortArgs(name=PORT_NAME, port=SERVICE_PORT, target_port=PORT_NAME, protocol="TCP")
+            ],
+        ),
+        opts=kube,
+    )
+
+
+def smoke_command(app: str) -> list[str]:
+    """The smoke test's command: a real prediction through the canary Service, with the model's input example."""
+    return [
+        "python",
+        "-m",
+        "model_server",
+        "smoke",
+        "--url",
+        f"http://{canary_service_name(app)}.{app}.svc.cluster.local/invocations",
+    ]
+
+
+def build_smoke_template(
+    w: Workload, namespace: pulumi.Input[str], image: pulumi.Input[str], after: list[pulumi.Resource]
+) -> k8s.apiextensions.CustomResource:
+    """The smoke test as an AnalysisTemplate with a Job metric: the step passes if the Job exits 0
+    (argo-rollouts docs/analysis/job.md), and a failed step aborts the release."""
+    name, app, version, common, kube = w.name, w.app, w.version, w.common, w.kube
+    labels = {**common, "app.kubernetes.io/component": "smoke-test", "app.kubernetes.io/version": version}
+    volume, mount = tmp_volume()
+    job_spec = k8s.batch.v1.JobSpecArgs(
+        backoff_limit=SMOKE_BACKOFF_LIMIT,
+        active_deadline_seconds=SMOKE_DEADLINE_SECONDS,
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                service_account_name=app,
+                automount_service_account_token=False,
+                enable_service_links=False,
+                security_context=pod_security(),
+                node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name="smoke",
+                        image=image,
+                        image_pull_policy="IfNotPresent",
+                        command=smoke_command(app),
+                        env=[k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1")],
+                        resources=k8s.core.v1.ResourceRequirementsArgs(
+                            requests={"cpu": "500m", "memory": "512Mi"},
+                            limits={"cpu": "500m", "memory": "512Mi"},
+                        ),
+                        security_context=container_security(),
+                        volume_mounts=[mount],
+                    )
+                ],
+                volumes=[volume],
+            ),
+        ),
+    )
+    return k8s.apiextensions.CustomResource(
+        f"{name}-smoke-template",
+        api_version=ANALYSIS_API_VERSION,
+        kind="AnalysisTemplate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=smoke_template_name(app),
+            namespace=namespace,
+            labels=labels,
+            annotations={"checkov.io/skip1": SKIP_PULL_POLICY},
+        ),
+        spec={
+            "metrics": [{"name": "smoke-test", "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}}}]
+        },
+        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=after)),
+    )
+
+
+def judge_command(prometheus_url: str, check: CanaryCheck) -> list[str]:
+    """One measurement of one check (each check is its own metric, so the AnalysisRun says which one failed):
+    `python -m model_server judge` exits 0 iff the check's pass query returns a sample."""
+    return [
+        "python",
+        "-m",
+        "model_server",
+        "judge",
+        "--prometheus",
+        prometheus_url,
+        "--auth",
+        "workload-identity",
+        "--check",
+        f"{check.name}={check.query}",
+        "--value",
+        f"{check.name}={check.value_query}",
+    ]
+
+
+def build_analysis_template(
+    w: Workload,
+    namespace: pulumi.Input[str],
+    image: pulumi.Input[str],
+    *,
+    release: CanaryRelease,
+    analysis: CanaryAnalysis,
+    service_account: k8s.core.v1.ServiceAccount,
+) -> k8s.apiextensions.CustomResource:
+    """The canary's checks as an AnalysisTemplate: one Job metric per check, measured every interval from the
+    first weighted step on, in pods that query Prometheus by workload identity. A check fails when its query
+    returns nothing or the query cannot run; more failed (or errored) measurements than the stack allows abort."""
+    name, app, common, kube = w.name, w.app, w.common, w.kube
+    labels = {**common, "app.kubernetes.io/component": "canary-analysis"}
+    allowed = release.max_failed_measurements - 1
+
+    def metric(check: CanaryCheck, prometheus_url: str) -> dict[str, Any]:
+        volume, mount = tmp_volume()
+        job_spec = k8s.batch.v1.JobSpecArgs(
+            backoff_limit=0,
+            active_deadline_seconds=JUDGE_DEADLINE_SECONDS,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, WORKLOAD_IDENTITY_USE: "true"}),
+                spec=k8s.core.v1.PodSpecArgs(
+                    restart_policy="Never",
+                    service_account_name=analysis_service_account_name(app),
+                    automount_service_account_token=False,
+                    enable_service_links=False,
+                    security_context=pod_security(),
+                    node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="judge",
+                            image=image,
+                            image_pull_policy="IfNotPresent",
+                            command=judge_command(prometheus_url, check),
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "100m", "memory": "128Mi"},
+                                limits={"cpu": "100m", "memory": "128Mi"},
+                            ),
+                            security_context=container_security(),
+                            volume_mounts=[mount],
+                        )
+                    ],
+                    volumes=[volume],
+                ),
+            ),
+        )
+        return {
+            "name": check.name,
+            "initialDelay": ANALYSIS_INITIAL_DELAY,
+            "interval": prometheus_duration(release.measurement_interval_seconds),
+            "failureLimit": allowed,
+            # A measurement that cannot run (the Job is never created) counts as much as one that fails.
+            "consecutiveErrorLimit": allowed,
+            "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}},
+        }
+
+    spec = pulumi.Output.from_input(analysis.prometheus_url).apply(
+        lambda url: {
+            "args": [{"name": CANARY_HASH_ARG}, {"name": STABLE_HASH_ARG}],
+            "metrics": [metric(check, url) for check in analysis.checks],
+        }
+    )
+    return k8s.apiextensions.CustomResource(
+        f"{name}-analysis-template",
+        api_version=ANALYSIS_API_VERSION,
+        kind="AnalysisTemplate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=analysis_template_name(app),
+            namespace=namespace,
+            labels=labels,
+            annotations={"checkov.io/skip1": SKIP_PULL_POLICY},
+        ),
+        spec=spec,
+        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[service_account])),
+    )
+
+
+def build_analysis_service_account(
+    w: Workload, namespace: pulumi.Input[str], identity_client_id: pulumi.Input[str]
+) -> k8s.core.v1.ServiceAccount:
+    """The analysis Jobs' ServiceAccount, bound to the analysis identity by its client id."""
+    return k8s.core.v1.ServiceAccount(
+        f"{w.name}-analysis-service-account",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=analysis_service_account_name(w.app),
+            namespace=namespace,
+            labels=w.common,
+            annotations={WORKLOAD_IDENTITY_CLIENT_ID: identity_client_id},
+        ),
+        automount_service_account_token=False,
+        opts=w.kube,
+    )
