@@ -25,13 +25,19 @@ from components.model_canary import CANARY_HASH_ARG, STABLE_HASH_ARG, hash_arg
 from components.model_catalog import ModelCatalog, ModelCatalogArgs
 from components.model_deployment import PORT_NAME, CanaryAnalysis, CanaryRelease, ModelDeployment, ModelDeploymentArgs
 from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
-from components.model_metrics_scrape import ModelMetricsScrape, ModelMetricsScrapeArgs
+from components.model_metrics_scrape import ControllerPods, ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
 from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
 from components.placement import Placement
 from components.role_assignment import Principal
-from components.rollout_controller import RolloutController, RolloutControllerArgs
+from components.rollout_controller import (
+    CONTROLLER_POD_LABELS,
+    METRICS_PORT_NAME,
+    RolloutController,
+    RolloutControllerArgs,
+)
+from components.rollout_controller import NAMESPACE as ROLLOUTS_NAMESPACE
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.analysis import canary_checks
 from monitoring.rules import rule_groups
@@ -274,7 +280,13 @@ if model is not None and image_ref is not None:
     ModelMetricsScrape(
         "model-metrics",
         ModelMetricsScrapeArgs(
-            namespace=deployment.namespace, pod_selector=deployment.pod_selector, port_name=PORT_NAME
+            namespace=deployment.namespace,
+            pod_selector=deployment.pod_selector,
+            port_name=PORT_NAME,
+            # The replicas alert reads each Rollout's replica counts from the release controller's own metrics.
+            controller=ControllerPods(
+                namespace=ROLLOUTS_NAMESPACE, pod_selector=CONTROLLER_POD_LABELS, port_name=METRICS_PORT_NAME
+            ),
         ),
         opts=pulumi.ResourceOptions(parent=deployment, providers=[cluster.provider]),
     )

@@ -1,4 +1,5 @@
-"""ModelMetricsScrape: tells the cluster's managed Prometheus agent to scrape the model server's pods.
+"""ModelMetricsScrape: tells the cluster's managed Prometheus agent to scrape the model server's pods and the
+release controller's (the replica counts of each Rollout).
 
 Owns: the ConfigMap `ama-metrics-prometheus-config` in `kube-system`, which the ama-metrics replica reads for
 custom scrape jobs and merges with its default targets (learn.microsoft.com/azure/azure-monitor/containers/
@@ -24,7 +25,7 @@ import pulumi_kubernetes as k8s
 from ruamel.yaml import YAML
 
 from monitoring.analysis import HASH_LABEL, POD_TEMPLATE_HASH_LABEL
-from monitoring.rules import SCRAPE_JOB
+from monitoring.rules import ROLLOUTS_JOB, SCRAPE_JOB
 
 CONFIG_MAP_NAME = "ama-metrics-prometheus-config"
 CONFIG_MAP_NAMESPACE = "kube-system"
@@ -44,6 +45,17 @@ class ModelMetricsScrapeArgs:
     """The container port name the server listens on (its `/metrics` is on the serving port)."""
     metrics_path: str = "/metrics"
     """The path the server exports its Prometheus metrics on."""
+    controller: ControllerPods | None = None
+    """The release controller's pods, whose own metrics hold each Rollout's replica counts (the replicas alert)."""
+
+
+@dataclass(frozen=True)
+class ControllerPods:
+    """Where the release controller's metrics are: its namespace, its pods' labels and the metrics port's name."""
+
+    namespace: str
+    pod_selector: Mapping[str, str]
+    port_name: str
 
 
 def _label_meta(label: str) -> str:
@@ -51,9 +63,41 @@ def _label_meta(label: str) -> str:
     return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() or c == "_" else "_" for c in label)
 
 
-def scrape_config(namespace: str, pod_selector: Mapping[str, str], port_name: str, metrics_path: str) -> dict[str, Any]:
-    """The Prometheus config with one job, `SCRAPE_JOB`: the serving pods of `namespace`, on their named port."""
+def _keep_pods(pod_selector: Mapping[str, str], port_name: str) -> list[dict[str, Any]]:
     labels = sorted(pod_selector.items())
+    return [
+        {
+            "action": "keep",
+            "source_labels": [_label_meta(k) for k, _ in labels],
+            "regex": ";".join(v for _, v in labels),
+        },
+        # One target per pod: the named container port, not every port of the pod.
+        {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port_name},
+    ]
+
+
+def controller_scrape_job(controller: ControllerPods) -> dict[str, Any]:
+    """`ROLLOUTS_JOB`: the controller's pods on their metrics port. Their series carry the Rollout's own `namespace`
+    and `name`; `honor_labels` keeps them should a target label of that name ever be attached (otherwise Prometheus
+    renames the scraped one to `exported_namespace`: prometheus.io/docs configuration, scrape_config honor_labels)."""
+    return {
+        "job_name": ROLLOUTS_JOB,
+        "scrape_interval": SCRAPE_INTERVAL,
+        "honor_labels": True,
+        "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [controller.namespace]}}],
+        "relabel_configs": _keep_pods(controller.pod_selector, controller.port_name),
+    }
+
+
+def scrape_config(
+    namespace: str,
+    pod_selector: Mapping[str, str],
+    port_name: str,
+    metrics_path: str,
+    controller: ControllerPods | None = None,
+) -> dict[str, Any]:
+    """The Prometheus config: job `SCRAPE_JOB`, the serving pods of `namespace` on their named port; and, given the
+    release controller, its job."""
     return {
         "scrape_configs": [
             {
@@ -62,17 +106,7 @@ def scrape_config(namespace: str, pod_selector: Mapping[str, str], port_name: st
                 "metrics_path": metrics_path,
                 "kubernetes_sd_configs": [{"role": "pod", "namespaces": {"names": [namespace]}}],
                 "relabel_configs": [
-                    {
-                        "action": "keep",
-                        "source_labels": [_label_meta(k) for k, _ in labels],
-                        "regex": ";".join(v for _, v in labels),
-                    },
-                    # One target per pod: the container port that serves, not every port of the pod.
-                    {
-                        "action": "keep",
-                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                        "regex": port_name,
-                    },
+                    *_keep_pods(pod_selector, port_name),
                     {
                         "action": "replace",
                         "source_labels": ["__meta_kubernetes_namespace"],
@@ -88,7 +122,8 @@ def scrape_config(namespace: str, pod_selector: Mapping[str, str], port_name: st
                         "target_label": HASH_LABEL,
                     },
                 ],
-            }
+            },
+            *([controller_scrape_job(controller)] if controller is not None else []),
         ]
     }
 
@@ -111,7 +146,7 @@ class ModelMetricsScrape(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelMetricsScrapeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:monitoring:ModelMetricsScrape", name, None, opts)
         config = pulumi.Output.from_input(args.namespace).apply(
-            lambda ns: _yaml(scrape_config(ns, args.pod_selector, args.port_name, args.metrics_path))
+            lambda ns: _yaml(scrape_config(ns, args.pod_selector, args.port_name, args.metrics_path, args.controller))
         )
         self.config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",

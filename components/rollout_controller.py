@@ -41,6 +41,14 @@ TRAFFIC_ROUTER_PROVIDERS = (
     "gatewayAPI",
 )
 METRICS_PORT = 8090
+# The controller's pods, as the chart labels them (templates/controller/deployment.yaml: selectorLabels from
+# templates/_helpers.tpl and the component from values.yaml `controller.component`) and its metrics port's name.
+CONTROLLER_POD_LABELS = {
+    "app.kubernetes.io/name": CHART,
+    "app.kubernetes.io/instance": RELEASE_NAME,
+    "app.kubernetes.io/component": "rollouts-controller",
+}
+METRICS_PORT_NAME = "metrics"
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from monitoring.rules import (
-    DEPLOYMENT_AVAILABLE_REPLICAS,
-    DEPLOYMENT_SPEC_REPLICAS,
     DRIFT_SCORE,
     DRIFT_WINDOW_ROWS,
-    KUBE_STATE_JOB,
     LATENCY_BUCKETS,
     RATE_WINDOW,
     REQUESTS,
+    ROLLOUT_AVAILABLE_REPLICAS,
+    ROLLOUT_DESIRED_REPLICAS,
+    ROLLOUTS_JOB,
     SCORING_ROUTES,
     SCRAPE_JOB,
 )
@@ -60,7 +60,7 @@ def dashboard_document(settings: MonitoringSettings, app: str, title: str) -> di
     """Traffic, error ratio, p99 and replicas against the SLOs; drift per feature against the threshold."""
     scoring = f'job="{SCRAPE_JOB}", namespace="{app}", route=~"{SCORING_ROUTES}"'
     server = f'job="{SCRAPE_JOB}", namespace="{app}"'
-    kube = f'job="{KUBE_STATE_JOB}", namespace="{app}", deployment="{app}"'
+    rollout = f'job="{ROLLOUTS_JOB}", namespace="{app}", name="{app}"'
     slo, drift = settings.slo, settings.drift
     panels = [
         _panel(
@@ -94,8 +94,8 @@ def dashboard_document(settings: MonitoringSettings, app: str, title: str) -> di
             4,
             "Replicas: available and desired",
             [
-                (f"sum({DEPLOYMENT_AVAILABLE_REPLICAS}{{{kube}}})", "available"),
-                (f"sum({DEPLOYMENT_SPEC_REPLICAS}{{{kube}}})", "desired"),
+                (f"max({ROLLOUT_AVAILABLE_REPLICAS}{{{rollout}}})", "available"),
+                (f"max({ROLLOUT_DESIRED_REPLICAS}{{{rollout}}})", "desired"),
             ],
             unit="short",
             threshold=None,

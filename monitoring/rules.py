@@ -7,9 +7,9 @@ They are written once, here, and rendered twice: as Azure Monitor Prometheus rul
 The series they read:
 - the model server's own `/metrics` (model_image/model_server/metrics.py, and the drift monitor beside it), scraped
   as job `SCRAPE_JOB` (the Azure scrape config and the local Prometheus both use that job name);
-- kube-state-metrics as Azure managed Prometheus collects it by default (job `kube-state-metrics`; both series below
-  are in its minimal ingestion profile, Azure/prometheus-collector otelcollector/shared/configmap/mp
-  `kubestateRegex_minimal_mac`).
+- the release controller's own `/metrics` (Argo Rollouts: each Rollout's desired and available replicas, labelled
+  with its `namespace` and `name`, argoproj/argo-rollouts controller/metrics/prommetrics.go, v1.9.0), scraped as job
+  `ROLLOUTS_JOB`: the model's pods belong to a Rollout, which kube-state-metrics does not know.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from stacks.settings import DriftAlertSettings, MonitoringSettings, ServingSloSettings
 
 SCRAPE_JOB = "model-server"
-KUBE_STATE_JOB = "kube-state-metrics"
+ROLLOUTS_JOB = "argo-rollouts"
 EVALUATION_INTERVAL_SECONDS = 60
 # The scoring routes as the server labels them (model_server/app.py `_route`): MLflow's and the v2 protocol's.
 SCORING_ROUTES = "/invocations|/v2/models/.+/infer"
@@ -37,9 +37,9 @@ MODEL_INFO = "model_server_model_info"
 # The drift series, as model_server/drift_metrics.py names them (no labels but `feature`; NaN until a window is full).
 DRIFT_SCORE = "model_server_drift_feature_score"
 DRIFT_WINDOW_ROWS = "model_server_drift_window_rows"
-# kube-state-metrics.
-DEPLOYMENT_SPEC_REPLICAS = "kube_deployment_spec_replicas"
-DEPLOYMENT_AVAILABLE_REPLICAS = "kube_deployment_status_replicas_available"
+# The release controller's gauges (one series per controller replica: the rules take the max over them).
+ROLLOUT_DESIRED_REPLICAS = "rollout_info_replicas_desired"
+ROLLOUT_AVAILABLE_REPLICAS = "rollout_info_replicas_available"
 
 # Alert names the listener and the dashboards key on.
 ERROR_RATIO_ALERT = "ModelServerErrorRatioHigh"
@@ -131,11 +131,11 @@ def serving_rules(slo: ServingSloSettings, app: str) -> tuple[AlertRule, ...]:
         f"  sum by (job, namespace, le) (rate({LATENCY_BUCKETS}{{{scoring}}}[{RATE_WINDOW}]))\n"
         f") > {promql_number(p99_seconds)}"
     )
-    deployment = f'job="{KUBE_STATE_JOB}", namespace="{app}", deployment="{app}"'
+    rollout = f'job="{ROLLOUTS_JOB}", namespace="{app}", name="{app}"'
     replicas = (
-        f"{DEPLOYMENT_AVAILABLE_REPLICAS}{{{deployment}}}\n"
-        f"  < on (namespace, deployment)\n"
-        f"{DEPLOYMENT_SPEC_REPLICAS}{{{deployment}}}"
+        f"max by (namespace, name) ({ROLLOUT_AVAILABLE_REPLICAS}{{{rollout}}})\n"
+        f"  < on (namespace, name)\n"
+        f"max by (namespace, name) ({ROLLOUT_DESIRED_REPLICAS}{{{rollout}}})"
     )
     return (
         AlertRule(
@@ -164,7 +164,7 @@ def serving_rules(slo: ServingSloSettings, app: str) -> tuple[AlertRule, ...]:
             for_seconds=duration_seconds(slo.replicas_not_ready_for),
             severity="critical",
             category="serving",
-            summary=f"The Deployment {app} has fewer available replicas than it wants.",
+            summary=f"The Rollout {app} has fewer available replicas than it wants.",
             description=f"Available replicas below the desired count for {slo.replicas_not_ready_for} "
             "(pods failing readiness, crash-looping or unschedulable).",
         ),

@@ -15,7 +15,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from components.model_alerts import listener_alert_url
-from components.model_metrics_scrape import scrape_config
+from components.model_metrics_scrape import ControllerPods, scrape_config
+from components.rollout_controller import CONTROLLER_POD_LABELS, METRICS_PORT_NAME
 from monitoring.__main__ import rules_path
 from monitoring.analysis import HASH_LABEL
 from offline.harness import ProgramRun, RecordedResource, run_program
@@ -156,8 +157,8 @@ def test_scrape_job_selects_the_model_server_pods(request: pytest.FixtureRequest
     assert config_map.inputs["metadata"]["name"] == "ama-metrics-prometheus-config"
     assert config_map.inputs["metadata"]["namespace"] == "kube-system"
     config = YAML(typ="safe").load(config_map.inputs["data"]["prometheus-config"])
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "model-server"
+    assert [j["job_name"] for j in config["scrape_configs"]] == ["model-server", "argo-rollouts"]
+    job = config["scrape_configs"][0]
     deployment = run.one(DEPLOYMENT).inputs
     namespace = deployment["metadata"]["namespace"]
     assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": [namespace]}}]
@@ -186,7 +187,7 @@ def test_scrape_job_labels_every_series_with_the_pods_template_hash(request: pyt
     # (argoproj/argo-rollouts pkg/apis/rollouts/v1alpha1/types.go DefaultRolloutUniqueLabelKey, v1.9.0).
     run = _run(request, stack)
     config = YAML(typ="safe").load(run.one(CONFIG_MAP).inputs["data"]["prometheus-config"])
-    (job,) = config["scrape_configs"]
+    job = config["scrape_configs"][0]
     pod = run.one(DEPLOYMENT).inputs["spec"]["template"]
     (port,) = pod["spec"]["containers"][0]["ports"]
     rollout_pod = {**pod["metadata"]["labels"], "rollouts-pod-template-hash": "6b9f8c7d5d"}
@@ -196,14 +197,44 @@ def test_scrape_job_labels_every_series_with_the_pods_template_hash(request: pyt
     assert _target_labels(job, pod["metadata"]["labels"], port["name"]) == {"namespace": "ns", "pod": "pod-0"}
 
 
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_release_controllers_metrics_are_scraped_from_the_pods_the_chart_makes(
+    request: pytest.FixtureRequest, stack: str
+) -> None:
+    reference = Path(__file__).parents[1] / "reference" / "argo-rollouts"
+    config = YAML(typ="safe").load(_run(request, stack).one(CONFIG_MAP).inputs["data"]["prometheus-config"])
+    job = config["scrape_configs"][1]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["argo-rollouts"]}}]
+    # The chart's pod labels: selectorLabels (name, instance = the release) and the controller's component.
+    values = YAML(typ="safe").load((reference / "values.yaml").read_text())
+    helpers = (reference / "_helpers.tpl").read_text()
+    assert 'app.kubernetes.io/name: {{ include "argo-rollouts.name" . }}' in helpers
+    assert "app.kubernetes.io/instance: {{ .Release.Name }}" in helpers
+    chart_pod = {
+        "app.kubernetes.io/name": "argo-rollouts",
+        "app.kubernetes.io/instance": "argo-rollouts",
+        "app.kubernetes.io/component": values["controller"]["component"],
+    }
+    deployment = (reference / "controller-deployment.yaml").read_text()
+    assert "- containerPort: {{ .Values.controller.containerPorts.metrics }}\n          name: metrics" in deployment
+    assert _relabel_keeps(job, chart_pod, "metrics")
+    assert not _relabel_keeps(job, chart_pod, "healthz")
+    assert not _relabel_keeps(job, {**chart_pod, "app.kubernetes.io/component": "rollouts-dashboard"}, "metrics")
+    # No target label may shadow the Rollout's own `namespace` label on its series.
+    assert job["honor_labels"] is True
+    assert _target_labels(job, chart_pod, "metrics") == {}
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
 def test_scrape_job_relabel_steps_pass_promtool_check_config(tmp_path: Path) -> None:
-    config = scrape_config("wine-quality", {"app.kubernetes.io/name": "wine-quality"}, "http", "/metrics")
+    controller = ControllerPods("argo-rollouts", CONTROLLER_POD_LABELS, METRICS_PORT_NAME)
+    config = scrape_config("wine-quality", {"app.kubernetes.io/name": "wine-quality"}, "http", "/metrics", controller)
     # Debian's promtool is built without Kubernetes discovery: a static target stands in; the relabel steps (label
     # names a Prometheus config accepts) are what this checks.
-    (job,) = config["scrape_configs"]
-    del job["kubernetes_sd_configs"]
-    job["static_configs"] = [{"targets": ["127.0.0.1:8080"]}]
+    assert len(config["scrape_configs"]) == 2
+    for job in config["scrape_configs"]:
+        del job["kubernetes_sd_configs"]
+        job["static_configs"] = [{"targets": ["127.0.0.1:8080"]}]
     path = tmp_path / "prometheus.yml"
     path.write_text(json.dumps(config))
     result = subprocess.run(

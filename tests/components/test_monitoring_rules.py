@@ -26,9 +26,9 @@ from monitoring.rules import (
     DRIFT_SCORE,
     DRIFT_WINDOW_ROWS,
     ERROR_RATIO_ALERT,
-    KUBE_STATE_JOB,
     LATENCY_ALERT,
     REPLICAS_ALERT,
+    ROLLOUTS_JOB,
     SCRAPE_JOB,
     AlertRule,
     duration_seconds,
@@ -114,13 +114,18 @@ def serving_cases(settings: MonitoringSettings, app: str) -> dict[str, list[Case
     slow = min(b for b in LATENCY_BUCKETS if b > target * 1.05)
     fast = max(b for b in LATENCY_BUCKETS if b <= target / 2) if min(LATENCY_BUCKETS) <= target / 2 else None
 
-    kube = {"job": KUBE_STATE_JOB, "namespace": app, "deployment": app}
+    rollout = {"job": ROLLOUTS_JOB, "namespace": app, "name": app}
     replicas_hold = duration_seconds(slo.replicas_not_ready_for) // 60
 
     def replicas(available: str, minutes: int) -> list[tuple[str, dict[str, str], str]]:
+        # Each of the controller's two replicas exports the gauges (an instance label apart).
         return [
-            ("kube_deployment_spec_replicas", kube, f"3x{minutes}"),
-            ("kube_deployment_status_replicas_available", kube, available),
+            (series, {**rollout, "instance": instance}, values)
+            for instance in ("10.0.0.1:8090", "10.0.0.2:8090")
+            for series, values in (
+                ("rollout_info_replicas_desired", f"3x{minutes}"),
+                ("rollout_info_replicas_available", available),
+            )
         ]
 
     fast_cases = [Case("latency under target", latency(fast), at)] if fast is not None else []
@@ -140,7 +145,7 @@ def serving_cases(settings: MonitoringSettings, app: str) -> dict[str, list[Case
                 "one replica short",
                 replicas(f"2x{replicas_hold + 10}", replicas_hold + 10),
                 replicas_hold + 5,
-                fires=[{"namespace": app, "deployment": app}],
+                fires=[{"namespace": app, "name": app}],
             ),
             Case("all replicas available", replicas(f"3x{replicas_hold + 10}", replicas_hold + 10), replicas_hold + 5),
             # A rolling update or a scale-up is short of ready pods for a moment: that is no alert.
@@ -150,14 +155,10 @@ def serving_cases(settings: MonitoringSettings, app: str) -> dict[str, list[Case
                 replicas_hold + 5,
             ),
             Case(
-                "a different deployment short",
+                "a different rollout short",
                 [
-                    ("kube_deployment_spec_replicas", {**kube, "deployment": "other"}, f"3x{replicas_hold + 10}"),
-                    (
-                        "kube_deployment_status_replicas_available",
-                        {**kube, "deployment": "other"},
-                        f"1x{replicas_hold + 10}",
-                    ),
+                    ("rollout_info_replicas_desired", {**rollout, "name": "other"}, f"3x{replicas_hold + 10}"),
+                    ("rollout_info_replicas_available", {**rollout, "name": "other"}, f"1x{replicas_hold + 10}"),
                 ],
                 replicas_hold + 5,
             ),
