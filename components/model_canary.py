@@ -55,6 +55,8 @@ class CanaryRelease:
     """Time between two analysis measurements."""
     max_failed_measurements: int
     """Failed measurements that abort the release (Argo's failureLimit is one less: it counts those allowed)."""
+    synthetic_rps: float = 0
+    """Requests per second sent to the canary itself while it is judged (0: real traffic only)."""
 
     def __post_init__(self) -> None:
         if (
@@ -74,6 +76,7 @@ class CanaryRelease:
             pause_seconds=duration_seconds(canary.pause),
             measurement_interval_seconds=duration_seconds(canary.measurement_interval),
             max_failed_measurements=canary.max_failed_measurements,
+            synthetic_rps=canary.synthetic_rps,
         )
 
     @property
@@ -143,11 +146,12 @@ def canary_strategy(
         "maxUnavailable": 0,
     }
     if analysed:
-        # The checks run in the background from the first step that gives the canary traffic to the end; a
-        # failed or errored analysis aborts the release (argo-rollouts rollout/analysis.go, AddAbort).
+        # The checks run in the background from the first pause with traffic on a smoke-tested canary (its pods
+        # exist and answer) to the end; a failed or errored analysis aborts the release (argo-rollouts
+        # rollout/analysis.go, AddAbort). The index is the step's in `steps` below.
         strategy["analysis"] = {
             "templates": [{"templateName": analysis_template_name(app)}],
-            "startingStep": 3 if routed else 0,
+            "startingStep": 4 if routed else 2,
             "args": [
                 {"name": CANARY_HASH_ARG, "valueFrom": {"podTemplateHashValue": "Latest"}},
                 {"name": STABLE_HASH_ARG, "valueFrom": {"podTemplateHashValue": "Stable"}},
@@ -334,15 +338,18 @@ def build_analysis_template(
             "initialDelay": ANALYSIS_INITIAL_DELAY,
             "interval": prometheus_duration(release.measurement_interval_seconds),
             "failureLimit": allowed,
-            # A measurement that cannot run (the Job is never created) counts as much as one that fails.
-            "consecutiveErrorLimit": allowed,
+            # A judge that runs and cannot measure fails (exit 1). Errors are the controller's own (the Job could
+            # not be created or read) and keep Argo's default limit of 4 in a row before they abort.
             "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}},
         }
 
     spec = pulumi.Output.from_input(analysis.prometheus_url).apply(
         lambda url: {
             "args": [{"name": CANARY_HASH_ARG}, {"name": STABLE_HASH_ARG}],
-            "metrics": [metric(check, url) for check in analysis.checks],
+            "metrics": [
+                *(metric(check, url) for check in analysis.checks),
+                *([synthetic_traffic_metric(w, image, release)] if release.synthetic_rps > 0 else []),
+            ],
         }
     )
     return k8s.apiextensions.CustomResource(
@@ -358,6 +365,54 @@ def build_analysis_template(
         spec=spec,
         opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[service_account])),
     )
+
+
+def synthetic_traffic_metric(w: Workload, image: pulumi.Input[str], release: CanaryRelease) -> dict[str, Any]:
+    """One Job for the whole analysis that sends the canary Service the model's input example at the stack's rate:
+    a quiet canary would fail its checks for lack of requests, never for its own faults. It measures once and
+    fails only if the canary never answered (`python -m model_server traffic`)."""
+    seconds = len(release.steps) * release.pause_seconds
+    labels = {**w.common, "app.kubernetes.io/component": "canary-traffic"}
+    volume, mount = tmp_volume()
+    url = f"http://{canary_service_name(w.app)}.{w.app}.svc.cluster.local/invocations"
+    job_spec = k8s.batch.v1.JobSpecArgs(
+        backoff_limit=0,
+        active_deadline_seconds=seconds + SMOKE_DEADLINE_SECONDS,
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+            spec=k8s.core.v1.PodSpecArgs(
+                restart_policy="Never",
+                service_account_name=w.app,
+                automount_service_account_token=False,
+                enable_service_links=False,
+                security_context=pod_security(),
+                node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
+                containers=[
+                    k8s.core.v1.ContainerArgs(
+                        name="traffic",
+                        image=image,
+                        image_pull_policy="IfNotPresent",
+                        command=[
+                            *("python", "-m", "model_server", "traffic", "--url", url),
+                            *("--rps", f"{release.synthetic_rps:g}", "--seconds", str(seconds)),
+                        ],
+                        resources=k8s.core.v1.ResourceRequirementsArgs(
+                            requests={"cpu": "100m", "memory": "128Mi"},
+                            limits={"cpu": "100m", "memory": "128Mi"},
+                        ),
+                        security_context=container_security(),
+                        volume_mounts=[mount],
+                    )
+                ],
+                volumes=[volume],
+            ),
+        ),
+    )
+    return {
+        "name": "synthetic-traffic",
+        "count": 1,
+        "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}},
+    }
 
 
 def build_analysis_service_account(

@@ -257,9 +257,10 @@ def build_rollout(
             labels=w.common,
             annotations={
                 "checkov.io/skip1": SKIP_PULL_POLICY,
-                # `pulumi up` waits until the controller reports the release Healthy, and fails once the wait
-                # exceeds every step's pause: an aborted release is Degraded and never Healthy
-                # (pulumi-kubernetes provider/pkg/metadata/overrides.go ReadyCondition).
+                # A new Rollout (day one) is awaited until Healthy. On an update the wait can end at once on the
+                # previous release's Healthy: Argo writes status.observedGeneration as a string, and the provider's
+                # guard reads an integer (pulumi-kubernetes await/condition/jsonpath.go; argo-rollouts types.go),
+                # so the release's outcome is the deploy workflow's to wait for (docs/decisions/0001).
                 "pulumi.com/waitFor": "jsonpath={.status.phase}=Healthy",
                 "pulumi.com/timeoutSeconds": str(wait_seconds),
             },

@@ -366,6 +366,13 @@ class CanarySettings(Section):
     max_failed_measurements: int = Field(
         default=2, ge=1, le=10, description="Failed measurements (errors and empty results count) that abort."
     )
+    synthetic_rps: float = Field(
+        default=0,
+        ge=0,
+        le=50,
+        description="Requests per second the release sends the canary itself while it is judged, for a stack whose "
+        "real traffic is too little to judge on (0: real traffic only).",
+    )
 
     @field_validator("steps")
     @classmethod

@@ -120,7 +120,10 @@ def test_diff_against_base_after_a_pin_bump_is_rebuild_and_rollout_only(tmp_path
     changed = {(r["type"], r["name"]): r for r in diff["resources"]}
     assert changed["docker-build:index:Image", "model-image-image"]["impact"] == "image rebuilt and pushed"
     assert changed["docker-build:index:Image", "model-image-sbom"]["impact"] == "rebuilt, nothing pushed"
-    canary = "canary 10% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift"
+    canary = (
+        "canary 10% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift, "
+        "synthetic-traffic"
+    )
     assert changed["kubernetes:argoproj.io/v1alpha1:Rollout", "model-rollout"]["impact"] == canary
     allowed = {
         "image rebuilt and pushed",

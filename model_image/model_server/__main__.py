@@ -1,9 +1,10 @@
-"""`python -m model_server serve | fetch | check | smoke | judge`.
+"""`python -m model_server serve | fetch | check | smoke | traffic | judge`.
 
 serve  Serve the model in --model-dir (env MODEL_DIR) on --host/--port (env HOST/PORT); flags override the environment.
 fetch  Download models:/<name>/<version> from the registry at $MLFLOW_TRACKING_URI into --dest, with serving metadata.
 check  Load the model and run the warm-up (what readiness waits for) without serving; used at image build time.
-smoke  POST the model's input example to --url and require predictions; the post-deploy Job that gates `pulumi up`.
+smoke  POST the model's input example to --url and require predictions; the release's smoke test of the canary.
+traffic  POST the input example to --url at --rps for --seconds: synthetic traffic a quiet canary is judged on.
 judge  Run each canary check's PromQL pass query once; exit 0 iff every one returned a sample (a rollout analysis Job).
 """
 
@@ -50,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     smoke.add_argument("--model-dir", type=Path, help="MLflow model directory (env MODEL_DIR, default /opt/model)")
     smoke.add_argument("--attempts", type=int, default=10)
 
+    traffic = commands.add_parser("traffic", help="send the model's input example at a steady rate")
+    traffic.add_argument("--url", required=True, help="the canary's /invocations URL")
+    traffic.add_argument("--rps", required=True, type=float, help="requests per second")
+    traffic.add_argument("--seconds", required=True, type=float, help="how long to send")
+    traffic.add_argument("--model-dir", type=Path, help="MLflow model directory (env MODEL_DIR, default /opt/model)")
+
     judge = commands.add_parser("judge", help="judge a canary: every PromQL pass query must return a sample")
     add_judge_arguments(judge)
     return parser
@@ -66,6 +73,21 @@ def _smoke(args: argparse.Namespace) -> int:
         return 1
     print(f"smoke: {args.url} answered {answer[:200]}")
     return 0
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    from model_server.smoke import SmokeTestError, input_example
+    from model_server.traffic import send_traffic
+
+    model_dir = args.model_dir or Path(os.environ.get("MODEL_DIR", "/opt/model"))
+    try:
+        result = send_traffic(args.url, input_example(model_dir), rps=args.rps, seconds=args.seconds)
+    except (SmokeTestError, ValueError) as exc:
+        print(f"traffic: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"sent": result.sent, "statuses": {str(k): v for k, v in sorted(result.statuses.items())}}))
+    # The checks judge the answers; only a canary that never answered fails here.
+    return 0 if result.answered else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -136,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _smoke(args)
         if args.command == "judge":
             return run_judge(args)
+        if args.command == "traffic":
+            return _traffic(args)
         return _check(args)
     except SettingsError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)

@@ -68,7 +68,7 @@ def test_the_routed_rollout_validates_against_the_pinned_crd(ingress_run: Progra
 
 @pytest.mark.parametrize(
     ("stack", "shares", "pause"),
-    [("staging", [10, 50], "2m"), ("prod", [10, 25, 50], "10m")],
+    [("staging", [10, 50], "5m"), ("prod", [10, 25, 50], "10m")],
 )
 def test_without_a_router_the_canary_takes_each_stacks_shares_by_replicas_and_is_smoke_tested_on_its_first_pods(
     request: pytest.FixtureRequest, stack: str, shares: list[int], pause: str
@@ -80,8 +80,9 @@ def test_without_a_router_the_canary_takes_each_stacks_shares_by_replicas_and_is
     # No stable Service: the controller would pin it to the stable pods, and the canary would get no traffic.
     assert "stableService" not in canary
     assert "trafficRouting" not in canary
-    # The checks run from the first step, the one that gives the canary its first pods and traffic.
-    assert canary["analysis"]["startingStep"] == 0
+    # The checks start at the first pause: the canary's pods exist, took traffic and passed the smoke test.
+    assert canary["analysis"]["startingStep"] == 2
+    assert canary["steps"][2] == {"pause": {"duration": pause}}
     assert canary["canaryService"] == f"{APP}-canary"
     assert (canary["maxSurge"], canary["maxUnavailable"]) == (1, 0)
 
@@ -96,7 +97,8 @@ def test_with_the_ingress_router_one_canary_pod_is_smoke_tested_before_it_gets_a
         {"setCanaryScale": {"matchTrafficWeight": True}},
     ]
     assert canary["steps"][3] == {"setWeight": 10}
-    assert canary["analysis"]["startingStep"] == 3
+    assert canary["analysis"]["startingStep"] == 4
+    assert "pause" in canary["steps"][4]
     assert canary["stableService"] == APP
     assert canary["trafficRouting"] == {"nginx": {"stableIngress": APP}}
 
@@ -123,7 +125,7 @@ def test_the_autoscaler_scales_the_rollout(request: pytest.FixtureRequest, stack
     assert "replicas" not in _manifest(_run(request, stack).one(ROLLOUT))["spec"]
 
 
-@pytest.mark.parametrize(("stack", "timeout"), [("staging", 600 + 2 * 120 + 600), ("prod", 600 + 3 * 600 + 600)])
+@pytest.mark.parametrize(("stack", "timeout"), [("staging", 600 + 2 * 300 + 600), ("prod", 600 + 3 * 600 + 600)])
 def test_pulumi_up_waits_for_the_release_to_be_healthy_for_as_long_as_its_steps_take(
     request: pytest.FixtureRequest, stack: str, timeout: int
 ) -> None:
@@ -190,11 +192,13 @@ def test_each_check_of_the_stacks_thresholds_is_a_metric_measured_every_interval
     checks = canary_checks(settings.monitoring, APP, "{{args.canary-hash}}", "{{args.stable-hash}}")
     spec = _analysis_template(_run(request, stack))["spec"]
     assert spec["args"] == [{"name": "canary-hash"}, {"name": "stable-hash"}]
-    assert [m["name"] for m in spec["metrics"]] == [c.name for c in checks]
+    synthetic = ["synthetic-traffic"] if settings.serving.canary.synthetic_rps else []
+    assert [m["name"] for m in spec["metrics"]] == [c.name for c in checks] + synthetic
     allowed = settings.serving.canary.max_failed_measurements - 1
-    for metric, check in zip(spec["metrics"], checks, strict=True):
+    for metric, check in zip(spec["metrics"], checks, strict=False):
         assert (metric["interval"], metric["initialDelay"]) == ("1m", "2m")
-        assert (metric["failureLimit"], metric["consecutiveErrorLimit"]) == (allowed, allowed)
+        assert metric["failureLimit"] == allowed
+        assert "consecutiveErrorLimit" not in metric  # Argo's default, 4: the controller's own errors
         container = metric["provider"]["job"]["spec"]["template"]["spec"]["containers"][0]
         command = container["command"]
         assert command[:4] == ["python", "-m", "model_server", "judge"]
@@ -203,10 +207,29 @@ def test_each_check_of_the_stacks_thresholds_is_a_metric_measured_every_interval
         assert command[command.index("--auth") + 1] == "workload-identity"
 
 
+def test_staging_sends_its_quiet_canary_synthetic_traffic_for_the_whole_analysis_and_prod_does_not(
+    staging: StackRun, prod: StackRun
+) -> None:
+    metrics = {m["name"]: m for m in _analysis_template(staging.run)["spec"]["metrics"]}
+    traffic = metrics["synthetic-traffic"]
+    assert traffic["count"] == 1
+    job = traffic["provider"]["job"]["spec"]
+    (container,) = job["template"]["spec"]["containers"]
+    url = f"http://{APP}-canary.{APP}.svc.cluster.local/invocations"
+    seconds = 2 * 300  # staging: two steps of 5 minutes
+    assert container["command"] == [
+        *("python", "-m", "model_server", "traffic", "--url", url, "--rps", "2", "--seconds", str(seconds))
+    ]
+    assert job["activeDeadlineSeconds"] > seconds
+    # Its pods are not the server's: neither scraped as the canary nor counted by its Service.
+    assert job["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "canary-traffic"
+    assert "synthetic-traffic" not in {m["name"] for m in _analysis_template(prod.run)["spec"]["metrics"]}
+
+
 def test_the_checks_query_the_stacks_own_prometheus(staging: StackRun) -> None:
     run = staging.run
     endpoint = run.outputs["prometheusQueryEndpoint"]
-    for metric in _analysis_template(run)["spec"]["metrics"]:
+    for metric in _analysis_template(run)["spec"]["metrics"][:-1]:
         command = metric["provider"]["job"]["spec"]["template"]["spec"]["containers"][0]["command"]
         assert command[command.index("--prometheus") + 1] == endpoint
 
@@ -237,6 +260,10 @@ def test_only_the_analysis_jobs_may_read_prometheus_and_only_by_workload_identit
     assert identity.urn in grant.dependencies
     for metric in _analysis_template(run)["spec"]["metrics"]:
         pod = metric["provider"]["job"]["spec"]["template"]
+        if metric["name"] == "synthetic-traffic":  # it only talks to the canary: the serving pods' own account
+            assert pod["spec"]["serviceAccountName"] == APP
+            assert "azure.workload.identity/use" not in pod["metadata"]["labels"]
+            continue
         assert pod["spec"]["serviceAccountName"] == f"{APP}-analysis"
         assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     serving_identity = run.one(IDENTITY, "model-identity")
@@ -248,3 +275,15 @@ def test_an_analysis_without_checks_cannot_be_built() -> None:
 
     with pytest.raises(ValueError, match="at least one check"):
         CanaryAnalysis(checks=(), prometheus_url="https://p", azure_monitor_workspace_id="/w", subscription_id="s")
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_each_step_holds_for_at_least_the_checks_rate_window(stack: str) -> None:
+    """A shorter step would be judged on the previous step's traffic too: a fault that starts at the last step
+    would be diluted below its bound before the release completes."""
+    from monitoring.rules import RATE_WINDOW, duration_seconds
+    from stacks.files import load_stack_config
+    from tests.conftest import ROOT
+
+    canary = load_stack_config(ROOT, stack).settings().serving.canary
+    assert duration_seconds(canary.pause) >= duration_seconds(RATE_WINDOW)

@@ -104,7 +104,8 @@ def test_dispatch_opens_a_pull_request_with_the_offline_diff_and_redelivery_chan
     assert "`model.version` | `1` | `4`" in body
     assert "image rebuilt and pushed" in impacts(body)
     assert canary_impacts(body) == {
-        "canary 10% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift"
+        "canary 10% -> 50% -> 100%, analysis ready, error-ratio, latency-p99, latency-vs-stable, drift, "
+        "synthetic-traffic"
     }
     assert impacts(body) - canary_impacts(body) <= PIN_BUMP_IMPACTS, "a pin bump changes the image and its release"
     assert "0 to add, 0 to delete" in body
