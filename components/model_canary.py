@@ -210,36 +210,47 @@ def smoke_command(app: str) -> list[str]:
     ]
 
 
-def build_smoke_template(
-    w: Workload, namespace: pulumi.Input[str], image: pulumi.Input[str], after: list[pulumi.Resource]
-) -> k8s.apiextensions.CustomResource:
-    """The smoke test as an AnalysisTemplate with a Job metric: the step passes if the Job exits 0
-    (argo-rollouts docs/analysis/job.md), and a failed step aborts the release."""
-    name, app, version, common, kube = w.name, w.app, w.version, w.common, w.kube
-    labels = {**common, "app.kubernetes.io/component": "smoke-test", "app.kubernetes.io/version": version}
+def job_provider(
+    w: Workload,
+    image: pulumi.Input[str],
+    *,
+    labels: dict[str, str],
+    container: tuple[str, list[str]],
+    service_account: str,
+    resources: tuple[str, str],
+    deadline_seconds: int,
+    backoff_limit: int = 0,
+    env: dict[str, str] | None = None,
+    workload_identity: bool = False,
+) -> dict[str, Any]:
+    """An Argo Job metric provider (argo-rollouts docs/analysis/job.md): one pod from the model image on the model
+    pool, restricted like the server's, with `container` (name, command), `resources` (cpu, memory: requests equal
+    limits) and a deadline; `workload_identity` labels the pod for the webhook that injects the Entra token."""
+    name, command = container
+    cpu, memory = resources
     volume, mount = tmp_volume()
-    job_spec = k8s.batch.v1.JobSpecArgs(
-        backoff_limit=SMOKE_BACKOFF_LIMIT,
-        active_deadline_seconds=SMOKE_DEADLINE_SECONDS,
+    pod_labels = {**labels, WORKLOAD_IDENTITY_USE: "true"} if workload_identity else labels
+    spec = k8s.batch.v1.JobSpecArgs(
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=deadline_seconds,
         template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
             spec=k8s.core.v1.PodSpecArgs(
                 restart_policy="Never",
-                service_account_name=app,
+                service_account_name=service_account,
                 automount_service_account_token=False,
                 enable_service_links=False,
                 security_context=pod_security(),
                 node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
                 containers=[
                     k8s.core.v1.ContainerArgs(
-                        name="smoke",
+                        name=name,
                         image=image,
                         image_pull_policy="IfNotPresent",
-                        command=smoke_command(app),
-                        env=[k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1")],
+                        command=command,
+                        env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()] if env else None,
                         resources=k8s.core.v1.ResourceRequirementsArgs(
-                            requests={"cpu": "500m", "memory": "512Mi"},
-                            limits={"cpu": "500m", "memory": "512Mi"},
+                            requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu, "memory": memory}
                         ),
                         security_context=container_security(),
                         volume_mounts=[mount],
@@ -248,6 +259,27 @@ def build_smoke_template(
                 volumes=[volume],
             ),
         ),
+    )
+    return {"job": {"metadata": {"labels": labels}, "spec": spec}}
+
+
+def build_smoke_template(
+    w: Workload, namespace: pulumi.Input[str], image: pulumi.Input[str], after: list[pulumi.Resource]
+) -> k8s.apiextensions.CustomResource:
+    """The smoke test as an AnalysisTemplate with a Job metric: the step passes if the Job exits 0
+    (argo-rollouts docs/analysis/job.md), and a failed step aborts the release."""
+    name, app, version, common, kube = w.name, w.app, w.version, w.common, w.kube
+    labels = {**common, "app.kubernetes.io/component": "smoke-test", "app.kubernetes.io/version": version}
+    provider = job_provider(
+        w,
+        image,
+        labels=labels,
+        container=("smoke", smoke_command(app)),
+        service_account=app,
+        resources=("500m", "512Mi"),
+        deadline_seconds=SMOKE_DEADLINE_SECONDS,
+        backoff_limit=SMOKE_BACKOFF_LIMIT,
+        env={"OMP_NUM_THREADS": "1"},  # as the server: one thread per process
     )
     return k8s.apiextensions.CustomResource(
         f"{name}-smoke-template",
@@ -259,9 +291,7 @@ def build_smoke_template(
             labels=labels,
             annotations={"checkov.io/skip1": SKIP_PULL_POLICY},
         ),
-        spec={
-            "metrics": [{"name": "smoke-test", "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}}}]
-        },
+        spec={"metrics": [{"name": "smoke-test", "provider": provider}]},
         opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=after)),
     )
 
@@ -302,36 +332,15 @@ def build_analysis_template(
     allowed = release.max_failed_measurements - 1
 
     def metric(check: CanaryCheck, prometheus_url: str) -> dict[str, Any]:
-        volume, mount = tmp_volume()
-        job_spec = k8s.batch.v1.JobSpecArgs(
-            backoff_limit=0,
-            active_deadline_seconds=JUDGE_DEADLINE_SECONDS,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels={**labels, WORKLOAD_IDENTITY_USE: "true"}),
-                spec=k8s.core.v1.PodSpecArgs(
-                    restart_policy="Never",
-                    service_account_name=analysis_service_account_name(app),
-                    automount_service_account_token=False,
-                    enable_service_links=False,
-                    security_context=pod_security(),
-                    node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="judge",
-                            image=image,
-                            image_pull_policy="IfNotPresent",
-                            command=judge_command(prometheus_url, check),
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "100m", "memory": "128Mi"},
-                                limits={"cpu": "100m", "memory": "128Mi"},
-                            ),
-                            security_context=container_security(),
-                            volume_mounts=[mount],
-                        )
-                    ],
-                    volumes=[volume],
-                ),
-            ),
+        provider = job_provider(
+            w,
+            image,
+            labels=labels,
+            container=("judge", judge_command(prometheus_url, check)),
+            service_account=analysis_service_account_name(app),
+            resources=("100m", "128Mi"),
+            deadline_seconds=JUDGE_DEADLINE_SECONDS,
+            workload_identity=True,
         )
         return {
             "name": check.name,
@@ -340,7 +349,7 @@ def build_analysis_template(
             "failureLimit": allowed,
             # A judge that runs and cannot measure fails (exit 1). Errors are the controller's own (the Job could
             # not be created or read) and keep Argo's default limit of 4 in a row before they abort.
-            "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}},
+            "provider": provider,
         }
 
     spec = pulumi.Output.from_input(analysis.prometheus_url).apply(
@@ -373,45 +382,24 @@ def synthetic_traffic_metric(w: Workload, image: pulumi.Input[str], release: Can
     fails only if the canary never answered (`python -m model_server traffic`)."""
     seconds = len(release.steps) * release.pause_seconds
     labels = {**w.common, "app.kubernetes.io/component": "canary-traffic"}
-    volume, mount = tmp_volume()
     url = f"http://{canary_service_name(w.app)}.{w.app}.svc.cluster.local/invocations"
-    job_spec = k8s.batch.v1.JobSpecArgs(
-        backoff_limit=0,
-        active_deadline_seconds=seconds + SMOKE_DEADLINE_SECONDS,
-        template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-            spec=k8s.core.v1.PodSpecArgs(
-                restart_policy="Never",
-                service_account_name=w.app,
-                automount_service_account_token=False,
-                enable_service_links=False,
-                security_context=pod_security(),
-                node_selector={MODEL_POOL_LABEL[0]: MODEL_POOL_LABEL[1]},
-                containers=[
-                    k8s.core.v1.ContainerArgs(
-                        name="traffic",
-                        image=image,
-                        image_pull_policy="IfNotPresent",
-                        command=[
-                            *("python", "-m", "model_server", "traffic", "--url", url),
-                            *("--rps", f"{release.synthetic_rps:g}", "--seconds", str(seconds)),
-                        ],
-                        resources=k8s.core.v1.ResourceRequirementsArgs(
-                            requests={"cpu": "100m", "memory": "128Mi"},
-                            limits={"cpu": "100m", "memory": "128Mi"},
-                        ),
-                        security_context=container_security(),
-                        volume_mounts=[mount],
-                    )
-                ],
-                volumes=[volume],
-            ),
-        ),
+    command = [
+        *("python", "-m", "model_server", "traffic", "--url", url),
+        *("--rps", f"{release.synthetic_rps:g}", "--seconds", str(seconds)),
+    ]
+    provider = job_provider(
+        w,
+        image,
+        labels=labels,
+        container=("traffic", command),
+        service_account=w.app,
+        resources=("100m", "128Mi"),
+        deadline_seconds=seconds + SMOKE_DEADLINE_SECONDS,
     )
     return {
         "name": "synthetic-traffic",
         "count": 1,
-        "provider": {"job": {"metadata": {"labels": labels}, "spec": job_spec}},
+        "provider": provider,
     }
 
 
