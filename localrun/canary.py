@@ -137,6 +137,7 @@ class Traffic:
                 self._stop.wait(max(0.0, due - time.monotonic()))
 
     def start(self) -> Traffic:
+        """Start sending; a Traffic runs once (make a new one for another release)."""
         if self._thread is not None:
             raise RuntimeError("traffic: already started")
         self._thread = threading.Thread(target=self._send, name="canary-traffic", daemon=True)
@@ -262,7 +263,8 @@ class CanaryResult:
     failed_checks: tuple[str, ...]
     """The checks whose failed measurements reached the limit (empty when promoted)."""
     failed_verdict: Verdict | None
-    """The first failed check's verdict in the measurement that aborted the release."""
+    """In the measurement that aborted the release, the verdict of the first check (in `canary_checks` order) that
+    reached the limit."""
     seconds_to_abort: float | None
     """From the canary's start to its weight back at 0."""
     seconds_total: float
@@ -294,8 +296,8 @@ def run_canary(
     """Release the canary behind `proxy` (which must send it no traffic yet) in `release`'s steps, with `traffic`
     flowing through the proxy the whole time, judged by `canary_checks(monitoring, app, canary_hash, stable_hash)`.
 
-    The first measurement is `initial_delay_seconds` after the first step's weight is set (the canary must have
-    served and been scraped twice for a rate to exist), then one every measurement interval across the steps.
+    The first measurement is `initial_delay_seconds` after the release starts (the canary must have served and
+    been scraped twice for a rate to exist), then one every measurement interval across the steps.
     A check failing its `max_failed_measurements`-th time aborts: the weight goes back to 0 at once. Otherwise, when
     the last step's pause is over, the canary takes all traffic (weight 100). If anything else goes wrong on the
     way, the weight goes back to 0 before the error propagates.
@@ -328,7 +330,6 @@ def run_canary(
                 weight_set = since()
                 say(f"canary at {weight}% ({weight_set:.1f} s)")
                 step_end = time.monotonic() + pause
-                aborted: list[str] = []
                 while next_measurement < step_end:
                     time.sleep(max(0.0, next_measurement - time.monotonic()))
                     at = since()
