@@ -7,8 +7,10 @@ check passed), and once the failed measurements reach the limit the rollout abor
 stable version (docs/decisions/0001-canary-release.md). Here the same checks (`monitoring.analysis.canary_checks`,
 with two concrete hashes) run through the same judge command, `--auth none`, against a local Prometheus that
 labels each server's series as the cluster's scrape job does (`localrun.monitoring.canary_prometheus`); the
-router is `localrun.weighted_proxy.WeightedProxy`. Failed measurements are counted per check, so an abort names
-the check and carries the judge's own JSON line for it.
+router is `localrun.weighted_proxy.WeightedProxy`. Failed measurements are counted per check over the whole run, as
+Argo counts each metric's (it fails a metric once its failed measurements exceed failureLimit: argoproj/argo-rollouts
+analysis/analysis.go `assessMetricStatus`), so an abort names the check and carries the judge's own JSON line for it.
+In the cluster the judge is one Job metric for all checks, so there failures of different checks add up.
 
 Durations come from `components.model_canary.CanaryRelease` (a stack's `serving.canary`, or a scaled-down one:
 `dataclasses.replace(release, pause_seconds=20, measurement_interval_seconds=5)`).
