@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
 from localrun.processes import LOOPBACK, ManagedProcess, free_port
+from localrun.weighted_proxy import check_backend
+from monitoring.analysis import HASH_LABEL
+from monitoring.rules import SCRAPE_JOB
 
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "prometheus-alertmanager"  # Debian's name for the alertmanager binary
@@ -76,6 +80,52 @@ def prometheus(
         "rule_files": [str(rules_file)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{LOOPBACK}:{alertmanager_port}"]}]}]},
         "scrape_configs": [{"job_name": MODEL_SERVER_JOB, "static_configs": [{"targets": [scrape_target]}]}],
+    }
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(_dump(config))
+    return ManagedProcess(
+        name="prometheus",
+        argv=[
+            _binary(PROMETHEUS),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--log.level=warn",
+        ],
+        log_path=workdir / "prometheus.log",
+        ready_url=f"http://{LOOPBACK}:{port}/-/ready",
+    )
+
+
+def canary_prometheus(
+    workdir: Path,
+    *,
+    namespace: str,
+    targets: Mapping[str, str],
+    scrape_interval: str = "1s",
+    port: int | None = None,
+) -> ManagedProcess:
+    """Prometheus scraping each model server of a canary release as the cluster's scrape job does: job `SCRAPE_JOB`,
+    every series labelled with the model's `namespace` and its version's pod-template hash (`HASH_LABEL`).
+
+    `targets` maps each version's hash (any label value locally: a version name will do) to its server's
+    `host:port`. No rules, no Alertmanager: the canary's judge queries this Prometheus directly.
+    """
+    if not targets:
+        raise ValueError("targets: expected at least one pod-template hash -> '<host>:<port>' pair")
+    static_configs = [
+        # Static target labels play the relabelled pod labels (components/model_metrics_scrape.py `scrape_config`).
+        {
+            "targets": [check_backend(f"targets[{version!r}]", address)],
+            "labels": {"namespace": namespace, HASH_LABEL: version},
+        }
+        for version, address in targets.items()
+    ]
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "global": {"scrape_interval": scrape_interval},
+        "scrape_configs": [{"job_name": SCRAPE_JOB, "static_configs": static_configs}],
     }
     config_file = workdir / "prometheus.yml"
     config_file.write_text(_dump(config))
