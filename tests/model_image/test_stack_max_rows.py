@@ -1,5 +1,5 @@
 """`serving.maxRows` end to end: the stack file's value, through the program as `python -m stacks` runs it, into the
-Deployment's environment, into the real server, which then refuses one row more than that and serves that many."""
+Rollout's environment, into the real server, which then refuses one row more than that and serves that many."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import pytest
 from tests.conftest import run_variant
 from tests.model_image.serving_helpers import Pool, Served, our_server
 
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+DEPLOYMENT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # the model's pods
 STACK = "staging"
 # Two stack values, so the test shows the setting moving the server's limit, not a default that happens to match.
 LIMITS = (5, 9)
 
 
 def pod_environment(max_rows: int) -> dict[str, str]:
-    """The server container's `env` as the program renders the staging Deployment with `serving.maxRows` set."""
+    """The server container's `env` as the program renders the staging Rollout with `serving.maxRows` set."""
 
     def edit(values: dict[str, Any]) -> None:
         values["mlops-serving:serving"]["maxRows"] = max_rows
