@@ -195,7 +195,8 @@ def dispatch_change(repo_dir: Path, payload: PromotionPayload, base: str) -> Cha
         f"## Promote `{payload.model}` v{payload.version} to `{stack}`\n\n"
         f"Proposed by the release workflow after a registry promotion ({trigger}; delivery `{payload.delivery_id}`).\n"
         f"Only the pin in `Pulumi.{stack}.yaml` changes. Merging deploys `{stack}` "
-        "(the image is built for this version, the deployment rolls out, the smoke test runs); "
+        "(the image is built for this version, which is then released as a canary, smoke-tested and judged step "
+        "by step); "
         "prod is proposed separately once staging runs it."
     )
 
