@@ -63,24 +63,10 @@ def demo_rules(rules_text: str, *, interval: str, pending: str) -> str:
     return out.getvalue()
 
 
-def prometheus(
-    workdir: Path,
-    *,
-    scrape_target: str,
-    rules_file: Path,
-    alertmanager_port: int,
-    scrape_interval: str = "1s",
-    port: int | None = None,
-) -> ManagedProcess:
-    """Prometheus scraping `scrape_target` (host:port) as job `model-server`, alerting to the local Alertmanager."""
+def _prometheus_process(workdir: Path, config: dict[str, Any], port: int | None) -> ManagedProcess:
+    """Prometheus with `config`, on 127.0.0.1, its data and log under `workdir`."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "rule_files": [str(rules_file)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{LOOPBACK}:{alertmanager_port}"]}]}]},
-        "scrape_configs": [{"job_name": MODEL_SERVER_JOB, "static_configs": [{"targets": [scrape_target]}]}],
-    }
     config_file = workdir / "prometheus.yml"
     config_file.write_text(_dump(config))
     return ManagedProcess(
@@ -95,6 +81,25 @@ def prometheus(
         log_path=workdir / "prometheus.log",
         ready_url=f"http://{LOOPBACK}:{port}/-/ready",
     )
+
+
+def prometheus(
+    workdir: Path,
+    *,
+    scrape_target: str,
+    rules_file: Path,
+    alertmanager_port: int,
+    scrape_interval: str = "1s",
+    port: int | None = None,
+) -> ManagedProcess:
+    """Prometheus scraping `scrape_target` (host:port) as job `model-server`, alerting to the local Alertmanager."""
+    config = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [str(rules_file)],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{LOOPBACK}:{alertmanager_port}"]}]}]},
+        "scrape_configs": [{"job_name": MODEL_SERVER_JOB, "static_configs": [{"targets": [scrape_target]}]}],
+    }
+    return _prometheus_process(workdir, config, port)
 
 
 def canary_prometheus(
@@ -121,26 +126,11 @@ def canary_prometheus(
         }
         for version, address in targets.items()
     ]
-    port = port or free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": scrape_interval},
         "scrape_configs": [{"job_name": SCRAPE_JOB, "static_configs": static_configs}],
     }
-    config_file = workdir / "prometheus.yml"
-    config_file.write_text(_dump(config))
-    return ManagedProcess(
-        name="prometheus",
-        argv=[
-            _binary(PROMETHEUS),
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{port}",
-            "--log.level=warn",
-        ],
-        log_path=workdir / "prometheus.log",
-        ready_url=f"http://{LOOPBACK}:{port}/-/ready",
-    )
+    return _prometheus_process(workdir, config, port)
 
 
 def alertmanager(
