@@ -263,13 +263,38 @@ def job_provider(
     return {"job": {"metadata": {"labels": labels}, "spec": spec}}
 
 
+def _analysis_template(  # noqa: PLR0917 - the template's seven parts, each different
+    w: Workload,
+    role: str,
+    template_name: str,
+    namespace: pulumi.Input[str],
+    labels: dict[str, str],
+    spec: pulumi.Input[dict[str, Any]],
+    after: list[pulumi.Resource],
+) -> k8s.apiextensions.CustomResource:
+    """An AnalysisTemplate child `<name>-<role>`; its Job pods run the digest-pinned image (the pull-policy skip)."""
+    return k8s.apiextensions.CustomResource(
+        f"{w.name}-{role}",
+        api_version=ANALYSIS_API_VERSION,
+        kind="AnalysisTemplate",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=template_name,
+            namespace=namespace,
+            labels=labels,
+            annotations={"checkov.io/skip1": SKIP_PULL_POLICY},
+        ),
+        spec=spec,
+        opts=pulumi.ResourceOptions.merge(w.kube, pulumi.ResourceOptions(depends_on=after)),
+    )
+
+
 def build_smoke_template(
     w: Workload, namespace: pulumi.Input[str], image: pulumi.Input[str], after: list[pulumi.Resource]
 ) -> k8s.apiextensions.CustomResource:
     """The smoke test as an AnalysisTemplate with a Job metric: the step passes if the Job exits 0
     (argo-rollouts docs/analysis/job.md), and a failed step aborts the release."""
-    name, app, version, common, kube = w.name, w.app, w.version, w.common, w.kube
-    labels = {**common, "app.kubernetes.io/component": "smoke-test", "app.kubernetes.io/version": version}
+    app = w.app
+    labels = {**w.common, "app.kubernetes.io/component": "smoke-test", "app.kubernetes.io/version": w.version}
     provider = job_provider(
         w,
         image,
@@ -281,19 +306,8 @@ def build_smoke_template(
         backoff_limit=SMOKE_BACKOFF_LIMIT,
         env={"OMP_NUM_THREADS": "1"},  # as the server: one thread per process
     )
-    return k8s.apiextensions.CustomResource(
-        f"{name}-smoke-template",
-        api_version=ANALYSIS_API_VERSION,
-        kind="AnalysisTemplate",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=smoke_template_name(app),
-            namespace=namespace,
-            labels=labels,
-            annotations={"checkov.io/skip1": SKIP_PULL_POLICY},
-        ),
-        spec={"metrics": [{"name": "smoke-test", "provider": provider}]},
-        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=after)),
-    )
+    spec = {"metrics": [{"name": "smoke-test", "provider": provider}]}
+    return _analysis_template(w, "smoke-template", smoke_template_name(app), namespace, labels, spec, after)
 
 
 def judge_command(prometheus_url: str, check: CanaryCheck) -> list[str]:
@@ -327,8 +341,8 @@ def build_analysis_template(
     """The canary's checks as an AnalysisTemplate: one Job metric per check, measured every interval from the
     first weighted step on, in pods that query Prometheus by workload identity. A check fails when its query
     returns nothing or the query cannot run; more failed (or errored) measurements than the stack allows abort."""
-    name, app, common, kube = w.name, w.app, w.common, w.kube
-    labels = {**common, "app.kubernetes.io/component": "canary-analysis"}
+    app = w.app
+    labels = {**w.common, "app.kubernetes.io/component": "canary-analysis"}
     allowed = release.max_failed_measurements - 1
 
     def metric(check: CanaryCheck, prometheus_url: str) -> dict[str, Any]:
@@ -361,18 +375,8 @@ def build_analysis_template(
             ],
         }
     )
-    return k8s.apiextensions.CustomResource(
-        f"{name}-analysis-template",
-        api_version=ANALYSIS_API_VERSION,
-        kind="AnalysisTemplate",
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=analysis_template_name(app),
-            namespace=namespace,
-            labels=labels,
-            annotations={"checkov.io/skip1": SKIP_PULL_POLICY},
-        ),
-        spec=spec,
-        opts=pulumi.ResourceOptions.merge(kube, pulumi.ResourceOptions(depends_on=[service_account])),
+    return _analysis_template(
+        w, "analysis-template", analysis_template_name(app), namespace, labels, spec, [service_account]
     )
 
 
