@@ -276,7 +276,7 @@ if model is not None and image_ref is not None:
         opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[rollouts]),
     )
     # The scrape job and the alert rules watch this model's pods: they come and go with the deployment, so they are
-    # its children (the first promotion's diff adds them under `model`, beside the Deployment).
+    # its children (the first promotion's diff adds them under `model`, beside the Rollout).
     ModelMetricsScrape(
         "model-metrics",
         ModelMetricsScrapeArgs(

@@ -66,7 +66,7 @@ class ModelDeploymentArgs:
     """Name (`<project>-<stack>-<app>-workload`), resource group, region and tags of the workload's managed
     identity; nothing is protected (the program makes every child again)."""
     model_name: str
-    """The registered model name; also the Kubernetes name of the namespace, Deployment and Service (lowercased)."""
+    """The registered model name; also the Kubernetes name of the namespace, Rollout and Service (lowercased)."""
     model_version: int
     """The registered model version the image holds (a positive integer)."""
     image_ref: pulumi.Input[str]

@@ -115,7 +115,7 @@ def promql_number(value: float) -> str:
 
 
 def serving_rules(slo: ServingSloSettings, app: str) -> tuple[AlertRule, ...]:
-    """The serving SLOs for the model Deployment `app` (its namespace and Deployment share the name)."""
+    """The serving SLOs for the model Rollout `app` (its namespace and Rollout share the name)."""
     job = f'job="{SCRAPE_JOB}"'
     scoring = f'{job}, route=~"{SCORING_ROUTES}"'
     sustained = duration_seconds(slo.sustained_for)

@@ -383,7 +383,7 @@ class CanarySettings(Section):
 
 
 class ServingSettings(Section):
-    """The model Deployment on the stack's cluster."""
+    """The model's serving pods (an Argo Rollout) on the stack's cluster."""
 
     min_replicas: int = Field(ge=1, le=100)
     max_replicas: int = Field(ge=1, le=500)
