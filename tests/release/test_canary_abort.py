@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from release import promote, record_deployment, rollback
+from release import canary_aborted, promote, record_deployment, rollback
 from stacks.pin import pin
 from tests.release.ghfake import FakeGitHub
 from tests.release.gitrepo import IDENTITY, ProjectRepo
@@ -186,3 +186,69 @@ def test_the_registry_remembers_the_abort_when_the_revert_was_never_merged(
     assert github.requests == []
     assert dispatch(project_repo, 3, registry, "--allow-rolled-back") == 0
     assert [p["head"]["ref"] for p in github.open_pulls()] == [f"promote/staging/{MODEL}-v3"]
+
+
+def aborted(repo: ProjectRepo, registry: str, *extra: str) -> int:
+    return canary_aborted.main(
+        ["--stack", "staging", "--reason", REASON, "--project-dir", str(repo.work), "--tracking-uri", registry, *extra]
+    )
+
+
+def test_the_deploy_records_the_abort_and_starts_the_rollback_workflow_with_the_reason(
+    project_repo: ProjectRepo, github: FakeGitHub, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promote_commit(project_repo, 2)
+    promote_commit(project_repo, 3)
+    monkeypatch.setenv("GITHUB_REF_NAME", "main")
+
+    assert aborted(project_repo, registry) == 0
+
+    assert client(registry).get_model_version(MODEL, "3").tags["aborted_staging_reason"] == REASON
+    # The stand-in reads .github/workflows/rollback.yml as GitHub does: an input it does not declare is refused.
+    (run,) = github.workflow_runs
+    assert run == {
+        "workflow": "rollback.yml",
+        "ref": "main",
+        "inputs": {"stack": "staging", "version": "previous", "from-version": "3", "reason": REASON},
+    }
+
+
+def test_the_rollback_workflow_run_the_deploy_starts_opens_the_revert(
+    project_repo: ProjectRepo,
+    github: FakeGitHub,
+    registry: str,
+    quick_diff: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    promote_commit(project_repo, 2)
+    promote_commit(project_repo, 3)
+    monkeypatch.setenv("GITHUB_REF_NAME", "main")
+    assert aborted(project_repo, registry) == 0
+    (run,) = github.workflow_runs
+    inputs = run["inputs"]
+
+    # rollback.yml's step, with the inputs the dispatch carried.
+    code = rollback.main(
+        [
+            *("--stack", inputs["stack"], "--to-version", inputs["version"], "--from-version", inputs["from-version"]),
+            *("--reason", inputs["reason"], "--repo-dir", str(project_repo.work), "--no-registry"),
+        ]
+    )
+
+    assert code == 0
+    (pull,) = github.pulls.values()
+    assert pull["title"] == f"Roll back {MODEL} to v2 on staging"
+    assert REASON in pull["body"]
+
+
+def test_without_a_branch_or_a_token_nothing_is_half_done_silently(
+    project_repo: ProjectRepo, registry: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promote_commit(project_repo, 3)
+    assert aborted(project_repo, registry) == 2
+    assert "no branch for the rollback workflow" in capsys.readouterr().err
+    assert "aborted_staging_at" not in client(registry).get_model_version(MODEL, "3").tags, "checked before recording"
+
+    monkeypatch.setenv("GITHUB_REF_NAME", "main")
+    assert aborted(project_repo, registry) == 1, "no GITHUB_TOKEN: the dispatch fails, and says so"
+    assert "no GitHub token" in capsys.readouterr().err
