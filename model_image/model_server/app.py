@@ -41,6 +41,7 @@ import orjson
 
 from model_server import SERVER_NAME, SERVER_VERSION, mlflow_compat
 from model_server.batching import MicroBatcher
+from model_server.contract import Routes
 from model_server.drift import DriftMonitor, DriftSettings
 from model_server.drift_reference import REFERENCE_FILE
 from model_server.loading import LoadedModel, ModelIdentity, load_model, resolve_identity
@@ -71,7 +72,7 @@ JSON = b"application/json"
 PARQUET = "application/vnd.apache.parquet"
 CONTENT_TYPES = ("application/json", "text/csv", PARQUET)
 QUIET_ROUTES = frozenset(
-    {"/ping", "/health", "/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"}
+    {"/ping", "/health", Routes.HEALTH_LIVE, Routes.HEALTH_READY, Routes.METRICS, "/v2/health/live", "/v2/health/ready"}
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -158,13 +159,13 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sample_rate = settings.payload_log_sample_rate
         self._routes: dict[str, tuple[str, Handler]] = {
-            "/invocations": ("POST", self._invocations),
+            Routes.INVOCATIONS: ("POST", self._invocations),
             "/ping": ("GET", self._ping),
             "/health": ("GET", self._ping),
-            "/health/live": ("GET", self._live),
-            "/health/ready": ("GET", self._ready),
-            "/version": ("GET", self._version),
-            "/metrics": ("GET", self._metrics),
+            Routes.HEALTH_LIVE: ("GET", self._live),
+            Routes.HEALTH_READY: ("GET", self._ready),
+            Routes.VERSION: ("GET", self._version),
+            Routes.METRICS: ("GET", self._metrics),
             "/v2": ("GET", self._v2_server),
             "/v2/health/live": ("GET", self._v2_live),
             "/v2/health/ready": ("GET", self._v2_ready),
@@ -504,7 +505,7 @@ class ModelServer:
         request.rows = frame.n_rows
         raw = await self._predict(batcher, frame, params, request)
         if self._sample_rate and random.random() < self._sample_rate:  # noqa: S311 (sampling, not security)
-            self._log_payload(loaded, request, "/invocations", frame, raw)
+            self._log_payload(loaded, request, Routes.INVOCATIONS, frame, raw)
         return 200, mlflow_response_body(raw), JSON
 
     async def _predict(

@@ -5,6 +5,7 @@ app settings the program renders against the settings class, value by value.)"""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from offline.preview import StackRun
 from webhook_listener import contract
@@ -44,3 +45,33 @@ def test_the_program_sets_only_names_the_listener_reads_and_creates_the_storage_
     assert queues == {settings[contract.Env.QUEUE_NAME], settings[contract.Env.POISON_QUEUE_NAME]}
     assert queues == {contract.QUEUE_NAME, contract.POISON_QUEUE_NAME}
     assert tables == {settings[contract.Env.DEDUPE_TABLE_NAME]} == {contract.DEDUPE_TABLE_NAME}
+
+
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
+DATABRICKS_SECRET = "databricks:index/secret:Secret"
+
+
+def contract_routes() -> set[str]:
+    return {value for key, value in vars(contract.Routes).items() if key.isupper()}
+
+
+def test_the_app_serves_exactly_the_contract_routes() -> None:
+    from webhook_listener.app import create_app
+    from webhook_listener.settings import load_settings
+
+    settings = load_settings(
+        webhook_secret="s" * 32,
+        storage_connection_string="UseDevelopmentStorage=true",
+        github_repository="acme/serving",
+        github_token="t" * 20,
+    )
+    served = {route.path for route in create_app(settings).routes}  # type: ignore[attr-defined]
+    assert served == contract_routes()
+
+
+def test_the_urls_the_program_gives_the_senders_are_contract_routes(staging: StackRun) -> None:
+    (group,) = staging.run.all(ACTION_GROUP)
+    (receiver,) = group.inputs["webhookReceivers"]
+    assert urlsplit(receiver["serviceUri"]).path == contract.Routes.ALERTS_AZURE_MONITOR
+    job_url = next(r for r in staging.run.all(DATABRICKS_SECRET) if r.inputs["key"] == "listener-job-url")
+    assert urlsplit(job_url.inputs["stringValue"]).path == contract.Routes.WEBHOOK_DATABRICKS_JOB
