@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from stacks.files import load_stack_config
+from stacks.identifiers import DIGEST, DIGEST_ANYWHERE, STACK_NAME
 from stacks.model_version import parse_model_version
 from stacks.settings import SettingsError, pinned_model
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 TAG_PREFIX = "deployed"
 ABORT_PREFIX = "aborted"
 # "The maximum length of a tag value is 1000 characters" (learn.microsoft.com/azure/databricks/database-objects/tags,
@@ -132,11 +131,11 @@ def image_from_outputs(outputs: Any, key: str | None = "modelImage") -> Deployed
     if isinstance(outputs, str) and outputs.lstrip().startswith("{"):
         with contextlib.suppress(json.JSONDecodeError):
             outputs = json.loads(outputs)
-    found: list[str] = sorted(set(_DIGEST.findall(json.dumps(outputs))))
+    found: list[str] = sorted(set(DIGEST_ANYWHERE.findall(json.dumps(outputs))))
     if not found:
         shown = ", ".join(sorted(outputs)) if isinstance(outputs, dict) else repr(outputs)[:120]
         raise RecordError(f"no image digest (sha256:...) in the stack outputs ({shown}); pass --digest")
-    if isinstance(outputs, dict) and isinstance(outputs.get("digest"), str) and _DIGEST.fullmatch(outputs["digest"]):
+    if isinstance(outputs, dict) and isinstance(outputs.get("digest"), str) and DIGEST.match(outputs["digest"]):
         digest = outputs["digest"]
     elif len(found) == 1:
         digest = found[0]
@@ -240,7 +239,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     The stack's outputs are what was deployed; the stack file is what was meant to be. When both name the model
     and the version, they must agree.
     """
-    if not _STACK.match(args.stack):
+    if not STACK_NAME.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
     settings = load_stack_config(args.project_dir, args.stack).settings()
     if settings.model is None:
@@ -250,7 +249,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     pinned = pinned_model(settings)
     image = None
     if args.digest:
-        if not _DIGEST.fullmatch(args.digest):
+        if not DIGEST.match(args.digest):
             raise RecordError(f"--digest: expected sha256: and 64 hex digits, got {args.digest!r}")
         image = DeployedImage(args.digest)
     elif args.outputs_file is not None or args.outputs_env:
@@ -275,7 +274,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
 
 def abort_from_args(args: argparse.Namespace) -> tuple[Abort, str]:
     """The aborted release to record (the version the stack file pins unless --model/--version), and the catalog."""
-    if not _STACK.match(args.stack):
+    if not STACK_NAME.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
     if not (args.reason or "").strip():
         raise RecordError("--aborted needs --reason: the failed check and its value, as the analysis reported them")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +34,11 @@ from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
 from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, registry_client, tag_key
 from stacks.files import stack_file
+from stacks.identifiers import DIGEST
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
 from stacks.settings import SettingsError, pinned_model
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PREVIOUS = "previous"
 # A reason travels in a commit message, a pull request body and a workflow input: one line, bounded.
 MAX_REASON = 1000
@@ -92,7 +91,7 @@ def registry_digest(model: str, version: int, stack: str, client: Any) -> tuple[
     candidates = [tag_key(stack, "digest"), *others]
     for key in candidates:
         value = tags.get(key, "")
-        if _DIGEST.match(value):
+        if DIGEST.match(value):
             return value, f"registry tag `{key}` on {model} v{version}"
     return None, f"no `{TAG_PREFIX}_*_digest` tag on {model} v{version}"
 
@@ -101,7 +100,7 @@ def _resolve_digest(
     args: argparse.Namespace, model: str, version: int, stack: str, *, previous: PinCommit | None, catalog: str
 ) -> tuple[str | None, str]:
     if args.digest:
-        if not _DIGEST.match(args.digest):
+        if not DIGEST.match(args.digest):
             raise SettingsError("--digest", [f"--digest: expected sha256: and 64 hex digits, got {args.digest!r}"])
         return args.digest, "given with --digest"
     notes = []
@@ -179,7 +178,7 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
         image = f"No image digest known for v{target} ({digest_source}): the deploy builds the image again."
     title = f"Roll back {model} to v{target} on {stack}"
     why = f"Reason: {args.reason}\n" if args.reason else ""
-    message = f"{title}\n\n{why}{undoes}\n{image}\n\nRolled-Back-From: v{current.version}\n"
+    message = f"{title}\n\n{why}{undoes}\n{image}\n\n{rolled_back.trailer(current.version)}\n"
     intro = (
         f"## {title}\n\n"
         f"`{stack}` runs `{model}` v{current.version}; this pins v{target} again.\n\n"

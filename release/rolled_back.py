@@ -10,11 +10,25 @@ The file maps each model to the sorted versions the stack was rolled back from: 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path, PurePosixPath
 
 from release.git import Git
 
 FOLDER = PurePosixPath("release/rolled-back")
+TRAILER = "Rolled-Back-From"
+_TRAILER_LINE = re.compile(rf"^{TRAILER}: v([0-9]+)\s*$", re.MULTILINE)
+
+
+def trailer(version: int) -> str:
+    """The rollback commit's trailer line naming the version rolled back from."""
+    return f"{TRAILER}: v{version}"
+
+
+def version_in_trailer(message: str) -> int | None:
+    """The version a commit message's `Rolled-Back-From:` trailer names, or None when it has none."""
+    found = _TRAILER_LINE.search(message)
+    return int(found.group(1)) if found else None
 
 
 class RolledBackError(ValueError):

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stacks.identifiers import DIGEST, MODEL_NAME
 from stacks.model_version import ModelVersion
 from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
 
@@ -33,8 +34,6 @@ _CPU = re.compile(r"^(\d+m|\d+(\.\d+)?)$")
 _MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # A Unity Catalog object name the program declares (catalog, schema): lowercase letters, digits, underscores.
@@ -71,8 +70,8 @@ Cpu = Annotated[str, _matches(_CPU, 'a Kubernetes CPU quantity such as "500m" or
 Memory = Annotated[str, _matches(_MEMORY, 'a Kubernetes memory quantity such as "512Mi" or "2Gi"')]
 Guid = Annotated[str, _matches(_GUID, "an Entra object id (a GUID)")]
 VmSize = Annotated[str, _matches(_VM_SIZE, "an Azure VM size such as Standard_D4ds_v5")]
-ModelName = Annotated[str, _matches(_MODEL_NAME, "a registered model name: letters, digits, '.', '_', '-'")]
-Digest = Annotated[str, _matches(_DIGEST, "an image digest: sha256: and 64 hex digits")]
+ModelName = Annotated[str, _matches(MODEL_NAME, "a registered model name: letters, digits, '.', '_', '-'")]
+Digest = Annotated[str, _matches(DIGEST, "an image digest: sha256: and 64 hex digits")]
 StackRef = Annotated[str, _matches(_STACK_REF, "a fully qualified stack name: <org>/<project>/<stack>")]
 Repository = Annotated[str, _matches(_REPO, "a GitHub repository: <owner>/<name>")]
 UcIdentifier = Annotated[str, _matches(_UC_IDENTIFIER, "a Unity Catalog name: lowercase letters, digits, '_'")]

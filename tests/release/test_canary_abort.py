@@ -252,3 +252,11 @@ def test_without_a_branch_or_a_token_nothing_is_half_done_silently(
     monkeypatch.setenv("GITHUB_REF_NAME", "main")
     assert aborted(project_repo, registry) == 1, "no GITHUB_TOKEN: the dispatch fails, and says so"
     assert "no GitHub token" in capsys.readouterr().err
+
+
+def test_the_trailer_the_rollback_writes_is_the_one_the_promotion_reads() -> None:
+    from release import rolled_back
+
+    message = f"Roll back {MODEL} to v2 on staging\n\nReason: x\n\n{rolled_back.trailer(3)}\n"
+    assert rolled_back.version_in_trailer(message) == 3
+    assert rolled_back.version_in_trailer("Roll back without a trailer\n") is None
