@@ -171,7 +171,7 @@ def test_pull_request_runs_write_nothing_and_cancel_older_runs() -> None:
 
 
 def test_the_pull_request_workflow_uses_nothing_that_can_deploy() -> None:
-    """Finding 3: the branch's code runs here, so only the read-only preview identity (federated to the
+    """The branch's code runs here, so only the read-only preview identity (federated to the
     `pull_request` subject), a Stack Read Pulumi token from OIDC, and GITHUB_TOKEN reach it."""
     workflow = load(WORKFLOWS / "pull-request.yml")
     text = json.dumps(workflow)  # what runs, without the comments
@@ -247,7 +247,7 @@ def test_deploy_is_staging_then_prod_behind_reviewers_one_at_a_time() -> None:
 
 
 def test_prod_deploys_without_staging_when_the_push_changes_only_prod() -> None:
-    """Finding 9: a prod rollback (a prod-only push) skips staging and deploys prod, whatever staging's state."""
+    """A prod rollback (a prod-only push) skips staging and deploys prod, whatever staging's state."""
     workflow = load(WORKFLOWS / "deploy.yml")
     plan, staging, prod = (workflow["jobs"][name] for name in ("plan", "staging", "prod"))
     assert "release.deploy_plan" in plan["steps"][-1]["run"]
@@ -274,7 +274,7 @@ def concurrency_groups(path: Path) -> dict[str, str]:
 
 
 def test_promotions_and_rollbacks_never_cancel_each_other() -> None:
-    """Finding 5: GitHub cancels the pending run of a group when a newer one queues. So a group holds runs of one
+    """GitHub cancels the pending run of a group when a newer one queues. So a group holds runs of one
     proposal only (its stack and version): what a newer run cancels is a duplicate of itself."""
     promote = concurrency_groups(WORKFLOWS / "promote-model.yml")
     rollback = concurrency_groups(WORKFLOWS / "rollback.yml")
