@@ -54,9 +54,9 @@ from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.analysis import canary_checks
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
+from stacks.next_step import day_zero_next_step
 from stacks.settings import (
     ServingSettings,
-    day_zero_next_step,
     key_vault_settings,
     kubernetes_name,
     registry_settings,

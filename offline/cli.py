@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 
 os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
 

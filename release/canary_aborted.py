@@ -31,7 +31,7 @@ from release.record_deployment import (
     registry_client,
 )
 from release.rollback import MAX_REASON, PREVIOUS
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 
 ROLLBACK_WORKFLOW = "rollback.yml"
 

@@ -44,7 +44,7 @@ from stacks.files import stack_file
 from stacks.identifiers import MODEL_NAME_PATTERN, STACK_NAME_PATTERN
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 
 EVENT_TYPE = "model-promoted"
 

@@ -38,7 +38,8 @@ from typing import Any
 from stacks.files import load_stack_config
 from stacks.identifiers import DIGEST, DIGEST_ANYWHERE, STACK_NAME
 from stacks.model_version import parse_model_version
-from stacks.settings import SettingsError, pinned_model
+from stacks.settings import pinned_model
+from stacks.settings_errors import SettingsError
 
 TAG_PREFIX = "deployed"
 ABORT_PREFIX = "aborted"

@@ -37,7 +37,8 @@ from stacks.files import stack_file
 from stacks.identifiers import DIGEST
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
-from stacks.settings import SettingsError, pinned_model
+from stacks.settings import pinned_model
+from stacks.settings_errors import SettingsError
 
 PREVIOUS = "previous"
 # A reason travels in a commit message, a pull request body and a workflow input: one line, bounded.

@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 from stacks.identifiers import DIGEST, MODEL_NAME
 from stacks.model_version import ModelVersion
 from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
+from stacks.settings_errors import NAMED_PROBLEM, SettingsError, describe, key_path
 
 PROJECT = "mlops-serving"
 
@@ -534,43 +535,6 @@ class StackSettings(Section):
             )
 
 
-class SettingsError(Exception):
-    """A stack's config is invalid. `problems` holds one line per problem: file, key, what is expected."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    msg = str(error["msg"])
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a known setting"
-    if kind == "literal_error":
-        return msg.replace("Input should be", "expected")
-    msg = msg.removeprefix("Value error, ")
-    if kind == "value_error" and msg.startswith(("a ", "an ")):
-        return f"expected {msg}"
-    return msg.replace("Input should be", "expected").replace("input should be", "expected")
-
-
-_NAMED_PROBLEM = re.compile(r"^(?P<key>[a-z][A-Za-z]*(\.[a-z][A-Za-z]*)*): (?P<rest>.+)$", re.DOTALL)
-
-
-def _key_path(project: str, loc: tuple[int | str, ...]) -> str:
-    if not loc:
-        return f"{project}:<stack>"
-    head, *rest = loc
-    path = f"{project}:{head}"
-    for part in rest:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
 def parse_settings(config: Mapping[str, Any], source: str, project: str = PROJECT) -> StackSettings:
     """Validates a stack's config (keys `<project>:<key>`, values decoded) and returns typed settings.
 
@@ -590,12 +554,12 @@ def parse_settings(config: Mapping[str, Any], source: str, project: str = PROJEC
                 shown = err["input"]
                 if not isinstance(shown, dict | list):
                     value = f" (got {json.dumps(shown)})"
-            described = _describe(err)
-            named = _NAMED_PROBLEM.match(described) if err["type"] == "value_error" else None
+            described = describe(err)
+            named = NAMED_PROBLEM.match(described) if err["type"] == "value_error" else None
             if named:
                 # A rule spanning several keys names the one it is about: report it under that key.
                 loc, described = (*loc, *named["key"].split(".")), named["rest"]
-            problems.append(f"{source}: {_key_path(project, loc)}: {described}{value}")
+            problems.append(f"{source}: {key_path(project, loc)}: {described}{value}")
         raise SettingsError(source, problems) from None
 
 
@@ -626,31 +590,3 @@ def registry_settings(settings: StackSettings) -> RegistrySettings:
 def key_vault_settings(settings: StackSettings) -> KeyVaultSettings:
     """The owner's Key Vault settings, defaults filled in."""
     return settings.key_vault or KeyVaultSettings()
-
-
-def day_zero_next_step(settings: StackSettings, stack: str) -> str:
-    """What a stack that pins no model yet needs next, for its `nextStep` output (people read it after `pulumi up`)."""
-    if not settings.shared.owner:
-        return (
-            f"No model pinned yet. Once {settings.shared.stack} serves a version, the promote workflow proposes it "
-            f"here with the digest {settings.shared.stack} built; by hand: python -m stacks pin {stack} "
-            "--model <name> --version <v> --digest sha256:<digest>"
-        )
-    release = settings.release
-    registry = settings.model_registry
-    assert release is not None
-    assert registry is not None
-    if registry.type == "unity-catalog":
-        how = (
-            f"register a model version in {registry.schema_full_name} (as one of modelRegistry.registerers) and set "
-            f"its alias {release.promote_alias!r}"
-        )
-        example = f"{registry.schema_full_name}.<model>"
-    else:
-        how = f"register a model version and transition it to {' or '.join(release.promote_stages)}"
-        example = "<model>"
-    return (
-        f"No model pinned yet: {how}. The registry tells the listener, which starts the promote workflow; it opens "
-        f"the pull request that pins the version in Pulumi.{stack}.yaml (its diff: the image build and the "
-        f"deployment added). By hand: python -m stacks pin {stack} --model {example} --version <v>"
-    )

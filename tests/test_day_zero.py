@@ -13,7 +13,7 @@ import pytest
 from offline.harness import ProgramRun
 from offline.preview import preview_document, run_stack
 from stacks.pin import pin
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 from tests.conftest import ROOT, STAGING_REF, copy_project, run_variant
 from tests.offline_cli import stacks_cli
 from tests.release.gitrepo import commit_all, make_template
