@@ -9,8 +9,8 @@ runs on the canary before it takes traffic (an AnalysisTemplate). In Azure (defa
 components/model_identity.py): the user-assigned managed identity of the ServiceAccount and its federated
 credential for the cluster's OIDC issuer.
 
-Registered outputs: `namespace`, `rolloutName`, `serviceName`, `servingUrl`; `pod_selector` is a plain attribute (the serving pods'
-labels, for what selects them from outside).
+Registered outputs: `namespace`, `rolloutName`, `serviceName`, `servingUrl`; `pod_selector` is a plain attribute
+(the serving pods' labels, for what selects them from outside).
 
 Only a new model version or a new image digest changes the Rollout's pod template: replicas belong to the HPA,
 and nothing volatile (timestamps, run ids) is written anywhere, so an unrelated change never starts a release.

@@ -119,17 +119,13 @@ def make_pki(directory: Path, label: str = "cluster") -> Pki:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     cert_file, key_file = directory / f"{label}-server.pem", directory / f"{label}-server.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return Pki(ca.public_bytes(serialization.Encoding.PEM).decode(), cert_file, key_file)
 
@@ -165,7 +161,13 @@ def kubeconfig(server: str, ca_pem: str) -> str:
                     "exec": {
                         "apiVersion": "client.authentication.k8s.io/v1beta1",
                         "command": "kubelogin",
-                        "args": ["get-token", "--login", "devicecode", "--server-id", "6dae42f8-4368-4678-94ff-3960e28e3630"],
+                        "args": [
+                            "get-token",
+                            "--login",
+                            "devicecode",
+                            "--server-id",
+                            "6dae42f8-4368-4678-94ff-3960e28e3630",
+                        ],
                     }
                 },
             }
@@ -418,7 +420,12 @@ class KubeApi:
         if path == f"{base}/analysisruns":
             wanted = dict(pair.split("=", 1) for pair in query.get("labelSelector", [""])[0].split(",") if pair)
             items = [r for r in self.runs if wanted.items() <= r["metadata"]["labels"].items()]
-            return 200, {"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRunList", "metadata": {}, "items": items}
+            return 200, {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "AnalysisRunList",
+                "metadata": {},
+                "items": items,
+            }
         jobs = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/"
         if path.startswith(jobs):
             job = path.removeprefix(jobs)
@@ -428,14 +435,22 @@ class KubeApi:
         if path == f"/api/v1/namespaces/{NAMESPACE}/pods":
             selector = query.get("labelSelector", [""])[0]
             key, _, job = selector.partition("=")
-            pods = [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    # The Job controller names its pods <job>-<5 random> and labels them with the Job's name.
-                    "metadata": {"name": f"{job}-x7k2p", "namespace": NAMESPACE, "labels": {key: job, "job-name": job}},
-                }
-            ] if key == "batch.kubernetes.io/job-name" and job in self.jobs else []
+            pods = (
+                [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        # The Job controller names its pods <job>-<5 random> and labels them with the Job's name.
+                        "metadata": {
+                            "name": f"{job}-x7k2p",
+                            "namespace": NAMESPACE,
+                            "labels": {key: job, "job-name": job},
+                        },
+                    }
+                ]
+                if key == "batch.kubernetes.io/job-name" and job in self.jobs
+                else []
+            )
             return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}
         prefix = f"/api/v1/namespaces/{NAMESPACE}/pods/"
         if path.startswith(prefix) and path.endswith("/log"):
@@ -527,7 +542,7 @@ class FederatedEntra(EntraStandIn):
 
     github: GitHubOidc = field(default_factory=GitHubOidc)
     api: KubeApi | None = None
-    clock: Callable[[], float] = Clock()
+    clock: Callable[[], float] = field(default_factory=Clock)
     exchanged: list[str] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
 

@@ -107,7 +107,10 @@ FAILED_RUN = analysis_run(
             "phase": "Running",
             "count": 2,
             "successful": 2,
-            "measurements": [measurement("Successful", job_name("up", 1)), measurement("Successful", job_name("up", 2))],
+            "measurements": [
+                measurement("Successful", job_name("up", 1)),
+                measurement("Successful", job_name("up", 2)),
+            ],
         },
     ],
 )
@@ -276,7 +279,9 @@ def test_a_401_from_the_api_server_is_a_clear_error_that_leaks_no_token(world: W
         assert token not in "\n".join(result.output_lines)
 
 
-def test_a_wrong_ca_fails_the_tls_handshake_with_a_clear_error(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_wrong_ca_fails_the_tls_handshake_with_a_clear_error(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = make_pki(world.tmp, "other")
     api = KubeApi([PROMOTED], world.clock)
     result = world.run(api, ca_pem=other.ca_pem)
