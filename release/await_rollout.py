@@ -145,7 +145,11 @@ def github_oidc_token(environ: Mapping[str, str], authority: str, clock: Callabl
         )
     except httpx.HTTPError as exc:
         raise WaitError(f"GitHub's OIDC token endpoint: {type(exc).__name__}") from None
-    assertion = response.json().get("value") if response.status_code == 200 else None
+    try:
+        answer = response.json() if response.status_code == 200 else None
+    except ValueError:
+        answer = None
+    assertion = answer.get("value") if isinstance(answer, dict) else None
     if not isinstance(assertion, str) or not assertion:
         raise WaitError(f"GitHub's OIDC token endpoint answered HTTP {response.status_code} without a token")
     started = clock()
@@ -161,7 +165,8 @@ def github_oidc_token(environ: Mapping[str, str], authority: str, clock: Callabl
 
 def azure_cli_token(clock: Callable[[], float], az: str = "az") -> Token:
     """The Azure CLI's token for the AKS server application (learn.microsoft.com/azure/aks/kubelogin-authentication:
-    `az account get-access-token --resource <server id>`); `expires_on` is its expiry as a POSIX time."""
+    `az account get-access-token --resource <server id>`); `expires_on` is its expiry as a POSIX time since Azure CLI
+    2.54.0 (Azure/azure-cli#27476), an older CLI's token is assumed to have its guaranteed minimum left."""
     try:
         done = subprocess.run(
             [az, "account", "get-access-token", "--resource", AKS_AAD_SERVER_APP_ID, "--output", "json"],

@@ -4,6 +4,7 @@ Argo Rollouts v1.9.0 does, and reports the failed check from the judge's own log
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,3 +321,27 @@ def test_bad_input_exits_2_naming_the_option(
     result = world.run(KubeApi([PROMOTED], world.clock), rollout_ref=rollout_ref)
     assert result.code == 2
     assert expected in capsys.readouterr().err
+
+
+def test_on_a_laptop_the_azure_cli_token_for_the_aks_server_app_is_used(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in `az`: the token only for `account get-access-token --resource <AKS server app>`, with the
+    # `expires_on` POSIX time Azure CLI 2.54+ prints (Azure/azure-cli#27476).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    expires = int(world.clock()) + 3600
+    az = bin_dir / "az"
+    az.write_text(
+        "#!/bin/sh\n"
+        f'[ "$*" = "account get-access-token --resource {AKS_SCOPE.removesuffix("/.default")} --output json" ] '
+        "|| exit 1\n"
+        f'echo \'{{"accessToken": "cli-aks-token", "expires_on": {expires}, "tokenType": "Bearer"}}\'\n'
+    )
+    az.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    api = KubeApi([STARTED, PROMOTED], world.clock, runs=[PASSED_RUN], tokens={"cli-aks-token": float(expires)})
+    result = world.run(api, "--auth", "azure-cli")
+    assert result.code == 0
+    assert result.outputs["outcome"] == "promoted"
+    assert world.github.issued == []  # no GitHub token on a laptop
