@@ -429,7 +429,10 @@ def failed_check(kube: Kube, run: Mapping[str, Any], notes: list[str]) -> Failed
         pods = kube.get_json(f"/api/v1/namespaces/{job_ns}/pods", {"labelSelector": f"{JOB_POD_LABEL}={job}"})
         for pod in (pods or {}).get("items") or []:
             pod_name = (pod.get("metadata") or {}).get("name")
-            log = kube.get_text(f"/api/v1/namespaces/{job_ns}/pods/{pod_name}/log", {"container": JUDGE_CONTAINER})
+            # The Job's own container: `judge` for a check, `smoke` for the smoke test (whose log holds no verdict).
+            containers = (pod.get("spec") or {}).get("containers") or [{}]
+            container = str(containers[0].get("name") or JUDGE_CONTAINER)
+            log = kube.get_text(f"/api/v1/namespaces/{job_ns}/pods/{pod_name}/log", {"container": container})
             for verdict in judge_verdicts(log or ""):
                 if not verdict.get("passed"):
                     value = verdict.get("value")
@@ -574,10 +577,14 @@ def wait(
             break
         sleep(interval)
     if report.canary_hash:
-        report.runs = canary_runs(kube, rollout, report.canary_hash)
-        if report.outcome == OUTCOME_ABORTED:
-            for run in report.runs:
-                report.failed = report.failed or failed_check(kube, run, report.notes)
+        # The outcome stands whatever happens here: a report missing its analysis still says promoted or aborted.
+        try:
+            report.runs = canary_runs(kube, rollout, report.canary_hash)
+            if report.outcome == OUTCOME_ABORTED:
+                for run in report.runs:
+                    report.failed = report.failed or failed_check(kube, run, report.notes)
+        except WaitError as exc:
+            report.notes.append(f"The analysis could not be read: {exc}")
     return report
 
 

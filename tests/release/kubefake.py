@@ -446,6 +446,9 @@ class KubeApi:
                             "namespace": NAMESPACE,
                             "labels": {key: job, "job-name": job},
                         },
+                        "spec": {
+                            "containers": [{"name": "judge", "image": "example.azurecr.io/wine@sha256:" + "a" * 64}]
+                        },
                     }
                 ]
                 if key == "batch.kubernetes.io/job-name" and job in self.jobs
@@ -456,8 +459,11 @@ class KubeApi:
         if path.startswith(prefix) and path.endswith("/log"):
             pod = path.removeprefix(prefix).removesuffix("/log")
             job = pod.removesuffix("-x7k2p")
-            if job not in self.jobs or query.get("container") != ["judge"]:
+            if job not in self.jobs:
                 return 404, _status(404, "NotFound", f'pods "{pod}" not found')
+            if query.get("container") != ["judge"]:
+                # The log of a container the pod does not have is refused (pods/log, `container`).
+                return 400, _status(400, "BadRequest", f"container {query.get('container')} is not valid for {pod}")
             return 200, self.jobs[job]
         return 404, _status(404, "NotFound", "the server could not find the requested resource")
 

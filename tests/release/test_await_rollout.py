@@ -345,3 +345,18 @@ def test_on_a_laptop_the_azure_cli_token_for_the_aks_server_app_is_used(
     assert result.code == 0
     assert result.outputs["outcome"] == "promoted"
     assert world.github.issued == []  # no GitHub token on a laptop
+
+
+def test_an_analysis_that_cannot_be_read_never_hides_the_abort(world: World) -> None:
+    class LogsFail(KubeApi):
+        def handle(self, method: str, raw: str, authorization: str) -> tuple[int, object]:
+            if raw.split("?", 1)[0].endswith("/log"):
+                return 500, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500}
+            return super().handle(method, raw, authorization)
+
+    api = LogsFail([STARTED, ABORTED], world.clock, runs=[FAILED_RUN], jobs={FAILED_JOB: FAILED_LOG})
+    result = world.run(api)
+    assert result.code == 3
+    assert result.outputs["outcome"] == "aborted"
+    assert "The analysis could not be read" in result.summary
+    assert "failed (2) > failureLimit (1)" in result.outputs["reason"]  # Argo's own message still says why
