@@ -420,9 +420,10 @@ def failed_check(kube: Kube, run: Mapping[str, Any], notes: list[str]) -> Failed
         job, job_ns = meta.get(JOB_NAME_KEY), meta.get(JOB_NAMESPACE_KEY) or namespace
         if not job:
             return FailedCheck(metric, "", "the measurement names no Job")
-        # The Job may be gone: the provider deletes a run's oldest Jobs beyond 10 and a terminated measurement's
-        # Job, and the AnalysisRun's deletion takes its Jobs (metricproviders/job/job.go GarbageCollect, Terminate;
-        # OwnerReferences to the run; analysis/analysis.go DefaultMeasurementHistoryLimit = 10).
+        # The Job may be gone: once a metric holds over 10 measurements the provider keeps the run's newest 10 Jobs,
+        # counted across all its metrics; it deletes a terminated measurement's Job; the run's deletion takes its
+        # Jobs (metricproviders/job/job.go GarbageCollect, Terminate, OwnerReferences; analysis/analysis.go
+        # garbageCollectMeasurements, DefaultMeasurementHistoryLimit = 10).
         if kube.get_json(f"/apis/batch/v1/namespaces/{job_ns}/jobs/{job}") is None:
             notes.append(f"Job `{job}` of `{metric}` is already deleted: its judge's log is gone with it.")
             return FailedCheck(metric, "", f"Job {job} already deleted")
