@@ -593,7 +593,8 @@ def wait(
 
 
 def rollout_ref(text: str) -> tuple[str, str] | None:
-    """`--rollout`: the stack output `modelRollout`, `{"namespace": ..., "name": ...}`; empty means day zero."""
+    """`--rollout`: the stack output `modelRollout`, `{"namespace": ..., "name": ...}`, which pulumi/actions hands on as
+    JSON (@actions/core lib/utils.js toCommandValue: JSON.stringify); empty means day zero."""
     if not text.strip():
         return None
     try:
