@@ -89,6 +89,8 @@ JOB_POD_LABEL = "batch.kubernetes.io/job-name"
 # The judge's container in each check's Job (components/model_canary.py build_analysis_template).
 JUDGE_CONTAINER = "judge"
 _REASON_LIMIT = 400
+# Polls in a row that may fail with a transient error before the wait gives up.
+TRANSIENT_FAILURES_ALLOWED = 5
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -98,6 +100,10 @@ class UsageError(ValueError):
 
 class WaitError(RuntimeError):
     """The wait cannot go on (no API server, refused token, Rollout gone): exit 1, with what to do."""
+
+
+class TransientError(WaitError):
+    """An answer worth asking again (a 5xx or 429, a dropped connection): the poll tolerates a few in a row."""
 
 
 # --- credentials ---------------------------------------------------------------------------------------------
@@ -275,7 +281,8 @@ class Kube:
                 "AnalysisRuns, Jobs and pod logs in the model's namespace (its AKS RBAC role)"
             )
         if response.status_code != 200:
-            raise WaitError(f"the API server answered GET {path} with HTTP {response.status_code}")
+            error = TransientError if response.status_code >= 500 or response.status_code == 429 else WaitError
+            raise error(f"the API server answered GET {path} with HTTP {response.status_code}")
         return response
 
     def _send(self, path: str, params: Mapping[str, str] | None, *, renew: bool) -> httpx.Response:
@@ -288,9 +295,9 @@ class Kube:
                     f"TLS: the API server {self._server} presented a certificate the kubeconfig's CA did not sign "
                     "(wrong kubeconfig, or not the cluster's API server)"
                 ) from None
-            raise WaitError(f"cannot reach the API server {self._server}: {exc}") from None
+            raise TransientError(f"cannot reach the API server {self._server}: {exc}") from None
         except httpx.HTTPError as exc:
-            raise WaitError(f"the API server {self._server}: {type(exc).__name__}: {exc}") from None
+            raise TransientError(f"the API server {self._server}: {type(exc).__name__}: {exc}") from None
 
 
 # --- reading the Rollout as Argo does ------------------------------------------------------------------------
@@ -552,8 +559,19 @@ def wait(
     deadline = clock() + timeout
     report = Report(namespace, name, OUTCOME_TIMEOUT)
     last = ""
+    failures = 0
     while True:
-        rollout = kube.get_json(path)
+        try:
+            rollout = kube.get_json(path)
+        except TransientError as exc:
+            # A 35-minute wait outlives an API server blip: ask again next poll, give up after a few in a row.
+            failures += 1
+            if failures > TRANSIENT_FAILURES_ALLOWED or clock() >= deadline:
+                raise
+            log(f"{exc} (again in {interval:g} s)")
+            sleep(interval)
+            continue
+        failures = 0
         if rollout is None:
             raise WaitError(
                 f"the Rollout {namespace}/{name} does not exist: the stack declares it, the cluster has not"

@@ -360,3 +360,29 @@ def test_an_analysis_that_cannot_be_read_never_hides_the_abort(world: World) -> 
     assert result.outputs["outcome"] == "aborted"
     assert "The analysis could not be read" in result.summary
     assert "failed (2) > failureLimit (1)" in result.outputs["reason"]  # Argo's own message still says why
+
+
+def test_a_few_api_server_errors_in_a_row_are_waited_out(world: World) -> None:
+    class Blips(KubeApi):
+        failures = 3
+
+        def handle(self, method: str, raw: str, authorization: str) -> tuple[int, object]:
+            if raw.endswith("/rollouts/wine-quality") and self.failures:
+                self.failures -= 1
+                return 503, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503}
+            return super().handle(method, raw, authorization)
+
+    api = Blips([STARTED, PROMOTED], world.clock, runs=[PASSED_RUN])
+    result = world.run(api)
+    assert result.code == 0
+    assert result.outputs["outcome"] == "promoted"
+
+
+def test_an_api_server_that_keeps_failing_ends_the_wait_with_an_error(world: World) -> None:
+    class Down(KubeApi):
+        def handle(self, method: str, raw: str, authorization: str) -> tuple[int, object]:
+            return 503, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503}
+
+    result = world.run(Down([STARTED], world.clock))
+    assert result.code == 1
+    assert "HTTP 503" in result.outputs["reason"]
