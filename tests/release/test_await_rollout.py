@@ -104,8 +104,9 @@ FAILED_RUN = analysis_run(
             ],
         },
         {
+            # A run that ends terminates its other metrics' measurements (analysis/analysis.go, terminating).
             "name": "up",
-            "phase": "Running",
+            "phase": "Successful",
             "count": 2,
             "successful": 2,
             "measurements": [
@@ -222,6 +223,7 @@ def test_a_failed_job_metric_aborts_with_the_check_and_value_from_the_judges_log
     # The highest step seen, though Argo puts the index back to 0 on abort.
     assert "Steps reached: 2 of 5" in result.summary
     assert "| error-ratio | Failed | Failed |" in result.summary
+    assert "| up | Successful | Successful |" in result.summary
     # Every output is one `name=value` line: nothing a later step could read as another output.
     assert len(result.output_lines) == 5
 
