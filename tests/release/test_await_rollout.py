@@ -13,6 +13,7 @@ import pytest
 
 from model_server.judge import Verdict
 from release.await_rollout import AKS_SCOPE, main
+from tests.components.crd_schema import crd_problems
 from tests.model_image.judge_standins import serving
 from tests.release.kubefake import (
     NEW_HASH,
@@ -388,3 +389,15 @@ def test_an_api_server_that_keeps_failing_ends_the_wait_with_an_error(world: Wor
     result = world.run(Down([STARTED], world.clock))
     assert result.code == 1
     assert "HTTP 503" in result.outputs["reason"]
+
+
+def test_the_stand_ins_objects_are_held_to_the_pinned_crds() -> None:
+    # Argo writes observedGeneration as a string (types.go); the CRD check refuses the integer a guess would write.
+    wrong = {**PROMOTED, "status": {**PROMOTED["status"], "observedGeneration": 3}}
+    assert crd_problems(wrong, "rollout-crd.yaml") != []
+    unknown = {**FAILED_RUN, "status": {**FAILED_RUN["status"], "verdict": "Failed"}}
+    assert "unknown field .status.verdict" in crd_problems(unknown, "analysis-run-crd.yaml")
+    for served in (STALE, STARTED, PAUSED_AT_10, PAUSED_AT_50, PROMOTED, ABORTED):
+        assert crd_problems(served, "rollout-crd.yaml") == []
+    for run in (FAILED_RUN, PASSED_RUN):
+        assert crd_problems(run, "analysis-run-crd.yaml") == []
