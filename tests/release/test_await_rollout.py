@@ -267,7 +267,9 @@ def test_the_token_is_fetched_again_before_it_expires_mid_wait(world: World) -> 
     assert world.entra.exchanged == world.github.issued
 
 
-def test_a_401_from_the_api_server_is_a_clear_error_that_leaks_no_token(world: World) -> None:
+def test_a_401_from_the_api_server_is_a_clear_error_that_leaks_no_token(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     class Refusing(KubeApi):
         def accepts(self, header: str) -> bool:
             return False
@@ -278,9 +280,11 @@ def test_a_401_from_the_api_server_is_a_clear_error_that_leaks_no_token(world: W
     assert result.outputs["outcome"] == ""
     assert "refused the token (HTTP 401)" in result.outputs["reason"]
     assert api.refused == 2  # once, then once more with a new token
+    logged = capsys.readouterr()
+    assert "refused the token (HTTP 401)" in logged.err
     for token in [*world.github.issued, *world.entra.tokens_issued()]:
-        assert token not in result.summary
-        assert token not in "\n".join(result.output_lines)
+        for text in (result.summary, "\n".join(result.output_lines), logged.out, logged.err):
+            assert token not in text
 
 
 def test_a_wrong_ca_fails_the_tls_handshake_with_a_clear_error(
