@@ -531,9 +531,12 @@ def outputs_of(report: Report) -> dict[str, str]:
 
 
 def write_report(report: Report, summary: Path | None, outputs: Path | None) -> None:
+    """The summary to its file (stdout when there is none: a laptop), the outputs to theirs."""
     if summary is not None:
         with summary.open("a", encoding="utf-8") as file:
             file.write(summary_markdown(report))
+    else:
+        print(summary_markdown(report), end="")
     if outputs is not None:
         # `name=value` lines (docs.github.com "Workflow commands", "Setting an output parameter"); values are one line.
         with outputs.open("a", encoding="utf-8") as file:
@@ -652,7 +655,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=positive_seconds, default=3600.0, help="seconds to wait for an outcome")
     p.add_argument("--interval", type=positive_seconds, default=15.0, help="seconds between two polls")
     p.add_argument("--request-timeout", type=positive_seconds, default=30.0, help="seconds per HTTP request")
-    p.add_argument("--summary", type=Path, help="markdown report (default: $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--summary", type=Path, help="markdown report (default: $GITHUB_STEP_SUMMARY, else stdout)")
     p.add_argument("--outputs", type=Path, help="step outputs file (default: $GITHUB_OUTPUT)")
     return p
 

@@ -405,3 +405,9 @@ def test_the_stand_ins_objects_are_held_to_the_pinned_crds() -> None:
         assert crd_problems(served, "rollout-crd.yaml") == []
     for run in (FAILED_RUN, PASSED_RUN):
         assert crd_problems(run, "analysis-run-crd.yaml") == []
+
+
+def test_without_a_summary_file_the_report_goes_to_stdout(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--rollout", ""], environ={}, clock=world.clock, sleep=world.clock.sleep)
+    assert code == 0
+    assert "day zero" in capsys.readouterr().out
