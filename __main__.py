@@ -338,6 +338,8 @@ if model is not None and image_ref is not None:
         },
     )
     pulumi.export("servingUrl", deployment.serving_url)
+    # The Rollout whose release the deploy workflow waits for after `pulumi up` (release/await_rollout.py).
+    pulumi.export("modelRollout", {"namespace": deployment.namespace, "name": deployment.rollout_name})
 else:
     pulumi.export("nextStep", day_zero_next_step(settings, stack))
 pulumi.export("clusterName", cluster.cluster_name)

@@ -418,3 +418,56 @@ def test_the_sbom_is_attached_once_and_a_failed_lookup_fails_the_step(
     assert ("attach" in log.read_text().split()) == attached
     keep = next(s for s in steps if s.get("name") == "Keep the model image's SBOM")
     assert keep["with"]["overwrite"] is True
+
+
+def test_both_deploys_wait_for_the_canarys_outcome_right_after_up() -> None:
+    """`pulumi up` can end on the previous release's Healthy (docs/decisions/0001-canary-release.md): the job waits
+    for the release itself, with the kubeconfig pulumi/actions masks and a token from the job's own OIDC token."""
+    for name in ("staging", "prod"):
+        job = jobs(WORKFLOWS / "deploy.yml")[name]
+        steps = steps_of(job)
+        up = next(i for i, s in enumerate(steps) if uses_of(s, "pulumi/actions"))
+        wait = steps[up + 1]
+        assert wait["id"] == "rollout", name
+        assert wait["if"] == "steps.up.outputs.modelRollout != ''", "day zero: no Rollout, nothing to wait for"
+        assert wait["env"] == {
+            "MODEL_ROLLOUT": "${{ steps.up.outputs.modelRollout }}",
+            "AKS_KUBECONFIG": "${{ steps.up.outputs.kubeconfig }}",
+        }
+        run = wait["run"]
+        assert run.startswith(".venv/bin/python -m release.await_rollout ")
+        assert '--rollout "$MODEL_ROLLOUT"' in run
+        assert "--kubeconfig-env AKS_KUBECONFIG" in run
+        assert "--auth github-oidc" in run
+        assert {"ARM_TENANT_ID", "ARM_CLIENT_ID"} <= set(job["env"])
+        assert job["permissions"]["id-token"] == "write"
+
+
+def _canary_seconds(stack: str) -> int:
+    """How long the stack file's canary holds its steps (`serving.canary`: steps x pause)."""
+    from components.model_canary import CanaryRelease
+    from stacks.files import load_stack_config
+
+    release = CanaryRelease.from_settings(load_stack_config(ROOT, stack).settings().serving.canary)
+    return len(release.steps) * release.pause_seconds
+
+
+@pytest.mark.parametrize(("job_name", "stack"), [("staging", "staging"), ("prod", "prod")])
+def test_the_wait_outlasts_the_stacks_canary(job_name: str, stack: str) -> None:
+    from components.model_canary import SMOKE_DEADLINE_SECONDS
+
+    job = jobs(WORKFLOWS / "deploy.yml")[job_name]
+    wait = next(s for s in steps_of(job) if s.get("id") == "rollout")
+    found = re.search(r"--timeout (\d+)\b", wait["run"])
+    assert found is not None, "the wait names its own timeout"
+    waited = int(found.group(1))
+    assert waited >= SMOKE_DEADLINE_SECONDS + _canary_seconds(stack), f"{job_name}: the wait ends before the canary"
+    # The step's own bound leaves the command time to write its report; the job's leaves the step its bound.
+    assert int(wait["timeout-minutes"]) * 60 > waited
+    assert int(job["timeout-minutes"]) > int(wait["timeout-minutes"])
+
+
+def test_staging_hands_the_canarys_outcome_to_later_jobs() -> None:
+    staging = jobs(WORKFLOWS / "deploy.yml")["staging"]
+    for output in ("outcome", "failed-check", "failed-value", "reason", "canary-hash"):
+        assert staging["outputs"][f"rollout-{output}"] == f"${{{{ steps.rollout.outputs.{output} }}}}"
