@@ -420,15 +420,22 @@ def test_the_sbom_is_attached_once_and_a_failed_lookup_fails_the_step(
     assert keep["with"]["overwrite"] is True
 
 
-def test_both_deploys_wait_for_the_canarys_outcome_right_after_up() -> None:
+def test_both_deploys_wait_for_the_canarys_outcome_before_recording_it() -> None:
     """`pulumi up` can end on the previous release's Healthy (docs/decisions/0001-canary-release.md): the job waits
-    for the release itself, with the kubeconfig pulumi/actions masks and a token from the job's own OIDC token."""
+    for the release itself, with the kubeconfig pulumi/actions masks and a token from the job's own OIDC token,
+    after everything that does not depend on the model's release (staging's SBOM and listener publish) and before
+    the registry is told the version runs."""
     for name in ("staging", "prod"):
         job = jobs(WORKFLOWS / "deploy.yml")[name]
         steps = steps_of(job)
         up = next(i for i, s in enumerate(steps) if uses_of(s, "pulumi/actions"))
-        wait = steps[up + 1]
-        assert wait["id"] == "rollout", name
+        (wait_at,) = [i for i, s in enumerate(steps) if s.get("id") == "rollout"]
+        record = next(i for i, s in enumerate(steps) if "release.record_deployment" in str(s.get("run", "")))
+        assert up < wait_at < record, name
+        if name == "staging":
+            publish = next(i for i, s in enumerate(steps) if "release.publish_listener" in str(s.get("run", "")))
+            assert publish < wait_at, "an aborted canary does not hold back the listener's code"
+        wait = steps[wait_at]
         assert wait["if"] == "steps.up.outputs.modelRollout != ''", "day zero: no Rollout, nothing to wait for"
         assert wait["env"] == {
             "MODEL_ROLLOUT": "${{ steps.up.outputs.modelRollout }}",
@@ -471,3 +478,25 @@ def test_staging_hands_the_canarys_outcome_to_later_jobs() -> None:
     staging = jobs(WORKFLOWS / "deploy.yml")["staging"]
     for output in ("outcome", "failed-check", "failed-value", "reason", "canary-hash"):
         assert staging["outputs"][f"rollout-{output}"] == f"${{{{ steps.rollout.outputs.{output} }}}}"
+
+
+def test_an_aborted_canary_is_recorded_and_its_revert_proposed_by_the_failed_job() -> None:
+    """After the wait exits 3 the job is failed; one step still runs: it records the abort in the registry and
+    starts rollback.yml with the reason (release/canary_aborted.py), which needs the job token's actions: write."""
+    for name in ("staging", "prod"):
+        job = jobs(WORKFLOWS / "deploy.yml")[name]
+        steps = steps_of(job)
+        (wait_at,) = [i for i, s in enumerate(steps) if s.get("id") == "rollout"]
+        (abort,) = [s for s in steps if "release.canary_aborted" in str(s.get("run", ""))]
+        assert steps.index(abort) == wait_at + 1, name
+        assert abort["if"] == "failure() && steps.rollout.outputs.outcome == 'aborted'"
+        assert abort["env"]["REASON"] == "${{ steps.rollout.outputs.reason }}"
+        assert abort["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+        assert f"--stack {name}" in abort["run"]
+        assert '--reason "$REASON"' in abort["run"], "the reason reaches bash through the environment only"
+        assert job["permissions"]["actions"] == "write"
+        record = next(s for s in steps if "release.record_deployment" in str(s.get("run", "")))
+        assert "if" not in record, "a deployment is recorded only when every step before it succeeded"
+    rollback = load(WORKFLOWS / "rollback.yml")
+    declared = set(rollback["on"]["workflow_dispatch"]["inputs"])
+    assert {"stack", "version", "from-version", "reason"} <= declared
