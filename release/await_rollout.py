@@ -32,7 +32,6 @@ import argparse
 import base64
 import binascii
 import json
-import math
 import os
 import re
 import ssl
@@ -50,8 +49,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from components.azure_facts import AKS_AAD_SERVER_APP_ID
-from model_server.judge import QueryError, federated_token
+from model_server.judge import QueryError, federated_token, positive_seconds
 from release.oidc_subjects import AUDIENCE
+from release.record_deployment import one_line
 
 EXIT_PROMOTED = 0
 EXIT_ERROR = 1
@@ -455,12 +455,6 @@ def failed_check(kube: Kube, run: Mapping[str, Any], notes: list[str]) -> Failed
 # --- the report ----------------------------------------------------------------------------------------------
 
 
-def one_line(text: str, limit: int = _REASON_LIMIT) -> str:
-    """`text` on one line, control characters out, at most `limit` characters: safe as an output and a PR body."""
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _cell(value: object) -> str:
     return one_line(str(value if value is not None else ""), 200).replace("|", "\\|")
 
@@ -523,10 +517,10 @@ def outputs_of(report: Report) -> dict[str, str]:
     failed = report.failed
     return {
         "outcome": report.outcome,
-        "failed-check": one_line(failed.check) if failed else "",
-        "failed-value": one_line(failed.value) if failed else "",
-        "reason": one_line(reason_of(report)),
-        "canary-hash": one_line(report.canary_hash),
+        "failed-check": one_line(failed.check, _REASON_LIMIT) if failed else "",
+        "failed-value": one_line(failed.value, _REASON_LIMIT) if failed else "",
+        "reason": one_line(reason_of(report), _REASON_LIMIT),
+        "canary-hash": one_line(report.canary_hash, _REASON_LIMIT),
     }
 
 
@@ -632,16 +626,6 @@ def rollout_ref(text: str) -> tuple[str, str] | None:
                 f"--rollout: {key}: expected a Kubernetes name (lowercase, digits, '-'), got {value[key]!r}"
             )
     return value["namespace"], value["name"]
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not seconds > 0 or math.isinf(seconds):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return seconds
 
 
 def parser() -> argparse.ArgumentParser:

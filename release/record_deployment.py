@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +45,8 @@ from stacks.settings_errors import SettingsError
 TAG_PREFIX = "deployed"
 ABORT_PREFIX = "aborted"
 # "The maximum length of a tag value is 1000 characters" (learn.microsoft.com/azure/databricks/database-objects/tags,
-# "Constraints"): the tightest of the registries the stacks use (open-source MLflow takes 5000).
+# "Constraints"): the tightest of the registries the stacks use (the workspace registry's API guarantees 5000 bytes:
+# docs.databricks.com/api/model-registry/v1/set-model-version-tag).
 MAX_TAG_VALUE = 1000
 # Unity Catalog tag keys may not contain . , - = / : (https://learn.microsoft.com/azure/databricks/database-objects/tags
 # "Constraints"); stack names are [a-z0-9-], so `-` -> `_` keeps keys valid and distinct.
@@ -107,8 +109,9 @@ class Abort:
 
 
 def one_line(text: str, limit: int) -> str:
-    """`text` on one line (whitespace runs become one space), cut to `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
+    """`text` on one line, control characters out, at most `limit` characters (cut with an ellipsis): safe as a
+    registry tag, a step output and a line of a pull request's body."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -183,14 +186,16 @@ def registry_uris(
     return tracking, registry
 
 
-def record(client: Any, deployment: Deployment | Abort) -> None:
-    """Set the tags; checks first that the version exists, so a wrong pin fails with the registry's own message.
-    An abort tags the version only: the registered model's tags still name the version the stack runs."""
+def record(client: Any, deployment: Deployment | Abort, extra: Mapping[str, str] | None = None) -> None:
+    """Set the tags (and the non-empty `extra` ones on the version); checks first that the version exists, so a
+    wrong pin fails with the registry's own message. An abort tags the version only: the registered model's tags
+    still name the version the stack runs."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_model_version(deployment.model, str(deployment.version))
-        for key, value in deployment.version_tags().items():
+        version_tags = {**deployment.version_tags(), **{k: v for k, v in (extra or {}).items() if v}}
+        for key, value in version_tags.items():
             client.set_model_version_tag(deployment.model, str(deployment.version), key, value)
         if isinstance(deployment, Deployment):
             for key, value in deployment.model_tags().items():

@@ -274,8 +274,10 @@ def concurrency_groups(path: Path) -> dict[str, str]:
 
 
 def test_promotions_and_rollbacks_never_cancel_each_other() -> None:
-    """GitHub cancels the pending run of a group when a newer one queues. So a group holds runs of one
-    proposal only (its stack and version): what a newer run cancels is a duplicate of itself."""
+    """GitHub cancels the pending run of a group when a newer one queues. So a promotion's group holds runs of
+    one proposal only (its stack and version): what a newer run cancels is a duplicate of itself. Rollbacks of a
+    stack share one group, in turn (two write the same branch when they return to the same version), and
+    `queue: max` keeps every pending one."""
     promote = concurrency_groups(WORKFLOWS / "promote-model.yml")
     rollback = concurrency_groups(WORKFLOWS / "rollback.yml")
     assert promote == {
@@ -287,7 +289,8 @@ def test_promotions_and_rollbacks_never_cancel_each_other() -> None:
             "${{ inputs.built-image != '' && fromJSON(inputs.built-image).version || github.run_id }}"
         ),
     }
-    assert rollback == {"propose": "rollback-${{ inputs.stack }}-v${{ inputs.version }}"}
+    assert rollback == {"propose": "rollback-${{ inputs.stack }}"}
+    assert jobs(WORKFLOWS / "rollback.yml")["propose"]["concurrency"]["queue"] == "max"
     for path in (WORKFLOWS / "promote-model.yml", WORKFLOWS / "rollback.yml"):
         for job in jobs(path).values():
             assert job["concurrency"]["cancel-in-progress"] is False
@@ -480,23 +483,39 @@ def test_staging_hands_the_canarys_outcome_to_later_jobs() -> None:
         assert staging["outputs"][f"rollout-{output}"] == f"${{{{ steps.rollout.outputs.{output} }}}}"
 
 
-def test_an_aborted_canary_is_recorded_and_its_revert_proposed_by_the_failed_job() -> None:
-    """After the wait exits 3 the job is failed; one step still runs: it records the abort in the registry and
-    starts rollback.yml with the reason (release/canary_aborted.py), which needs the job token's actions: write."""
+def test_an_aborted_canary_is_recorded_and_its_revert_proposed_in_the_same_run() -> None:
+    """After the wait exits 3 the job is failed; one step still runs: it records the abort and chooses the revert
+    (release/canary_aborted.py), and a job of the same run hands that to rollback.yml: no token that could start
+    other workflows is needed, and the revert shows in the run that failed."""
+    workflow = jobs(WORKFLOWS / "deploy.yml")
+    rollback = load(WORKFLOWS / "rollback.yml")
+    called = rollback["on"]["workflow_call"]["inputs"]
     for name in ("staging", "prod"):
-        job = jobs(WORKFLOWS / "deploy.yml")[name]
+        job = workflow[name]
         steps = steps_of(job)
         (wait_at,) = [i for i, s in enumerate(steps) if s.get("id") == "rollout"]
-        (abort,) = [s for s in steps if "release.canary_aborted" in str(s.get("run", ""))]
-        assert steps.index(abort) == wait_at + 1, name
+        abort = steps[wait_at + 1]
+        assert abort["id"] == "aborted", name
         assert abort["if"] == "failure() && steps.rollout.outputs.outcome == 'aborted'"
         assert abort["env"]["REASON"] == "${{ steps.rollout.outputs.reason }}"
-        assert abort["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
-        assert f"--stack {name}" in abort["run"]
-        assert '--reason "$REASON"' in abort["run"], "the reason reaches bash through the environment only"
-        assert job["permissions"]["actions"] == "write"
+        assert abort["env"]["CANARY_HASH"] == "${{ steps.rollout.outputs.canary-hash }}"
+        assert abort["run"].startswith(f".venv/bin/python -m release.canary_aborted --stack {name} ")
+        assert '"--reason=$REASON"' in abort["run"], "through the environment, and never read as an option"
+        assert "actions" not in job["permissions"]
+        for output in ("revert-to", "revert-from", "revert-reason"):
+            assert job["outputs"][output] == f"${{{{ steps.aborted.outputs.{output} }}}}"
         record = next(s for s in steps if "release.record_deployment" in str(s.get("run", "")))
         assert "if" not in record, "a deployment is recorded only when every step before it succeeded"
-    rollback = load(WORKFLOWS / "rollback.yml")
-    declared = set(rollback["on"]["workflow_dispatch"]["inputs"])
-    assert {"stack", "version", "from-version", "reason"} <= declared
+
+        revert = workflow[f"revert-{name}"]
+        assert revert["needs"] == name
+        assert revert["if"] == f"${{{{ failure() && needs.{name}.outputs.revert-to != '' }}}}"
+        assert revert["uses"] == "./.github/workflows/rollback.yml"
+        assert revert["with"] == {
+            "stack": name,
+            "version": f"${{{{ needs.{name}.outputs.revert-to }}}}",
+            "from-version": f"${{{{ needs.{name}.outputs.revert-from }}}}",
+            "reason": f"${{{{ needs.{name}.outputs.revert-reason }}}}",
+        }
+        assert set(revert["with"]) <= set(called)
+        assert revert["secrets"] == "inherit"
