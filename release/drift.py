@@ -26,8 +26,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from release.github import GitHub, GitHubError
 from stacks.identifiers import MODEL_NAME_PATTERN, STACK_NAME_PATTERN
+from webhook_listener import contract
 
-EVENT_TYPE = "model-drift"
+EVENT_TYPE = contract.Events.DRIFT
 JOB_ID_VARIABLE = "DATABRICKS_RETRAIN_JOB_ID"
 ISSUE_LABEL = "model-drift"
 

@@ -45,8 +45,9 @@ from stacks.identifiers import MODEL_NAME_PATTERN, STACK_NAME_PATTERN
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
 from stacks.settings_errors import SettingsError
+from webhook_listener import contract
 
-EVENT_TYPE = "model-promoted"
+EVENT_TYPE = contract.Events.PROMOTED
 
 ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
 StackName = Annotated[str, StringConstraints(pattern=STACK_NAME_PATTERN)]
