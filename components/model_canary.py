@@ -177,7 +177,8 @@ def canary_strategy(
 
 
 def rollout_timeout_seconds(release: CanaryRelease) -> int:
-    """How long `pulumi up` waits for the Rollout to be Healthy: the smoke test, every step, and the pods' start."""
+    """How long a release may take before the deploy workflow stops waiting for it (release/await_rollout.py): the
+    smoke test, every step, and the pods' start."""
     start_and_settle = 600
     return SMOKE_DEADLINE_SECONDS + len(release.steps) * release.pause_seconds + start_and_settle
 

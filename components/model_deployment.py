@@ -34,7 +34,6 @@ from components.model_canary import (
     build_canary_service,
     build_smoke_template,
     canary_strategy,
-    rollout_timeout_seconds,
 )
 from components.model_identity import build_analysis_identity, build_workload_identity
 from components.model_workload import (
@@ -225,7 +224,6 @@ class ModelDeployment(pulumi.ComponentResource):
             self.namespace,
             image,
             strategy=strategy,
-            wait_seconds=rollout_timeout_seconds(args.canary),
             # The controller reads the Services, the Ingress and the smoke template when the release starts.
             after=[
                 self.service_account,

@@ -293,7 +293,6 @@ def build_rollout(
     image: pulumi.Input[str],
     *,
     strategy: dict[str, Any],
-    wait_seconds: int,
     after: list[pulumi.Resource],
 ) -> k8s.apiextensions.CustomResource:
     """The serving Rollout: the pod template, released by the canary `strategy` (components/model_canary.py)."""
@@ -307,12 +306,12 @@ def build_rollout(
             labels=w.common,
             annotations={
                 "checkov.io/skip1": SKIP_PULL_POLICY,
-                # A new Rollout (day one) is awaited until Healthy. On an update the wait can end at once on the
-                # previous release's Healthy: Argo writes status.observedGeneration as a string, and the provider's
-                # guard reads an integer (pulumi-kubernetes await/condition/jsonpath.go; argo-rollouts types.go),
-                # so the release's outcome is the deploy workflow's to wait for (docs/decisions/0001).
-                "pulumi.com/waitFor": "jsonpath={.status.phase}=Healthy",
-                "pulumi.com/timeoutSeconds": str(wait_seconds),
+                # `pulumi up` does not wait for the release: the deploy workflow does (release/await_rollout.py, the
+                # rules of Argo's own client), for a first Rollout as for an update. A wait here would end at once on
+                # an update (Argo writes status.observedGeneration as a string, the provider's guard reads an
+                # integer: pulumi-kubernetes await/condition/jsonpath.go), and after an aborted release it would
+                # block `up` through the next canary and fail it before the workflow can act on an abort.
+                "pulumi.com/skipAwait": "true",
             },
         ),
         spec={

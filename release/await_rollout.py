@@ -9,15 +9,16 @@ way Argo Rollouts v1.9.0's own client does (`kubectl argo rollouts status`): a s
 it saw the update does not count, Healthy for the new pod hash is promoted, an abort (or Degraded) is aborted.
 
 Exit codes: 0 promoted, or nothing to wait for (`--rollout ''`: no model is pinned yet, day zero; it says so);
-3 aborted (the controller already sent all traffic back to the stable version); 1 timeout or error (a timeout
-aborts nothing: the controller carries on with the release by itself; after an error `outcome` is empty and
-`reason` says why); 2 bad input.
+3 aborted (`status.abort`: the controller already sent all traffic back to the stable version); 1 timeout,
+Degraded without an abort (an invalid spec, say: nothing was sent back, so no model version is blamed) or error
+(a timeout aborts nothing: the controller carries on with the release by itself; after an error `outcome` is empty
+and `reason` says why); 2 bad input.
 
 It writes markdown to `$GITHUB_STEP_SUMMARY` (or `--summary FILE`): the outcome, the steps reached, each
 AnalysisRun of the canary with each metric's measurements, and for a failed check its name and measured value from
 the judge's log (`python -m model_server judge` prints one JSON line per check). It writes `$GITHUB_OUTPUT` (or
-`--outputs FILE`): `outcome` (promoted|aborted|none|timeout), `failed-check`, `failed-value`, `reason` (one line)
-and `canary-hash`.
+`--outputs FILE`): `outcome` (promoted|aborted|degraded|none|timeout), `failed-check`, `failed-value`, `reason`
+(one line) and `canary-hash`.
 
 Credentials: the API server's URL and CA come from a kubeconfig (the stack output `kubeconfig`, AKS's exec-format
 one: its user part is ignored), from a file or an environment variable, never printed. The bearer token is an Entra
@@ -62,6 +63,7 @@ OUTCOME_PROMOTED = "promoted"
 OUTCOME_ABORTED = "aborted"
 OUTCOME_NONE = "none"
 OUTCOME_TIMEOUT = "timeout"
+OUTCOME_DEGRADED = "degraded"
 
 AUTH_GITHUB_OIDC = "github-oidc"
 AUTH_AZURE_CLI = "azure-cli"
@@ -150,14 +152,15 @@ def github_oidc_token(environ: Mapping[str, str], authority: str, clock: Callabl
             url, headers={"Authorization": f"Bearer {environ['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"}, timeout=timeout
         )
     except httpx.HTTPError as exc:
-        raise WaitError(f"GitHub's OIDC token endpoint: {type(exc).__name__}") from None
+        raise TransientError(f"GitHub's OIDC token endpoint: {type(exc).__name__}") from None
     try:
         answer = response.json() if response.status_code == 200 else None
     except ValueError:
         answer = None
     assertion = answer.get("value") if isinstance(answer, dict) else None
     if not isinstance(assertion, str) or not assertion:
-        raise WaitError(f"GitHub's OIDC token endpoint answered HTTP {response.status_code} without a token")
+        error = TransientError if response.status_code >= 500 else WaitError
+        raise error(f"GitHub's OIDC token endpoint answered HTTP {response.status_code} without a token")
     started = clock()
     try:
         entra = federated_token(
@@ -254,7 +257,10 @@ class Kube:
         response = self._get(path, params)
         if response is None:
             return None
-        document = response.json()
+        try:
+            document = response.json()
+        except ValueError:
+            raise TransientError(f"the API server answered {path} with a body that is not JSON") from None
         if not isinstance(document, dict):
             raise WaitError(f"the API server answered {path} with JSON that is not an object")
         return document
@@ -305,7 +311,7 @@ class Kube:
 
 @dataclass(frozen=True)
 class Assessment:
-    state: str  # "progressing" | OUTCOME_PROMOTED | OUTCOME_ABORTED
+    state: str  # "progressing" | OUTCOME_PROMOTED | OUTCOME_ABORTED | OUTCOME_DEGRADED
     phase: str
     message: str
 
@@ -331,9 +337,19 @@ def assess(rollout: Mapping[str, Any]) -> Assessment:
         # rolloututil.go IsUnpausing.
         return Assessment("progressing", "Progressing", "waiting for rollout to unpause")
     phase, message = str(status.get("phase") or ""), str(status.get("message") or "")
-    if status.get("abort") or phase == "Degraded":
-        # types.go RolloutStatus.Abort; rolloututil.go CalculateRolloutPhase: RolloutAborted -> Degraded "<why>: <msg>".
+    if status.get("abort"):
+        # types.go RolloutStatus.Abort: the controller sent all traffic back to the stable version (rollout/canary.go).
         return Assessment(OUTCOME_ABORTED, phase or "Degraded", message or "aborted")
+    if phase == "Degraded":
+        conditions: list[dict[str, Any]] = status.get("conditions") or []
+        progressing: dict[str, Any] = next((c for c in conditions if c.get("type") == "Progressing"), {})
+        if progressing.get("reason") == "RolloutAborted":
+            # An update that cleared an earlier abort (rollout/sync.go resetRolloutStatus) reads Degraded until the
+            # next reconcile replaces the reason (sync.go checkPausedConditions): not this release's outcome yet.
+            return Assessment("progressing", phase, message)
+        # Degraded without an abort (an invalid spec, a deadline missed by a promoted Rollout: rollout/controller.go
+        # removes the abort there): nothing was sent back, no model version is to blame.
+        return Assessment(OUTCOME_DEGRADED, phase, message or "degraded")
     stable, current = status.get("stableRS"), status.get("currentPodHash")
     if phase == "Healthy" and stable and stable == current:
         # rolloututil.go IsFullyPromoted: stableRS == currentPodHash; the controller's Healthy already requires it.
@@ -376,6 +392,32 @@ class Report:
     notes: list[str] = field(default_factory=list)
     error: str = ""
     """Why the wait stopped without an outcome (the outcome is then empty)."""
+    versions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """"stable" and "canary" -> (model, version) their pods serve, read from their ReplicaSets."""
+
+
+# The labels the program puts on the serving pods (components/model_workload.py): which model and version they serve.
+MODEL_LABEL = "mlops/model"
+VERSION_LABEL = "app.kubernetes.io/version"
+
+
+def served_versions(kube: Kube, namespace: str, status: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """(model, version) of the stable and the canary pods, from the ReplicaSet of each pod template hash: its labels
+    are the Rollout's template labels plus the hash (argo-rollouts v1.9.0 rollout/sync.go createDesiredReplicaSet).
+    What the cluster ran, not what a registry last recorded."""
+    found: dict[str, tuple[str, str]] = {}
+    for role, pod_hash in (("stable", status.get("stableRS")), ("canary", status.get("currentPodHash"))):
+        if not pod_hash:
+            continue
+        listed = kube.get_json(
+            f"/apis/apps/v1/namespaces/{namespace}/replicasets", {"labelSelector": f"{POD_HASH_LABEL}={pod_hash}"}
+        )
+        for item in (listed or {}).get("items") or []:
+            labels = (item.get("metadata") or {}).get("labels") or {}
+            if labels.get(MODEL_LABEL) and labels.get(VERSION_LABEL):
+                found[role] = (str(labels[MODEL_LABEL]), str(labels[VERSION_LABEL]))
+                break
+    return found
 
 
 def canary_runs(kube: Kube, rollout: Mapping[str, Any], canary_hash: str) -> list[dict[str, Any]]:
@@ -468,6 +510,8 @@ def reason_of(report: Report) -> str:
         return f"no outcome before the timeout; the controller carries on (last: {report.phase} {report.message})"
     if report.outcome == OUTCOME_PROMOTED:
         return f"canary {report.canary_hash} promoted after {report.steps} steps"
+    if report.outcome == OUTCOME_DEGRADED:
+        return f"the Rollout is Degraded without an abort (no traffic was sent back): {report.message}"
     if report.failed is not None:
         value = f" = {report.failed.value}" if report.failed.value else ""
         return f"check {report.failed.check}{value} failed; Argo Rollouts: {report.message}"
@@ -491,6 +535,8 @@ def summary_markdown(report: Report) -> str:
         lines.append("- Timed out waiting: nothing was aborted, the controller carries on with the release by itself.")
     if report.outcome == OUTCOME_ABORTED:
         lines.append("- Aborted: the controller has sent all traffic back to the stable version.")
+    if report.outcome == OUTCOME_DEGRADED:
+        lines.append("- Degraded without an abort: nothing was sent back, and no model version is blamed.")
     if report.failed is not None:
         value = f" = `{_cell(report.failed.value)}`" if report.failed.value else ""
         lines.append(f"- **Failed check: `{_cell(report.failed.check)}`{value}** ({_cell(report.failed.source)})")
@@ -521,6 +567,11 @@ def outputs_of(report: Report) -> dict[str, str]:
         "failed-value": one_line(failed.value, _REASON_LIMIT) if failed else "",
         "reason": one_line(reason_of(report), _REASON_LIMIT),
         "canary-hash": one_line(report.canary_hash, _REASON_LIMIT),
+        **{
+            f"{role}-{part}": one_line(value, _REASON_LIMIT)
+            for role in ("stable", "canary")
+            for part, value in zip(("model", "version"), report.versions.get(role, ("", "")), strict=True)
+        },
     }
 
 
@@ -595,12 +646,16 @@ def wait(
     if report.canary_hash:
         # The outcome stands whatever happens here: a report missing its analysis still says promoted or aborted.
         try:
+            report.versions = served_versions(kube, namespace, rollout.get("status") or {})
+        except Exception as exc:  # the outcome is already known; the step after it falls back on the registry
+            report.notes.append(f"The versions served could not be read: {type(exc).__name__}: {exc}")
+        try:
             report.runs = canary_runs(kube, rollout, report.canary_hash)
             if report.outcome == OUTCOME_ABORTED:
                 for run in report.runs:
                     report.failed = report.failed or failed_check(kube, run, report.notes)
-        except WaitError as exc:
-            report.notes.append(f"The analysis could not be read: {exc}")
+        except Exception as exc:  # whatever the analysis holds, the outcome is already known
+            report.notes.append(f"The analysis could not be read: {type(exc).__name__}: {exc}")
     return report
 
 

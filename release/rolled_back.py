@@ -60,6 +60,12 @@ def read_at(git: Git, ref: str, stack: str) -> dict[str, list[int]]:
     return {} if text is None else parse(text, f"{ref}:{path_of(stack)}")
 
 
+def read_file(repo_dir: Path, stack: str) -> dict[str, list[int]]:
+    """The rolled-back versions in a checkout's working tree (none when the file does not exist)."""
+    path = repo_dir / path_of(stack)
+    return parse(path.read_text(encoding="utf-8"), str(path)) if path.is_file() else {}
+
+
 def add(repo_dir: Path, stack: str, model: str, version: int, *, keep: Mapping[str, list[int]] | None = None) -> None:
     """Record in the working tree that `stack` was rolled back from `model` v`version`, and stage the file.
     Entries of `keep` (the list on the base branch) stay, whatever the working tree's file says."""

@@ -321,10 +321,10 @@ def test_the_rollout_runs_the_image_by_digest_with_one_pod_of_surge_and_none_una
     assert "replicas" not in spec
 
 
-def test_the_release_is_awaited_not_skipped(md_run: DeploymentRun) -> None:
+def test_pulumi_up_leaves_the_release_to_the_deploy_workflows_wait(md_run: DeploymentRun) -> None:
     annotations = md_run.rollout.inputs["metadata"]["annotations"]
-    assert "pulumi.com/skipAwait" not in annotations
-    assert annotations["pulumi.com/waitFor"] == "jsonpath={.status.phase}=Healthy"
+    assert annotations["pulumi.com/skipAwait"] == "true"
+    assert "pulumi.com/waitFor" not in annotations
 
 
 def test_probes_hit_the_server_health_endpoints_on_the_named_port(md_run: DeploymentRun) -> None:

@@ -191,8 +191,10 @@ def rollout(
     abort: bool = False,
     paused: bool = False,
     background_run: tuple[str, str] | None = None,
+    progressing_reason: str | None = None,
 ) -> dict[str, Any]:
     """The model's Rollout as the controller leaves it (pkg/apis/rollouts/v1alpha1/types.go RolloutStatus)."""
+    reason = progressing_reason or ("RolloutAborted" if abort else "ReplicaSetUpdated")
     status: dict[str, Any] = {
         # rollout/sync.go persistRolloutStatus: strconv.Itoa(generation), a string.
         "observedGeneration": str(observed),
@@ -212,9 +214,11 @@ def rollout(
             {
                 "type": "Progressing",
                 # sync.go calculateRolloutConditions: an abort sets Progressing False, reason RolloutAborted.
-                "status": "False" if abort else "True",
-                "reason": "RolloutAborted" if abort else "ReplicaSetUpdated",
-                "message": message if abort else f'ReplicaSet "{NAME}-{current}" is progressing.',
+                "status": "False" if reason in ("RolloutAborted", "InvalidSpec") else "True",
+                "reason": reason,
+                "message": message
+                if reason != "ReplicaSetUpdated"
+                else f'ReplicaSet "{NAME}-{current}" is progressing.',
                 "lastTransitionTime": T0,
                 "lastUpdateTime": T0,
             }
@@ -380,6 +384,24 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
+def replica_set(pod_hash: str, model: str, version: str) -> dict[str, Any]:
+    """The ReplicaSet the controller makes for one pod template: the Rollout's template, labelled with its hash
+    (argo-rollouts v1.9.0 rollout/sync.go createDesiredReplicaSet: the template's labels plus the hash)."""
+    labels = {
+        "app.kubernetes.io/name": NAME,
+        "app.kubernetes.io/component": "server",
+        "app.kubernetes.io/version": version,
+        "mlops/model": model,
+        "rollouts-pod-template-hash": pod_hash,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": f"{NAME}-{pod_hash}", "namespace": NAMESPACE, "labels": labels},
+        "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}}},
+    }
+
+
 @dataclass
 class KubeApi:
     """The AKS API server, as far as the waiter sees it."""
@@ -389,6 +411,8 @@ class KubeApi:
     runs: list[dict[str, Any]] = field(default_factory=list)
     jobs: dict[str, str] = field(default_factory=dict)
     """Job name -> the judge's log in its one pod; a Job not here does not exist."""
+    versions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Pod template hash -> (model, version) of the Rollout's ReplicaSet for it; a hash not here has none."""
     tokens: dict[str, float] = field(default_factory=dict)
     """Bearer token -> its expiry on the clock (what Entra issued)."""
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -426,6 +450,12 @@ class KubeApi:
                 "metadata": {},
                 "items": items,
             }
+        if path == f"/apis/apps/v1/namespaces/{NAMESPACE}/replicasets":
+            selector = query.get("labelSelector", [""])[0]
+            key, _, pod_hash = selector.partition("=")
+            found = self.versions.get(pod_hash) if key == "rollouts-pod-template-hash" else None
+            items = [] if found is None else [replica_set(pod_hash, *found)]
+            return 200, {"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": items}
         jobs = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/"
         if path.startswith(jobs):
             job = path.removeprefix(jobs)

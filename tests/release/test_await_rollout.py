@@ -37,6 +37,7 @@ from tests.release.kubefake import (
 TENANT = "72f988bf-0000-4000-8000-000000000001"
 CLIENT = "0f1e2d3c-0000-4000-8000-000000000002"
 ROLLOUT_REF = '{"namespace": "wine-quality", "name": "wine-quality"}'
+MODEL = "mlops.models.wine_quality"
 ABORT_MESSAGE = (
     "RolloutAborted: Rollout aborted update to revision 2: Background analysis phase error/failed: "
     'Metric "error-ratio" assessed Failed due to failed (2) > failureLimit (1)'
@@ -212,7 +213,13 @@ def test_a_canary_promoted_after_its_steps_exits_0(world: World) -> None:
 
 
 def test_a_failed_job_metric_aborts_with_the_check_and_value_from_the_judges_log(world: World) -> None:
-    api = KubeApi([STARTED, PAUSED_AT_10, ABORTED], world.clock, runs=[FAILED_RUN], jobs={FAILED_JOB: FAILED_LOG})
+    api = KubeApi(
+        [STARTED, PAUSED_AT_10, ABORTED],
+        world.clock,
+        runs=[FAILED_RUN],
+        jobs={FAILED_JOB: FAILED_LOG},
+        versions={OLD_HASH: (MODEL, "2"), NEW_HASH: (MODEL, "3")},
+    )
     result = world.run(api)
     assert result.code == 3
     assert result.outputs["outcome"] == "aborted"
@@ -225,8 +232,49 @@ def test_a_failed_job_metric_aborts_with_the_check_and_value_from_the_judges_log
     assert "Steps reached: 2 of 5" in result.summary
     assert "| error-ratio | Failed | Failed |" in result.summary
     assert "| up | Successful | Successful |" in result.summary
+    # What each side served, from its ReplicaSet: the step after this one blames the model only if they differ.
+    assert (result.outputs["stable-model"], result.outputs["stable-version"]) == (MODEL, "2")
+    assert (result.outputs["canary-model"], result.outputs["canary-version"]) == (MODEL, "3")
     # Every output is one `name=value` line: nothing a later step could read as another output.
-    assert len(result.output_lines) == 5
+    assert len(result.output_lines) == 9
+
+
+def test_a_degraded_rollout_without_an_abort_is_not_an_aborted_canary(world: World) -> None:
+    # rollout/sync.go: an invalid spec (here an AnalysisTemplate the Rollout names but the cluster lacks) is
+    # Degraded with no abort: nothing was sent back, so no model version may be blamed or reverted.
+    invalid = rollout(
+        generation=3,
+        observed=3,
+        phase="Degraded",
+        message='InvalidSpec: The Rollout "wine-quality" is invalid: AnalysisTemplate "wine-quality-canary" not found',
+        stable=OLD_HASH,
+        current=NEW_HASH,
+        step=0,
+        progressing_reason="InvalidSpec",
+    )
+    result = world.run(KubeApi([STARTED, invalid], world.clock, runs=[]))
+    assert result.code == 1
+    assert result.outputs["outcome"] == "degraded"
+    assert "without an abort" in result.outputs["reason"]
+    assert "no model version is blamed" in result.summary
+
+
+def test_the_moment_an_update_clears_an_earlier_abort_is_not_its_outcome(world: World) -> None:
+    # sync.go resetRolloutStatus clears the abort for the new template; until the next reconcile the Progressing
+    # condition keeps its RolloutAborted reason and the phase reads Degraded (rolloututil.go CalculateRolloutPhase).
+    cleared = rollout(
+        generation=3,
+        observed=3,
+        phase="Degraded",
+        message="RolloutAborted: Rollout aborted update to revision 1",
+        stable=OLD_HASH,
+        current=NEW_HASH,
+        step=0,
+        progressing_reason="RolloutAborted",
+    )
+    result = world.run(KubeApi([cleared, STARTED, PAUSED_AT_50, PROMOTED], world.clock, runs=[PASSED_RUN]))
+    assert result.code == 0
+    assert result.outputs["outcome"] == "promoted"
 
 
 def test_a_stale_healthy_from_before_the_update_is_not_taken_as_promoted(world: World) -> None:

@@ -320,3 +320,63 @@ def test_reverting_an_earlier_rollback_keeps_its_entry_in_the_rolled_back_list(
 
     pushed = project_repo.origin_git("rev-parse", f"refs/heads/rollback/staging/{MODEL}-v3")
     assert json.loads(project_repo.git("show", f"{pushed}:release/rolled-back/staging.json")) == {MODEL: [2, 3]}
+
+
+def served(stable: str, canary: str) -> list[str]:
+    """The wait's outputs for what the pods served, as `--role-model/--role-version` flags."""
+    return [
+        *("--stable-model", MODEL, "--stable-version", stable),
+        *("--canary-model", MODEL, "--canary-version", canary),
+    ]
+
+
+def test_what_the_cluster_served_decides_over_a_stale_registry(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path
+) -> None:
+    # The registry still says v1 (a deploy whose wait timed out never recorded v2), the pods say v2 ran.
+    client(registry).set_registered_model_tag(MODEL, "deployed_staging_version", "1")
+    promote_commit(project_repo, 3)
+
+    assert aborted(project_repo, registry, tmp_path / "out", *served("2", "3")) == 0
+
+    assert outputs_of(tmp_path / "out")["revert-to"] == "2"
+
+
+def test_a_canary_serving_the_stable_version_blames_no_model_whatever_the_registry_says(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The registry's record is stale (v2), but the pods served v3 on both sides: an image or settings change.
+    client(registry).set_registered_model_tag(MODEL, "deployed_staging_version", "2")
+    promote_commit(project_repo, 3)
+
+    assert aborted(project_repo, registry, tmp_path / "out", *served("3", "3")) == 0
+
+    assert "as the stable pods do" in capsys.readouterr().out
+    assert outputs_of(tmp_path / "out") == {}
+    assert "aborted_staging_at" not in client(registry).get_model_version(MODEL, "3").tags
+
+
+def test_no_revert_is_chosen_to_a_version_the_stack_was_rolled_back_from(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    promote_commit(project_repo, 3)
+    listed = project_repo.work / "release" / "rolled-back" / "staging.json"
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_text(json.dumps({MODEL: [2]}))
+
+    assert aborted(project_repo, registry, tmp_path / "out", *served("2", "3")) == 0
+
+    assert "roll back by hand" in capsys.readouterr().out
+    assert outputs_of(tmp_path / "out") == {}
+    assert client(registry).get_model_version(MODEL, "3").tags["aborted_staging_reason"] == REASON
+
+
+def test_a_canary_of_another_commits_pin_is_left_alone(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # This checkout pins v1 (the template's first commit); the aborted canary served v3.
+
+    assert aborted(project_repo, registry, tmp_path / "out", *served("2", "3")) == 0
+
+    assert "not this commit's release" in capsys.readouterr().out
+    assert outputs_of(tmp_path / "out") == {}

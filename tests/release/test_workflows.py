@@ -439,7 +439,9 @@ def test_both_deploys_wait_for_the_canarys_outcome_before_recording_it() -> None
             publish = next(i for i, s in enumerate(steps) if "release.publish_listener" in str(s.get("run", "")))
             assert publish < wait_at, "an aborted canary does not hold back the listener's code"
         wait = steps[wait_at]
-        assert wait["if"] == "steps.up.outputs.modelRollout != ''", "day zero: no Rollout, nothing to wait for"
+        assert wait["if"] == (
+            "${{ !cancelled() && steps.up.outcome == 'success' && steps.up.outputs.modelRollout != '' }}"
+        ), "day zero: no Rollout, nothing to wait for; an unrelated failed step does not skip the wait"
         assert wait["env"] == {
             "MODEL_ROLLOUT": "${{ steps.up.outputs.modelRollout }}",
             "AKS_KUBECONFIG": "${{ steps.up.outputs.kubeconfig }}",
@@ -505,7 +507,15 @@ def test_an_aborted_canary_is_recorded_and_its_revert_proposed_in_the_same_run()
         for output in ("revert-to", "revert-from", "revert-reason"):
             assert job["outputs"][output] == f"${{{{ steps.aborted.outputs.{output} }}}}"
         record = next(s for s in steps if "release.record_deployment" in str(s.get("run", "")))
-        assert "if" not in record, "a deployment is recorded only when every step before it succeeded"
+        assert record["if"] == (
+            "${{ !cancelled() && steps.up.outcome == 'success' && "
+            "(steps.up.outputs.modelRollout == '' || steps.rollout.outputs.outcome == 'promoted') }}"
+        ), "recorded once promoted (or day zero), whatever else failed"
+        for role in ("stable", "canary"):
+            for part in ("model", "version"):
+                name_ = f"{role.upper()}_{part.upper()}"
+                assert abort["env"][name_] == f"${{{{ steps.rollout.outputs.{role}-{part} }}}}"
+                assert f'"--{role}-{part}=${name_}"' in abort["run"]
 
         revert = workflow[f"revert-{name}"]
         assert revert["needs"] == name
