@@ -420,11 +420,17 @@ def served_versions(kube: Kube, namespace: str, status: Mapping[str, Any]) -> di
     return found
 
 
+REVISION_ANNOTATION = "rollout.argoproj.io/revision"
+
+
 def canary_runs(kube: Kube, rollout: Mapping[str, Any], canary_hash: str) -> list[dict[str, Any]]:
-    """The canary's AnalysisRuns: labelled with its pod hash and controlled by this Rollout (argo-rollouts
-    rollout/analysis.go newAnalysisRunFromRollout: the hash labels, OwnerReferences = NewControllerRef(rollout))."""
+    """This release's AnalysisRuns, newest first: labelled with the canary's pod hash, controlled by this Rollout and
+    of its current revision (argo-rollouts v1.9.0 rollout/analysis.go newAnalysisRunFromRollout: the hash label,
+    OwnerReferences = NewControllerRef(rollout), the Rollout's revision annotation), so the runs of an earlier
+    release of the same pod template (Argo keeps five of each kind) are left out."""
     metadata = rollout.get("metadata") or {}
     namespace, uid = metadata.get("namespace"), metadata.get("uid")
+    revision = (metadata.get("annotations") or {}).get(REVISION_ANNOTATION)
     listing = kube.get_json(
         f"{ROLLOUTS_API}/namespaces/{namespace}/analysisruns", {"labelSelector": f"{POD_HASH_LABEL}={canary_hash}"}
     )
@@ -435,8 +441,12 @@ def canary_runs(kube: Kube, rollout: Mapping[str, Any], canary_hash: str) -> lis
             ref.get("controller") and ref.get("uid") == uid
             for ref in (run.get("metadata") or {}).get("ownerReferences") or []
         )
+        and (
+            revision is None
+            or ((run.get("metadata") or {}).get("annotations") or {}).get(REVISION_ANNOTATION) == revision
+        )
     ]
-    return sorted(runs, key=lambda run: str((run.get("metadata") or {}).get("creationTimestamp", "")))
+    return sorted(runs, key=lambda run: str((run.get("metadata") or {}).get("creationTimestamp", "")), reverse=True)
 
 
 def judge_verdicts(log: str) -> list[dict[str, Any]]:

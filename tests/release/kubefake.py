@@ -262,9 +262,9 @@ def rollout(
     return document
 
 
-def run_name(pod_hash: str = NEW_HASH) -> str:
+def run_name(pod_hash: str = NEW_HASH, revision: str = "2") -> str:
     # rollout/analysis.go newAnalysisRunFromRollout: <rollout>-<pod hash>-<revision> (no infix for Background).
-    return f"{NAME}-{pod_hash}-2"
+    return f"{NAME}-{pod_hash}-{revision}"
 
 
 def job_name(metric: str, index: int) -> str:
@@ -316,19 +316,21 @@ def measurement(phase: str, job: str, message: str | None = None) -> dict[str, A
     return value
 
 
-def analysis_run(phase: str, message: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+def analysis_run(
+    phase: str, message: str, results: list[dict[str, Any]], *, revision: str = "2", created: str = T0
+) -> dict[str, Any]:
     """The canary's background AnalysisRun (rollout/analysis.go; utils/analysis/factory.go BackgroundLabels)."""
     failed = sum(1 for r in results if r["phase"] == "Failed")
     document = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisRun",
         "metadata": {
-            "name": run_name(),
+            "name": run_name(revision=revision),
             "namespace": NAMESPACE,
-            "uid": RUN_UID,
-            "creationTimestamp": T0,
+            "uid": f"{RUN_UID}-{revision}" if revision != "2" else RUN_UID,
+            "creationTimestamp": created,
             "labels": {"rollouts-pod-template-hash": NEW_HASH, "rollout-type": "Background", **SELECTOR},
-            "annotations": {"rollout.argoproj.io/revision": "2"},
+            "annotations": {"rollout.argoproj.io/revision": revision},
             # NewControllerRef(rollout, controllerKind): controller and blockOwnerDeletion true.
             "ownerReferences": [
                 {

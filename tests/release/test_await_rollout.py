@@ -277,6 +277,33 @@ def test_the_moment_an_update_clears_an_earlier_abort_is_not_its_outcome(world: 
     assert result.outputs["outcome"] == "promoted"
 
 
+def test_an_earlier_release_of_the_same_pod_template_lends_none_of_its_analysis(world: World) -> None:
+    # The same template released before (revision 1, whose latency check failed), now again as revision 2: Argo keeps
+    # the old run (five of each kind), and only this revision's run speaks for this release.
+    earlier = analysis_run(
+        "Failed",
+        'Metric "latency-p99" assessed Failed',
+        [
+            {
+                "name": "latency-p99",
+                "phase": "Failed",
+                "count": 2,
+                "failed": 2,
+                "measurements": [measurement("Failed", job_name("latency-p99", 1))],
+            }
+        ],
+        revision="1",
+        created="2026-11-30T10:00:00Z",
+    )
+    api = KubeApi(
+        [STARTED, PAUSED_AT_10, ABORTED], world.clock, runs=[earlier, FAILED_RUN], jobs={FAILED_JOB: FAILED_LOG}
+    )
+    result = world.run(api)
+    assert result.code == 3
+    assert result.outputs["failed-check"] == "error-ratio"
+    assert run_name(revision="1") not in result.summary
+
+
 def test_a_stale_healthy_from_before_the_update_is_not_taken_as_promoted(world: World) -> None:
     api = KubeApi([STALE, STALE, STARTED, PAUSED_AT_50, PROMOTED], world.clock, runs=[PASSED_RUN])
     result = world.run(api)
