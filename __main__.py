@@ -23,7 +23,19 @@ from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusAr
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
 from components.model_canary import CANARY_HASH_ARG, STABLE_HASH_ARG, hash_arg
 from components.model_catalog import ModelCatalog, ModelCatalogArgs
-from components.model_deployment import PORT_NAME, CanaryAnalysis, CanaryRelease, ModelDeployment, ModelDeploymentArgs
+from components.model_deployment import (
+    PORT_NAME,
+    CanaryAnalysis,
+    CanaryRelease,
+    Exposure,
+    IngressHost,
+    InternalLoadBalancer,
+    ModelDeployment,
+    ModelDeploymentArgs,
+    PodSize,
+    Scale,
+    ServedModel,
+)
 from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
 from components.model_metrics_scrape import ControllerPods, ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
@@ -42,7 +54,24 @@ from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.analysis import canary_checks
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
-from stacks.settings import day_zero_next_step, key_vault_settings, kubernetes_name, registry_settings
+from stacks.settings import (
+    ServingSettings,
+    day_zero_next_step,
+    key_vault_settings,
+    kubernetes_name,
+    registry_settings,
+)
+
+
+def serving_exposure(serving: ServingSettings) -> Exposure:
+    """The stack file's `exposure` as the component takes it (the file's validator makes sure an ingress has its
+    host and TLS secret)."""
+    if serving.exposure == "ingress":
+        if serving.host is None or serving.tls_secret_name is None:
+            raise ValueError("serving.exposure ingress needs serving.host and serving.tlsSecretName")
+        return IngressHost(serving.host, serving.tls_secret_name)
+    return InternalLoadBalancer()
+
 
 ROOT = Path(__file__).resolve().parent
 
@@ -59,6 +88,8 @@ deployers = [Principal(object_id=d.object_id, type=d.type) for d in settings.dep
 group = resources.ResourceGroup(
     "resource-group", resource_group_name=naming.resource("rg"), location=location, tags=tags
 )
+
+
 # Where every component's Azure children go; the shared services (owner stack) are protected by their own setting.
 placement = Placement(naming, group.name, location, tags, protect=settings.protect)
 observability = Observability("observability", ObservabilityArgs(placement=placement))
@@ -242,25 +273,19 @@ if monitoring.grafana:
 pulumi.export("azureMonitorWorkspaceId", prometheus.workspace_id)
 pulumi.export("prometheusQueryEndpoint", prometheus.query_endpoint)
 
+
 if model is not None and image_ref is not None:
     serving = settings.serving
     deployment = ModelDeployment(
         "model",
         ModelDeploymentArgs(
             placement=placement,
-            model_name=model.name,
-            model_version=model.version,
+            model=ServedModel(model.name, model.version, serving.max_rows),
             image_ref=image_ref,
             oidc_issuer_url=cluster.oidc_issuer_url,
-            min_replicas=serving.min_replicas,
-            max_replicas=serving.max_replicas,
-            target_cpu_utilization=serving.target_cpu_utilization,
-            cpu=serving.cpu,
-            memory=serving.memory,
-            max_rows=serving.max_rows,
-            exposure=serving.exposure,
-            host=serving.host,
-            tls_secret_name=serving.tls_secret_name,
+            size=PodSize(serving.cpu, serving.memory),
+            scale=Scale(serving.min_replicas, serving.max_replicas, serving.target_cpu_utilization),
+            exposure=serving_exposure(serving),
             canary=CanaryRelease.from_settings(serving.canary),
             # The canary is judged by the alert rules' own series, against this stack's thresholds.
             analysis=CanaryAnalysis(

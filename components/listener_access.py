@@ -5,8 +5,9 @@ the identity uses, each at the narrowest scope that works, built with the one ro
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pulumi
 from pulumi_azure_native import authorization, managedidentity
@@ -22,8 +23,27 @@ from components.azure_facts import (
 from components.listener_storage import ListenerStorage
 from components.role_assignment import assign_role
 
-if TYPE_CHECKING:
-    from components.webhook_listener import WebhookListenerArgs
+
+class AccessInputs(Protocol):
+    """What the grants read (WebhookListenerArgs has it): the vault, the secrets the app settings reference and
+    the resources that hold them, and the Application Insights component."""
+
+    @property
+    def key_vault_id(self) -> pulumi.Input[str]: ...
+    @property
+    def secrets(self) -> Sequence[pulumi.Resource]: ...
+    @property
+    def webhook_secret_uri(self) -> pulumi.Input[str]: ...
+    @property
+    def job_token_secret_uri(self) -> pulumi.Input[str]: ...
+    @property
+    def dispatch_token_secret_uri(self) -> pulumi.Input[str]: ...
+    @property
+    def azure_monitor_token_secret_uri(self) -> pulumi.Input[str] | None: ...
+    @property
+    def alertmanager_token_secret_uri(self) -> pulumi.Input[str] | None: ...
+    @property
+    def app_insights_id(self) -> pulumi.Input[str]: ...
 
 
 SECRET_URI = re.compile(r"^https://(?P<vault>[A-Za-z0-9-]+)\.vault\.azure\.net/secrets/(?P<name>[A-Za-z0-9-]+)/?$")
@@ -55,7 +75,7 @@ class ListenerAccess:
 
 def grant_listener_access(
     name: str,
-    args: WebhookListenerArgs,
+    args: AccessInputs,
     *,
     identity: managedidentity.UserAssignedIdentity,
     stores: ListenerStorage,

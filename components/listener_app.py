@@ -8,7 +8,8 @@ setting (`listener_app_settings`), secrets only as Key Vault references resolved
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 import pulumi
 from pulumi_azure_native import managedidentity, web
@@ -24,9 +25,34 @@ from components.listener_storage import (
     ListenerStorage,
 )
 from components.naming import Naming
+from components.placement import Placement
+from stacks.settings import ReleaseSettings
 
-if TYPE_CHECKING:
-    from components.webhook_listener import WebhookListenerArgs
+
+class AppInputs(Protocol):
+    """What the Function App and its settings read (WebhookListenerArgs has it)."""
+
+    @property
+    def placement(self) -> Placement: ...
+    @property
+    def release(self) -> ReleaseSettings: ...
+    @property
+    def model_names(self) -> Sequence[str]: ...
+    @property
+    def target_stack(self) -> str: ...
+    @property
+    def app_insights_connection_string(self) -> pulumi.Input[str]: ...
+    @property
+    def webhook_secret_uri(self) -> pulumi.Input[str]: ...
+    @property
+    def job_token_secret_uri(self) -> pulumi.Input[str]: ...
+    @property
+    def dispatch_token_secret_uri(self) -> pulumi.Input[str]: ...
+    @property
+    def azure_monitor_token_secret_uri(self) -> pulumi.Input[str] | None: ...
+    @property
+    def alertmanager_token_secret_uri(self) -> pulumi.Input[str] | None: ...
+
 
 # The names the listener reads its settings under (listener/webhook_listener/contract.py).
 Env = listener.Env
@@ -40,7 +66,7 @@ INSTANCE_MEMORY_MB = 2048
 MAXIMUM_INSTANCE_COUNT = 40
 
 
-def _alert_token_settings(args: WebhookListenerArgs) -> list[tuple[str, pulumi.Input[str]]]:
+def _alert_token_settings(args: AppInputs) -> list[tuple[str, pulumi.Input[str]]]:
     """The alert routes' tokens (issue 13), as Key Vault references, for those that are configured."""
     pairs = (
         (Env.AZURE_MONITOR_TOKEN, args.azure_monitor_token_secret_uri),
@@ -55,7 +81,7 @@ def key_vault_reference(secret_uri: pulumi.Input[str]) -> pulumi.Output[str]:
 
 
 def listener_app_settings(
-    args: WebhookListenerArgs,
+    args: AppInputs,
     *,
     storage_account_name: pulumi.Input[str],
     queue_account_url: pulumi.Input[str],
@@ -127,7 +153,7 @@ def _site_name(naming: Naming) -> str:
 
 def build_function_app(
     name: str,
-    args: WebhookListenerArgs,
+    args: AppInputs,
     *,
     identity: managedidentity.UserAssignedIdentity,
     stores: ListenerStorage,

@@ -19,8 +19,7 @@ and nothing volatile (timestamps, run ids) is written anywhere, so an unrelated 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -41,6 +40,12 @@ from components.model_identity import build_analysis_identity, build_workload_id
 from components.model_workload import (
     IMAGE_REF,
     PORT_NAME,
+    Exposure,
+    IngressHost,
+    InternalLoadBalancer,
+    PodSize,
+    Scale,
+    ServedModel,
     Workload,
     build_availability,
     build_exposure,
@@ -55,7 +60,19 @@ from components.placement import Placement
 from components.role_assignment import assign_role
 from stacks.settings import kubernetes_name
 
-__all__ = ["PORT_NAME", "CanaryAnalysis", "CanaryRelease", "ModelDeployment", "ModelDeploymentArgs"]
+__all__ = [
+    "PORT_NAME",
+    "CanaryAnalysis",
+    "CanaryRelease",
+    "Exposure",
+    "IngressHost",
+    "InternalLoadBalancer",
+    "ModelDeployment",
+    "ModelDeploymentArgs",
+    "PodSize",
+    "Scale",
+    "ServedModel",
+]
 
 
 @dataclass(frozen=True)
@@ -65,37 +82,23 @@ class ModelDeploymentArgs:
     placement: Placement
     """Name (`<project>-<stack>-<app>-workload`), resource group, region and tags of the workload's managed
     identity; nothing is protected (the program makes every child again)."""
-    model_name: str
-    """The registered model name; also the Kubernetes name of the namespace, Rollout and Service (lowercased)."""
-    model_version: int
-    """The registered model version the image holds (a positive integer)."""
+    model: ServedModel
+    """The registered model and version the image holds; its name (lowercased) is also the Kubernetes name of the
+    namespace, Rollout and Service."""
     image_ref: pulumi.Input[str]
     """The image to run, by digest: `<login server>/<repository>:<tag>@sha256:<64 hex>`."""
     oidc_issuer_url: pulumi.Input[str]
     """The cluster's OIDC issuer, trusted by the workload identity's federated credential."""
-    min_replicas: int
-    """The fewest serving pods the autoscaler keeps."""
-    max_replicas: int
-    """The most serving pods the autoscaler may run."""
-    target_cpu_utilization: int
-    """The average CPU utilization (percent of the request) the autoscaler aims for."""
-    cpu: str
-    """CPU of one serving pod, request and limit alike (e.g. `"1"`, `"500m"`)."""
-    memory: str
-    """Memory of one serving pod, request and limit alike (e.g. `"2Gi"`)."""
-    max_rows: int
-    """Rows one request may carry; the server refuses more."""
+    size: PodSize
+    """CPU and memory of one serving pod."""
+    scale: Scale
+    """The autoscaler's bounds and target."""
     canary: CanaryRelease
     """How each new version takes traffic (steps, pauses, failed measurements that abort)."""
     analysis: CanaryAnalysis | None = None
     """How the canary is judged while it takes traffic; None releases on the smoke test and the steps alone."""
-    exposure: Literal["internal-load-balancer", "ingress"] = "internal-load-balancer"
-    """How the model is reached: an internal load balancer, or an Ingress with TLS (needs `host` and
-    `tls_secret_name`)."""
-    host: str | None = None
-    """The Ingress host name (exposure `ingress`)."""
-    tls_secret_name: str | None = None
-    """The Kubernetes TLS secret of the Ingress host (exposure `ingress`)."""
+    exposure: Exposure = field(default_factory=InternalLoadBalancer)
+    """How the model is reached: an internal load balancer, or `IngressHost(host, tls_secret_name)`."""
 
 
 def _kubernetes_provider(opts: pulumi.ResourceOptions | None) -> pulumi.ProviderResource | None:
@@ -169,17 +172,17 @@ class ModelDeployment(pulumi.ComponentResource):
         provider = _kubernetes_provider(opts)
         _validate(args, provider)
         super().__init__("mlops:serving:ModelDeployment", name, None, opts)
-        app = kubernetes_name(args.model_name)
+        app = kubernetes_name(args.model.name)
         selector = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": "server"}
         workload = Workload(
             name=name,
             app=app,
-            version=str(args.model_version),
+            version=str(args.model.version),
             common={
                 "app.kubernetes.io/name": app,
                 "app.kubernetes.io/part-of": args.placement.naming.project,
                 "app.kubernetes.io/managed-by": "pulumi",
-                "mlops/model": args.model_name,
+                "mlops/model": args.model.name,
             },
             selector=selector,
             # Kubernetes children get the cluster's provider explicitly; Azure children get none, so they use the
@@ -190,12 +193,14 @@ class ModelDeployment(pulumi.ComponentResource):
         )
         self.pod_selector = dict(selector)
 
-        self.identity, self.federated_credential = build_workload_identity(name, args, app, self)
+        self.identity, self.federated_credential = build_workload_identity(
+            name, args.placement, args.oidc_issuer_url, app, self
+        )
         self.namespace_resource = build_namespace(workload)
         self.namespace = self.namespace_resource.metadata.apply(metadata_name)
         self.service_account = build_service_account(workload, self.namespace, self.identity.client_id)
         image = checked_image(args.image_ref)
-        exposure = build_exposure(workload, args, self.namespace)
+        exposure = build_exposure(workload, args.exposure, self.namespace)
         self.service, self.ingress = exposure.service, exposure.ingress
         self.service_name, self.serving_url = exposure.service_name, exposure.serving_url
         self.canary_service = build_canary_service(workload, self.namespace)
@@ -214,7 +219,8 @@ class ModelDeployment(pulumi.ComponentResource):
         )
         self.rollout = build_rollout(
             workload,
-            args,
+            args.model,
+            args.size,
             self.namespace,
             image,
             strategy=strategy,
@@ -230,7 +236,9 @@ class ModelDeployment(pulumi.ComponentResource):
                 *([self.analysis_template] if self.analysis_template is not None else []),
             ],
         )
-        self.pod_disruption_budget, self.autoscaler = build_availability(workload, args, self.namespace, self.rollout)
+        self.pod_disruption_budget, self.autoscaler = build_availability(
+            workload, args.scale, self.namespace, self.rollout
+        )
 
         self.register_outputs(
             {
@@ -250,7 +258,9 @@ class ModelDeployment(pulumi.ComponentResource):
     ) -> k8s.apiextensions.CustomResource:
         """The analysis identity (Monitoring Data Reader on the workspace), its ServiceAccount and the template."""
         app = workload.app
-        identity, _ = build_analysis_identity(name, args, app, f"{app}-analysis", self)
+        identity, _ = build_analysis_identity(
+            name, args.placement, args.oidc_issuer_url, app, service_account=f"{app}-analysis", parent=self
+        )
         assign_role(
             f"{name}-analysis-reads-prometheus",
             role_id=azure_facts.MONITORING_DATA_READER,

@@ -8,51 +8,61 @@ children of the component on the azure-native provider it inherits, never the Ku
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pulumi
 from pulumi_azure_native import managedidentity
 
-if TYPE_CHECKING:
-    from components.model_deployment import ModelDeploymentArgs
+from components.placement import Placement
 
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 
 
 def build_workload_identity(
-    name: str, args: ModelDeploymentArgs, app: str, parent: pulumi.Resource
+    name: str, placement: Placement, issuer: pulumi.Input[str], app: str, parent: pulumi.Resource
 ) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
     """The identity `<project>-<stack>-<app>-workload` and its federated credential for the model's ServiceAccount."""
-    return _federated_identity(name, args, app, service_account=app, role="workload", parent=parent)
+    return _federated_identity(name, placement, issuer, app, service_account=app, role="workload", parent=parent)
 
 
 def build_analysis_identity(
-    name: str, args: ModelDeploymentArgs, app: str, service_account: str, parent: pulumi.Resource
+    name: str,
+    placement: Placement,
+    issuer: pulumi.Input[str],
+    app: str,
+    *,
+    service_account: str,
+    parent: pulumi.Resource,
 ) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
     """The identity `<project>-<stack>-<app>-analysis` the canary's analysis Jobs query Prometheus as, trusted for
     their own ServiceAccount only: the serving pods never hold a right to read the workspace."""
     return _federated_identity(
-        f"{name}-analysis", args, app, service_account=service_account, role="analysis", parent=parent
+        f"{name}-analysis", placement, issuer, app, service_account=service_account, role="analysis", parent=parent
     )
 
 
 def _federated_identity(
-    name: str, args: ModelDeploymentArgs, app: str, *, service_account: str, role: str, parent: pulumi.Resource
+    name: str,
+    placement: Placement,
+    issuer: pulumi.Input[str],
+    app: str,
+    *,
+    service_account: str,
+    role: str,
+    parent: pulumi.Resource,
 ) -> tuple[managedidentity.UserAssignedIdentity, managedidentity.FederatedIdentityCredential]:
     identity = managedidentity.UserAssignedIdentity(
         f"{name}-identity",
-        resource_name_=args.placement.naming.resource(f"{app}-{role}"),
-        resource_group_name=args.placement.resource_group_name,
-        location=args.placement.location,
-        tags=args.placement.tag_map(),
+        resource_name_=placement.naming.resource(f"{app}-{role}"),
+        resource_group_name=placement.resource_group_name,
+        location=placement.location,
+        tags=placement.tag_map(),
         opts=pulumi.ResourceOptions(parent=parent),
     )
     federated_credential = managedidentity.FederatedIdentityCredential(
         f"{name}-federated-credential",
-        resource_group_name=args.placement.resource_group_name,
+        resource_group_name=placement.resource_group_name,
         resource_name_=identity.name,
         federated_identity_credential_resource_name=f"kubernetes-{app}-{service_account}",
-        issuer=args.oidc_issuer_url,
+        issuer=issuer,
         subject=f"system:serviceaccount:{app}:{service_account}",
         audiences=[TOKEN_AUDIENCE],
         opts=pulumi.ResourceOptions(parent=parent),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,9 +20,6 @@ import pulumi_kubernetes as k8s
 from components.aks_cluster import MODEL_POOL_LABEL
 from components.contracts import server
 from monitoring.analysis import POD_TEMPLATE_HASH_LABEL
-
-if TYPE_CHECKING:
-    from components.model_deployment import ModelDeploymentArgs
 
 SERVING_PORT = server.PORT
 SERVICE_PORT = 80
@@ -44,6 +41,55 @@ SKIP_PULL_POLICY = (
     "CKV_K8S_15=the image is pinned by sha256 digest, so IfNotPresent can never run another image; Always would "
     "only make every pod start depend on the registry being reachable"
 )
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model the pods serve: its registered name and version, and the rows one request may carry."""
+
+    name: str
+    version: int
+    max_rows: int
+
+
+@dataclass(frozen=True)
+class PodSize:
+    """CPU and memory of one serving pod, request and limit alike (e.g. `"1"`, `"2Gi"`)."""
+
+    cpu: str
+    memory: str
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How many serving pods the autoscaler may run, and the average CPU (percent of the request) it aims for."""
+
+    min_replicas: int
+    max_replicas: int
+    target_cpu_utilization: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(f"Scale: expected 1 <= min_replicas <= max_replicas, got {self}")
+        if not 1 <= self.target_cpu_utilization <= 100:
+            raise ValueError(f"Scale: expected target_cpu_utilization in 1..100, got {self.target_cpu_utilization}")
+
+
+@dataclass(frozen=True)
+class InternalLoadBalancer:
+    """The model is reached through a Service on an internal load balancer (an address in the cluster's VNet)."""
+
+
+@dataclass(frozen=True)
+class IngressHost:
+    """The model is reached at `https://<host>/` through the app-routing Ingress, with the TLS certificate in the
+    Kubernetes secret `tls_secret_name`."""
+
+    host: str
+    tls_secret_name: str
+
+
+Exposure = InternalLoadBalancer | IngressHost
 
 
 @dataclass(frozen=True)
@@ -168,14 +214,16 @@ def checked_image(image_ref: pulumi.Input[str]) -> pulumi.Output[str]:
     return pulumi.Output.from_input(image_ref).apply(_checked_image_ref)
 
 
-def pod_template(w: Workload, args: ModelDeploymentArgs, image: pulumi.Input[str]) -> k8s.core.v1.PodTemplateSpecArgs:
+def pod_template(
+    w: Workload, model: ServedModel, size: PodSize, image: pulumi.Input[str]
+) -> k8s.core.v1.PodTemplateSpecArgs:
     """The serving pods: the image by digest, probes, restricted security, spread across zones and nodes."""
     app, version, common, selector = w.app, w.version, w.common, w.selector
     volume, mount = tmp_volume()
     # CPU request = limit: the server is one process with OMP_NUM_THREADS=1; whole cores, no throttling.
     resources = k8s.core.v1.ResourceRequirementsArgs(
-        requests={"cpu": args.cpu, "memory": args.memory},
-        limits={"cpu": args.cpu, "memory": args.memory},
+        requests={"cpu": size.cpu, "memory": size.memory},
+        limits={"cpu": size.cpu, "memory": size.memory},
     )
     spread = [
         # ScheduleAnyway: a pool spanning zones is one scale set, so the autoscaler cannot add a node in a
@@ -213,10 +261,10 @@ def pod_template(w: Workload, args: ModelDeploymentArgs, image: pulumi.Input[str
                     ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=SERVING_PORT, protocol="TCP")],
                     env=[
                         k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
-                        k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=args.model_name),
+                        k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=model.name),
                         k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_VERSION, value=version),
                         # The name model_server reads (its args.py); a test holds the two together.
-                        k8s.core.v1.EnvVarArgs(name=server.Env.MAX_REQUEST_ROWS, value=str(args.max_rows)),
+                        k8s.core.v1.EnvVarArgs(name=server.Env.MAX_REQUEST_ROWS, value=str(model.max_rows)),
                     ],
                     resources=resources,
                     # Ready only once the model is loaded and warmed up: up to 5 minutes to start.
@@ -238,7 +286,8 @@ def pod_template(w: Workload, args: ModelDeploymentArgs, image: pulumi.Input[str
 
 def build_rollout(
     w: Workload,
-    args: ModelDeploymentArgs,
+    model: ServedModel,
+    size: PodSize,
     namespace: pulumi.Input[str],
     image: pulumi.Input[str],
     *,
@@ -273,7 +322,7 @@ def build_rollout(
             "progressDeadlineSeconds": 600,
             # A version whose pods never become ready is aborted, not left half-released.
             "progressDeadlineAbort": True,
-            "template": pod_template(w, args, image),
+            "template": pod_template(w, model, size, image),
             "strategy": {"canary": strategy},
         },
         opts=pulumi.ResourceOptions.merge(w.kube, pulumi.ResourceOptions(depends_on=after)),
@@ -281,7 +330,7 @@ def build_rollout(
 
 
 @dataclass(frozen=True)
-class Exposure:
+class ExposedService:
     """How the model is reached: its Service, the Ingress (exposure `ingress` only) and the serving URL."""
 
     service: k8s.core.v1.Service
@@ -290,10 +339,10 @@ class Exposure:
     serving_url: pulumi.Output[str]
 
 
-def build_exposure(w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Input[str]) -> Exposure:
+def build_exposure(w: Workload, exposure: Exposure, namespace: pulumi.Input[str]) -> ExposedService:
     """An internal load balancer Service, or a ClusterIP Service behind an Ingress with TLS."""
     name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
-    internal_lb = args.exposure == "internal-load-balancer"
+    internal_lb = isinstance(exposure, InternalLoadBalancer)
     service = k8s.core.v1.Service(
         f"{name}-service",
         metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -314,8 +363,8 @@ def build_exposure(w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Inp
     service_name = service.metadata.apply(metadata_name)
 
     ingress: k8s.networking.v1.Ingress | None = None
-    host, tls_secret = args.host, args.tls_secret_name
-    if args.exposure == "ingress" and host is not None and tls_secret is not None:
+    if isinstance(exposure, IngressHost):
+        host, tls_secret = exposure.host, exposure.tls_secret_name
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=app, namespace=namespace, labels=common),
@@ -347,11 +396,11 @@ def build_exposure(w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Inp
         serving_url = pulumi.Output.from_input(f"https://{host}/invocations")
     else:
         serving_url = service.status.apply(_load_balancer_url)
-    return Exposure(service=service, ingress=ingress, service_name=service_name, serving_url=serving_url)
+    return ExposedService(service=service, ingress=ingress, service_name=service_name, serving_url=serving_url)
 
 
 def build_availability(
-    w: Workload, args: ModelDeploymentArgs, namespace: pulumi.Input[str], rollout: k8s.apiextensions.CustomResource
+    w: Workload, scale: Scale, namespace: pulumi.Input[str], rollout: k8s.apiextensions.CustomResource
 ) -> tuple[k8s.policy.v1.PodDisruptionBudget, k8s.autoscaling.v2.HorizontalPodAutoscaler]:
     """The disruption budget and the autoscaler (which owns the replica count)."""
     name, app, common, selector, kube = w.name, w.app, w.common, w.selector, w.kube
@@ -375,15 +424,15 @@ def build_availability(
             scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
                 api_version=ROLLOUT_API_VERSION, kind="Rollout", name=app
             ),
-            min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas,
+            min_replicas=scale.min_replicas,
+            max_replicas=scale.max_replicas,
             metrics=[
                 k8s.autoscaling.v2.MetricSpecArgs(
                     type="Resource",
                     resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
                         name="cpu",
                         target=k8s.autoscaling.v2.MetricTargetArgs(
-                            type="Utilization", average_utilization=args.target_cpu_utilization
+                            type="Utilization", average_utilization=scale.target_cpu_utilization
                         ),
                     ),
                 )

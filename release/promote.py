@@ -8,9 +8,11 @@ version holds the promoted alias or stage now (a dispatch that does not match is
 version in the target stack's file on `promote/<stack>/<model>-v<version>`, commits (`Promote <model> v<version> to
 <stack>` with a `Delivery-Id:` trailer), pushes, and opens or updates the pull request. A redelivered webhook
 updates the same branch and pull request; a pull request a reviewer closed unmerged is not opened again; open
-promotion pull requests of older versions are closed with a comment. The stack-to-stack path does not propose a
-version the target stack was rolled back from. Exit codes: 0 proposed, ignored or nothing to do; 1 proposed but
-the offline diff failed, or a git/GitHub/registry failure; 2 invalid payload or stack file.
+promotion pull requests of older versions are closed with a comment. Neither path proposes a version the target
+stack was rolled back from (`release/rolled-back/<stack>.json`), nor, on the dispatch path, one whose canary the
+stack aborted (the registry's `aborted_<stack>_at` tag), unless `--allow-rolled-back`.
+Exit codes: 0 proposed, ignored or nothing to do; 1 proposed but the offline diff failed, or a git/GitHub/registry
+failure; 2 invalid payload or stack file.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from release import rolled_back
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, close_superseded, pin_at, propose, report, settings_at
-from release.record_deployment import RecordError, RegistryError, image_from_outputs, registry_client
+from release.record_deployment import (
+    ABORT_PREFIX,
+    RecordError,
+    RegistryError,
+    image_from_outputs,
+    registry_client,
+    tag_key,
+)
 from stacks.files import stack_file
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
@@ -147,6 +156,22 @@ def registry_mismatch(payload: PromotionPayload, client: Any) -> str | None:
     return "the payload names neither an alias nor a stage: nothing the registry can confirm"
 
 
+def aborted_in_registry(client: Any, model: str, version: str, stack: str) -> str | None:
+    """Why `model` v`version` is not proposed to `stack` again: the `aborted_<stack>_*` tags the deploy wrote when
+    its canary was aborted (`release.record_deployment --aborted`); None when it carries none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags: dict[str, str] = dict(getattr(client.get_model_version(model, version), "tags", None) or {})
+    except MlflowException as exc:
+        raise RegistryError(f"{model} v{version}: {exc.message}") from None
+    at = tags.get(tag_key(stack, "at", ABORT_PREFIX))
+    if at is None:
+        return None
+    reason = tags.get(tag_key(stack, "reason", ABORT_PREFIX), "no reason recorded")
+    return f"its canary on {stack} was aborted at {at} ({reason})"
+
+
 def rolled_back_versions(git: Git, base: str, stack: str, model: str) -> dict[int, str]:
     """The versions of `model` that `stack` was rolled back from on `base`, each with where that is recorded: the
     tree's `release/rolled-back/<stack>.json` (which every merge method keeps), and the rollback commits'
@@ -168,10 +193,18 @@ def marker(stack: str) -> str:
     return f"<!-- mlops-serving:promote:{stack} -->"
 
 
-def dispatch_change(repo_dir: Path, payload: PromotionPayload, base: str) -> Change:
-    """The pin bump a dispatch asks for, as a change to propose."""
+def dispatch_change(repo_dir: Path, payload: PromotionPayload, base: str, *, allow_rolled_back: bool = False) -> Change:
+    """The pin bump a dispatch asks for, as a change to propose. A version the stack was rolled back from (after an
+    aborted canary, or by hand) is not proposed again unless `allow_rolled_back`."""
     stack = payload.target_stack
-    if not settings_at(Git(repo_dir), base, stack).shared.owner:
+    git = Git(repo_dir)
+    rolled_back_from = rolled_back_versions(git, base, stack, payload.model)
+    if int(payload.version) in rolled_back_from and not allow_rolled_back:
+        raise NothingToDo(
+            f"dispatch {payload.delivery_id}: {stack} was rolled back from {payload.model} v{payload.version} "
+            f"({rolled_back_from[int(payload.version)]}); not proposing it again (run with --allow-rolled-back)"
+        )
+    if not settings_at(git, base, stack).shared.owner:
         raise SettingsError(
             stack_file(repo_dir, stack).name,
             [
@@ -315,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pr", action="store_true", help="push, but do not call the GitHub API")
     parser.add_argument("--allow-model-change", action="store_true", help="with --from-stack: the model may differ")
     parser.add_argument(
-        "--allow-rolled-back", action="store_true", help="with --from-stack: propose even a version rolled back from"
+        "--allow-rolled-back",
+        action="store_true",
+        help="propose even a version the stack was rolled back from, or whose canary there was aborted",
     )
     parser.add_argument("--tracking-uri", help="MLflow tracking URI of the registry (default: $MLFLOW_TRACKING_URI)")
     parser.add_argument("--registry-uri", help="MLflow registry URI (default: $MLFLOW_REGISTRY_URI, or the tracking)")
@@ -359,11 +394,18 @@ def confirm_with_registry(args: argparse.Namespace, repo_dir: Path, payload: Pro
         raise RecordError("no registry to confirm the promotion with: set MLFLOW_TRACKING_URI or pass --tracking-uri")
     model = settings_at(Git(repo_dir), base, payload.target_stack).model
     catalog = model.catalog if model is not None else "workspace"
-    mismatch = registry_mismatch(payload, registry_client(args.tracking_uri, args.registry_uri, catalog))
+    client = registry_client(args.tracking_uri, args.registry_uri, catalog)
+    mismatch = registry_mismatch(payload, client)
     if mismatch is not None:
         raise NothingToDo(
             f"dispatch {payload.delivery_id} ignored: it reports {payload.model} v{payload.version} promoted, "
             f"but {mismatch}"
+        )
+    aborted = aborted_in_registry(client, payload.model, payload.version, payload.target_stack)
+    if aborted is not None and not args.allow_rolled_back:
+        raise NothingToDo(
+            f"dispatch {payload.delivery_id}: not proposing {payload.model} v{payload.version} again: {aborted} "
+            "(run with --allow-rolled-back)"
         )
 
 
@@ -386,7 +428,7 @@ def _change(args: argparse.Namespace, repo_dir: Path, base: str) -> tuple[Change
         return change, f"promote {args.from_stack} -> {args.to_stack}", pattern
     payload = _payload(args)
     what = f"promote {payload.model} v{payload.version} -> {payload.target_stack}"
-    change = dispatch_change(repo_dir, payload, base)
+    change = dispatch_change(repo_dir, payload, base, allow_rolled_back=args.allow_rolled_back)
     confirm_with_registry(args, repo_dir, payload, base)
     return change, what, branch_pattern(payload.target_stack, payload.model)
 

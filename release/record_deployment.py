@@ -14,6 +14,12 @@ place. Keys use `_` only: Unity Catalog refuses `. , - = / :` in tag keys, so a 
 Tags on older versions stay (they record where each image ran, which a rollback reads). The tracking and
 registry URIs come from MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI (`databricks` with DATABRICKS_HOST in CI; Unity
 Catalog models, `catalog: unity-catalog`, use `databricks-uc`).
+
+    python -m release.record_deployment --stack staging --aborted --reason "<why>" [--version 3]
+
+After a canary release the analysis aborted (`release.await_rollout` exit 3), records the abort on that version
+instead: `aborted_<stack>_at`, `aborted_<stack>_reason` (the failed check and value, at most 1000 characters) and
+`aborted_<stack>_run`. Nothing else changes: the stack still runs the version it ran before, and its tags say so.
 """
 
 from __future__ import annotations
@@ -36,14 +42,19 @@ from stacks.settings import SettingsError, pinned_model
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 TAG_PREFIX = "deployed"
+ABORT_PREFIX = "aborted"
+# "The maximum length of a tag value is 1000 characters" (learn.microsoft.com/azure/databricks/database-objects/tags,
+# "Constraints"): the tightest of the registries the stacks use (open-source MLflow takes 5000).
+MAX_TAG_VALUE = 1000
 # Unity Catalog tag keys may not contain . , - = / : (https://learn.microsoft.com/azure/databricks/database-objects/tags
 # "Constraints"); stack names are [a-z0-9-], so `-` -> `_` keeps keys valid and distinct.
 _TAG_KEY_FORBIDDEN = re.compile(r"[.,\-=/:]")
 
 
-def tag_key(stack: str, field: str) -> str:
-    """The registry tag key of `field` (digest, at, run, version) for `stack`: `deployed_<stack>_<field>`."""
-    key = f"{TAG_PREFIX}_{stack.replace('-', '_')}_{field}"
+def tag_key(stack: str, field: str, prefix: str = TAG_PREFIX) -> str:
+    """The registry tag key of `field` (digest, at, run, version, reason) for `stack`: `<prefix>_<stack>_<field>`,
+    with `deployed` or `aborted` as the prefix."""
+    key = f"{prefix}_{stack.replace('-', '_')}_{field}"
     if _TAG_KEY_FORBIDDEN.search(key):
         raise RecordError(f"tag key {key!r}: Unity Catalog tag keys may not contain . , - = / :")
     return key
@@ -77,6 +88,28 @@ class Deployment:
     def model_tags(self) -> dict[str, str]:
         values = {"version": str(self.version), "digest": self.digest, "at": self.at}
         return {tag_key(self.stack, field): value for field, value in values.items()}
+
+
+@dataclass(frozen=True)
+class Abort:
+    """A canary release of `model` v`version` on `stack` that its analysis aborted, and why."""
+
+    stack: str
+    model: str
+    version: int
+    reason: str
+    at: str
+    run_url: str
+
+    def version_tags(self) -> dict[str, str]:
+        values = {"at": self.at, "reason": one_line(self.reason, MAX_TAG_VALUE), "run": self.run_url}
+        return {tag_key(self.stack, field, ABORT_PREFIX): value for field, value in values.items()}
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` on one line (whitespace runs become one space), cut to `limit` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -150,16 +183,18 @@ def registry_uris(
     return tracking, registry
 
 
-def record(client: Any, deployment: Deployment) -> None:
-    """Set the tags; checks first that the version exists, so a wrong pin fails with the registry's own message."""
+def record(client: Any, deployment: Deployment | Abort) -> None:
+    """Set the tags; checks first that the version exists, so a wrong pin fails with the registry's own message.
+    An abort tags the version only: the registered model's tags still name the version the stack runs."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_model_version(deployment.model, str(deployment.version))
         for key, value in deployment.version_tags().items():
             client.set_model_version_tag(deployment.model, str(deployment.version), key, value)
-        for key, value in deployment.model_tags().items():
-            client.set_registered_model_tag(deployment.model, key, value)
+        if isinstance(deployment, Deployment):
+            for key, value in deployment.model_tags().items():
+                client.set_registered_model_tag(deployment.model, key, value)
     except MlflowException as exc:
         raise RegistryError(f"{deployment.model} v{deployment.version}: {exc.message}") from None
 
@@ -174,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--outputs-file", type=Path, help="`pulumi stack output --json` of the stack")
     digest.add_argument("--outputs-env", help="name of an env var holding the stack outputs as JSON")
     parser.add_argument("--image-output", default="modelImage", help="the stack output naming the image served")
+    parser.add_argument(
+        "--aborted", action="store_true", help="record that the canary of the pinned version was aborted (no digest)"
+    )
+    parser.add_argument("--reason", help="with --aborted: why (the failed check and its value)")
     parser.add_argument("--run-url", help="default: this GitHub Actions run")
     parser.add_argument("--at", help="ISO 8601 time of the deploy (default: now, UTC)")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd())
@@ -229,19 +268,53 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
         number = parse_model_version(version)
     except ValueError as exc:
         raise RecordError(f"--version: expected {exc}, got {version!r}") from None
-    at = args.at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    at = _at(args.at)
+    deployment = Deployment(args.stack, model, number, image.digest, at, args.run_url or run_url())
+    return deployment, pinned.catalog
+
+
+def abort_from_args(args: argparse.Namespace) -> tuple[Abort, str]:
+    """The aborted release to record (the version the stack file pins unless --model/--version), and the catalog."""
+    if not _STACK.match(args.stack):
+        raise RecordError(f"--stack: not a stack name: {args.stack!r}")
+    if not (args.reason or "").strip():
+        raise RecordError("--aborted needs --reason: the failed check and its value, as the analysis reported them")
+    if args.digest or args.outputs_file is not None or args.outputs_env:
+        raise RecordError("--aborted records no image: leave out --digest, --outputs-file and --outputs-env")
+    settings = load_stack_config(args.project_dir, args.stack).settings()
+    if settings.model is None:
+        raise NothingToRecord(f"Pulumi.{args.stack}.yaml pins no model yet (day zero): no release to abort")
+    pinned = pinned_model(settings)
+    version = args.version or str(pinned.version)
+    try:
+        number = parse_model_version(version)
+    except ValueError as exc:
+        raise RecordError(f"--version: expected {exc}, got {version!r}") from None
+    at = _at(args.at)
+    return Abort(args.stack, args.model or pinned.name, number, args.reason, at, args.run_url or run_url()), (
+        pinned.catalog
+    )
+
+
+def _at(given: str | None) -> str:
+    at = given or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     try:
         datetime.fromisoformat(at)
     except ValueError:
         raise RecordError(f"--at: not an ISO 8601 time: {at!r}") from None
-    deployment = Deployment(args.stack, model, number, image.digest, at, args.run_url or run_url())
-    return deployment, pinned.catalog
+    return at
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        deployment, catalog = deployment_from_args(args)
+        deployment: Deployment | Abort
+        if args.aborted:
+            deployment, catalog = abort_from_args(args)
+        else:
+            if args.reason:
+                raise RecordError("--reason goes with --aborted only")
+            deployment, catalog = deployment_from_args(args)
         client = registry_client(args.tracking_uri, args.registry_uri, catalog)
         record(client, deployment)
     except NothingToRecord as exc:

@@ -1,6 +1,7 @@
 """Roll back <stack> to <version>: the revert of the pin commit, proposed as a pull request.
 
     python -m release.rollback --stack staging --to-version 2 [--digest sha256:...] [--base main]
+    python -m release.rollback --stack staging --to-version previous --from-version 3 --reason "<why>"
 
 Finds, in the history of `Pulumi.<stack>.yaml`, the commit that pinned the version the stack runs now. When the
 version before it is the one asked for, the rollback is that commit's revert; otherwise (a rollback over several
@@ -9,6 +10,12 @@ versions, or a revert that no longer applies) the pin is set directly and the me
 The image: when the digest of the target version is known (`--digest`, or the `deployed_<stack>_digest` tag
 `release.record_deployment` set on that model version in the registry, or the pin being reverted to already had
 one), it is pinned as `imageDigest`, so the deploy serves the image already in the registry and builds nothing.
+
+After an aborted canary the deploy asks for `--to-version previous --from-version <aborted>`: the version the pin
+commit of the aborted one replaced, and nothing to do if the stack no longer pins the aborted version (a newer
+promotion got there first). `--reason` (the failed check and its value) goes into the commit and the pull request.
+Either way the stack file's `release/rolled-back/<stack>.json` gains the version rolled back from, so it is not
+proposed to the stack again.
 Exit codes: 0 proposed or nothing to do; 1 git/GitHub/registry failure or a failed offline diff; 2 bad input.
 """
 
@@ -33,6 +40,9 @@ from stacks.pin import Pinned, pin
 from stacks.settings import SettingsError, pinned_model
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PREVIOUS = "previous"
+# A reason travels in a commit message, a pull request body and a workflow input: one line, bounded.
+MAX_REASON = 1000
 
 
 @dataclass(frozen=True)
@@ -110,13 +120,27 @@ def _resolve_digest(
 
 
 def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Change | None, str]:
-    stack, target = args.stack, args.to_version
+    stack = args.stack
     settings = settings_at(git, base, stack)
     pinned = pinned_model(settings)
     current = Pinned(pinned.name, pinned.version, pinned.image_digest)
+    if args.from_version is not None and current.version != args.from_version:
+        return None, (
+            f"{stack} pins {current.name} v{current.version} on {base}, not v{args.from_version}: "
+            f"the rollback from v{args.from_version} is out of date"
+        )
+    introduced = find_pin_commit(git, base, stack, current)
+    if args.to_version == PREVIOUS:
+        if introduced is None or introduced.before is None or introduced.before.name != current.name:
+            raise ProposalError(
+                f"--to-version previous: no earlier version of {current.name} on {stack} before v{current.version} "
+                f"in the history of {base}; pass the version to return to"
+            )
+        target = introduced.before.version
+    else:
+        target = args.to_version
     if current.version == target:
         return None, f"{stack} already runs {current.name} v{target} on {base}"
-    introduced = find_pin_commit(git, base, stack, current)
     digest, digest_source = _resolve_digest(
         args, current.name, target, stack, previous=introduced, catalog=pinned.catalog
     )
@@ -154,11 +178,15 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
     else:
         image = f"No image digest known for v{target} ({digest_source}): the deploy builds the image again."
     title = f"Roll back {model} to v{target} on {stack}"
-    message = f"{title}\n\n{undoes}\n{image}\n\nRolled-Back-From: v{current.version}\n"
+    why = f"Reason: {args.reason}\n" if args.reason else ""
+    message = f"{title}\n\n{why}{undoes}\n{image}\n\nRolled-Back-From: v{current.version}\n"
     intro = (
         f"## {title}\n\n"
         f"`{stack}` runs `{model}` v{current.version}; this pins v{target} again.\n\n"
-        f"- {undoes}\n- {image}\n\n"
+        + (f"- **Reason**: {args.reason}\n" if args.reason else "")
+        + f"- {undoes}\n- {image}\n"
+        f"- v{current.version} is recorded in `{rolled_back.path_of(stack)}`: it is not proposed to `{stack}` "
+        "again.\n\n"
         "Merging starts the deploy workflow"
         + (" (the `prod` job waits for a required reviewer)." if stack == "prod" else ".")
     )
@@ -169,7 +197,16 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m release.rollback", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="the stack to roll back, e.g. staging or prod")
-    parser.add_argument("--to-version", required=True, type=_version, help="the model version to serve again")
+    parser.add_argument(
+        "--to-version",
+        required=True,
+        type=_target,
+        help="the model version to serve again, or `previous`: the one the current pin replaced",
+    )
+    parser.add_argument(
+        "--from-version", type=_version, help="do nothing unless the stack pins this version (the aborted one)"
+    )
+    parser.add_argument("--reason", type=_reason, help="why, for the commit and the pull request (one line)")
     parser.add_argument("--digest", help="the image digest of that version (default: from the registry tags)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     parser.add_argument("--registry-uri", help="MLflow registry URI (default: $MLFLOW_REGISTRY_URI or tracking)")
@@ -180,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-push", action="store_true", help="commit locally only; no push, no pull request")
     parser.add_argument("--no-pr", action="store_true", help="push, but do not call the GitHub API")
     return parser
+
+
+def _target(text: str) -> int | str:
+    return PREVIOUS if text == PREVIOUS else _version(text)
+
+
+def _reason(text: str) -> str:
+    flat = " ".join(text.split())
+    if not flat:
+        raise argparse.ArgumentTypeError("expected a reason, got an empty one")
+    if len(flat) > MAX_REASON:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_REASON} characters, got {len(flat)}")
+    return flat
 
 
 def _version(text: str) -> int:

@@ -20,14 +20,13 @@ import logging
 import time
 from typing import Any
 
-from azure.core.exceptions import AzureError
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from webhook_listener import alerts
 from webhook_listener.alert_schemas import AlertmanagerNotification, AzureCommonAlert
-from webhook_listener.app import Rejection, WebhookRoutes, _authenticated, _describe, _parse, _reply
+from webhook_listener.gate import STORAGE_ERRORS, Gate, Rejection, authenticated, describe, parse, reply
 from webhook_listener.logs import get_logger, log_event
 from webhook_listener.promotion import Ignored
 from webhook_listener.schemas import DriftAlert
@@ -38,26 +37,26 @@ MAX_REASONS = 5
 
 
 class AlertRoutes:
-    """Owns the two alert routes; shares the webhook routes' gate and hand-off."""
+    """Owns the two alert routes; the gate and hand-off are `gate.Gate`'s, as for the webhook routes."""
 
-    def __init__(self, webhooks: WebhookRoutes) -> None:
-        self.webhooks = webhooks
-        self.settings = webhooks.settings
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.settings = gate.settings
 
     async def alertmanager(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            body = await self.webhooks._gate(request)
+            body = await self.gate.admit(request)
             secret = self.settings.alertmanager_token
             token = secret.get_secret_value() if secret is not None else None
-            _authenticated(lambda: verify_bearer(request.headers, token, route="alertmanager"))
-            notification = _parse(body, AlertmanagerNotification)
+            authenticated(lambda: verify_bearer(request.headers, token, route="alertmanager"))
+            notification = parse(body, AlertmanagerNotification)
             if missing := alerts.drift_dispatch_missing(self.settings):
                 return self._ignored("alertmanager", [missing.reason], started)
             try:
                 drifts, ignored = alerts.from_alertmanager(notification, self.settings)
             except ValidationError as exc:  # a label unfit for the event (e.g. a 600-character severity)
-                raise Rejection(400, f"alert fields unfit for the event: {_describe(exc)}") from None
+                raise Rejection(400, f"alert fields unfit for the event: {describe(exc)}") from None
         except Rejection as exc:
             return self._rejected("alertmanager", exc)
         if notification.truncatedAlerts:
@@ -70,17 +69,17 @@ class AlertRoutes:
     async def azure_monitor(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            body = await self.webhooks._gate(request)
+            body = await self.gate.admit(request)
             secret = self.settings.azure_monitor_token
             token = secret.get_secret_value() if secret is not None else None
-            _authenticated(lambda: verify_query_token(request.query_params, token, route="azure-monitor"))
-            alert = _parse(body, AzureCommonAlert)
+            authenticated(lambda: verify_query_token(request.query_params, token, route="azure-monitor"))
+            alert = parse(body, AzureCommonAlert)
             try:
                 decision = alerts.drift_dispatch_missing(self.settings) or alerts.from_azure_monitor(
                     alert, self.settings
                 )
             except ValidationError as exc:  # alertContext labels of the wrong shape, or fields unfit for the event
-                raise Rejection(400, f"alert fields unfit for the event: {_describe(exc)}") from None
+                raise Rejection(400, f"alert fields unfit for the event: {describe(exc)}") from None
         except Rejection as exc:
             return self._rejected("azure-monitor", exc)
         if isinstance(decision, Ignored):
@@ -95,14 +94,14 @@ class AlertRoutes:
 
     def _rejected(self, route: str, exc: Rejection) -> Response:
         log_event(_log, logging.WARNING, "alert rejected", route=route, status=exc.status, reason=exc.reason)
-        return _reply(exc.status, "rejected", reason=exc.reason)
+        return reply(exc.status, "rejected", reason=exc.reason)
 
     def _ignored(self, route: str, reasons: list[str], started: float) -> Response:
         reason = "; ".join(reasons[:MAX_REASONS]) + (
             f"; and {len(reasons) - MAX_REASONS} more" if len(reasons) > MAX_REASONS else ""
         )
         log_event(_log, logging.INFO, "alert ignored", route=route, status=202, reason=reason, ms=self._ms(started))
-        return _reply(202, "ignored", reason=reason)
+        return reply(202, "ignored", reason=reason)
 
     async def _hand_off(self, route: str, drifts: list[DriftAlert], ignored: int, started: float) -> Response:
         outcomes: list[str] = []
@@ -115,8 +114,8 @@ class AlertRoutes:
                 "fired_at": drift.fired_at,
             }
             try:
-                outcome = await self.webhooks._hand_off(drift)
-            except (AzureError, OSError, TimeoutError) as exc:
+                outcome = await self.gate.hand_off(drift)
+            except STORAGE_ERRORS as exc:
                 log_event(
                     _log,
                     logging.ERROR,
@@ -126,7 +125,7 @@ class AlertRoutes:
                     ms=self._ms(started),
                     **fields,
                 )
-                return _reply(503, "unavailable", reason="storage unavailable; deliver again")
+                return reply(503, "unavailable", reason="storage unavailable; deliver again")
             log_event(_log, logging.INFO, f"drift alert {outcome}", status=202, ms=self._ms(started), **fields)
             outcomes.append(outcome)
         status = "accepted" if "accepted" in outcomes else "duplicate"

@@ -18,47 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from azure.core.exceptions import AzureError
-from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from webhook_listener import promotion as rules
-from webhook_listener.deliveries import DeliveryRecord, State
+from webhook_listener.alert_routes import AlertRoutes
+from webhook_listener.gate import STORAGE_ERRORS, Gate, Rejection, authenticated, parse, reply
 from webhook_listener.logs import get_logger, log_event
 from webhook_listener.runtime import Runtime
-from webhook_listener.schemas import DatabricksEvent, JobPromotion, MlflowEnvelope, Promotion, QueuedEvent
+from webhook_listener.schemas import DatabricksEvent, JobPromotion, MlflowEnvelope, Promotion
 from webhook_listener.settings import ListenerSettings
-from webhook_listener.signatures import (
-    AuthenticationError,
-    check_age,
-    verify_bearer,
-    verify_databricks,
-    verify_mlflow,
-)
+from webhook_listener.signatures import check_age, verify_bearer, verify_databricks, verify_mlflow
 from webhook_listener.worker import run_worker
 
 _log = get_logger("http")
-RETRY_AFTER_SECONDS = "5"
 HEALTH_TIMEOUT_SECONDS = 2.0
-MAX_REASON_ERRORS = 5
-_Model = TypeVar("_Model", bound=BaseModel)
-_T = TypeVar("_T")
-
-
-class Rejection(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class _Answer(Exception):
@@ -70,58 +51,6 @@ class _Answer(Exception):
         self.delivery_id = delivery_id
 
 
-def _reply(status: int, outcome: str, **fields: Any) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
-    body = {"status": outcome, **{k: v for k, v in fields.items() if v is not None}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:MAX_REASON_ERRORS]]
-    more = exc.error_count() - MAX_REASON_ERRORS
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Rejection(413, f"body over {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejection(413, f"body over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _check_media_type(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
-        raise Rejection(415, f"content type must be application/json, not {media_type[:80] or 'missing'}")
-
-
-def _parse(body: bytes, model: type[_Model]) -> _Model:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise Rejection(400, "body is not JSON") from None
-    if not isinstance(document, dict):
-        raise Rejection(400, "body is not a JSON object")
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        raise Rejection(400, f"unexpected shape: {_describe(exc)}") from None
-
-
-def _authenticated(check: Callable[[], _T]) -> _T:
-    try:
-        return check()
-    except AuthenticationError as exc:
-        raise Rejection(401, str(exc)) from None
-
-
 def _decided(decision: Promotion | rules.Ignored, delivery_id: str | None) -> Promotion:
     if isinstance(decision, rules.Ignored):
         raise _Answer(decision.reason, delivery_id)
@@ -129,16 +58,19 @@ def _decided(decision: Promotion | rules.Ignored, delivery_id: str | None) -> Pr
 
 
 class WebhookRoutes:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.settings: ListenerSettings = runtime.settings
+    """Owns the three promotion webhook routes and the health route; the gate and hand-off are `gate.Gate`'s."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.runtime = gate.runtime
+        self.settings: ListenerSettings = gate.settings
 
     # --- the three senders ------------------------------------------------------------------------------------
 
     async def mlflow(self, request: Request) -> Response:
         async def handle() -> Promotion:
-            body = await self._gate(request)
-            delivery = _authenticated(
+            body = await self.gate.admit(request)
+            delivery = authenticated(
                 lambda: verify_mlflow(
                     request.headers,
                     body,
@@ -147,7 +79,7 @@ class WebhookRoutes:
                     tolerance_seconds=self.settings.timestamp_tolerance_seconds,
                 )
             )
-            envelope = _parse(body, MlflowEnvelope)
+            envelope = parse(body, MlflowEnvelope)
             try:
                 decision = rules.from_mlflow(envelope, delivery.delivery_id, self.settings)
             except rules.PayloadError as exc:
@@ -158,12 +90,12 @@ class WebhookRoutes:
 
     async def databricks(self, request: Request) -> Response:
         async def handle() -> Promotion:
-            body = await self._gate(request)
+            body = await self.gate.admit(request)
             secret = self.settings.webhook_secret.get_secret_value()
-            _authenticated(lambda: verify_databricks(request.headers, body, secret))
-            event = _parse(body, DatabricksEvent)
+            authenticated(lambda: verify_databricks(request.headers, body, secret))
+            event = parse(body, DatabricksEvent)
             tolerance = self.settings.timestamp_tolerance_seconds
-            _authenticated(lambda: check_age(event.event_timestamp / 1000, time.time(), tolerance))
+            authenticated(lambda: check_age(event.event_timestamp / 1000, time.time(), tolerance))
             try:
                 decision = rules.from_databricks(event, self.settings)
             except rules.PayloadError as exc:
@@ -174,22 +106,17 @@ class WebhookRoutes:
 
     async def databricks_job(self, request: Request) -> Response:
         async def handle() -> Promotion:
-            body = await self._gate(request)
+            body = await self.gate.admit(request)
             token = self.settings.job_token.get_secret_value() if self.settings.job_token is not None else None
-            _authenticated(lambda: verify_bearer(request.headers, token))
-            job = _parse(body, JobPromotion)
+            authenticated(lambda: verify_bearer(request.headers, token))
+            job = parse(body, JobPromotion)
             tolerance = self.settings.timestamp_tolerance_seconds
-            _authenticated(lambda: check_age(job.timestamp, time.time(), tolerance))
+            authenticated(lambda: check_age(job.timestamp, time.time(), tolerance))
             return _decided(rules.from_job(job, self.settings), job.delivery_id)
 
         return await self._run("databricks-job", handle)
 
     # --- shared steps -----------------------------------------------------------------------------------------
-
-    async def _gate(self, request: Request) -> bytes:
-        body = await _read_body(request, self.settings.max_body_bytes)
-        _check_media_type(request)
-        return body
 
     async def _run(self, route: str, handle: Callable[[], Awaitable[Promotion]]) -> Response:
         started = time.perf_counter()
@@ -201,7 +128,7 @@ class WebhookRoutes:
             promotion = await handle()
         except Rejection as exc:
             log_event(_log, logging.WARNING, "webhook rejected", route=route, status=exc.status, reason=exc.reason)
-            return _reply(exc.status, "rejected", reason=exc.reason)
+            return reply(exc.status, "rejected", reason=exc.reason)
         except _Answer as answer:
             log_event(
                 _log,
@@ -213,7 +140,7 @@ class WebhookRoutes:
                 reason=answer.reason,
                 ms=elapsed(),
             )
-            return _reply(202, "ignored", reason=answer.reason, delivery_id=answer.delivery_id)
+            return reply(202, "ignored", reason=answer.reason, delivery_id=answer.delivery_id)
         fields: dict[str, Any] = {
             "route": route,
             "delivery_id": promotion.delivery_id,
@@ -221,8 +148,8 @@ class WebhookRoutes:
             "version": promotion.version,
         }
         try:
-            outcome = await self._hand_off(promotion)
-        except (AzureError, OSError, TimeoutError) as exc:
+            outcome = await self.gate.hand_off(promotion)
+        except STORAGE_ERRORS as exc:
             log_event(
                 _log,
                 logging.ERROR,
@@ -232,32 +159,9 @@ class WebhookRoutes:
                 ms=elapsed(),
                 **fields,
             )
-            return _reply(503, "unavailable", reason="storage unavailable; deliver again", **fields)
+            return reply(503, "unavailable", reason="storage unavailable; deliver again", **fields)
         log_event(_log, logging.INFO, f"webhook {outcome}", status=202, ms=elapsed(), **fields)
-        return _reply(202, outcome, delivery_id=promotion.delivery_id)
-
-    async def _hand_off(self, promotion: QueuedEvent) -> str:
-        """Record, enqueue, mark enqueued. Returns "accepted" or "duplicate"; raises if storage fails."""
-        async with asyncio.timeout(self.settings.accept_timeout_seconds):
-            services = await self.runtime.services()
-            seen = await services.store.record_received(promotion)
-            if isinstance(seen, DeliveryRecord) and seen.state is not State.RECEIVED:
-                return "duplicate"
-            # First sighting, or seen but possibly never enqueued (the earlier attempt failed or died): enqueue.
-            await services.queue.enqueue(promotion)
-        try:
-            async with asyncio.timeout(self.settings.accept_timeout_seconds):
-                await services.store.mark_enqueued(promotion, seen.etag)
-        except (AzureError, OSError, TimeoutError) as exc:
-            # The message is queued; a stale `received` only means a redelivery enqueues a harmless copy.
-            log_event(
-                _log,
-                logging.WARNING,
-                "could not mark delivery enqueued",
-                delivery_id=promotion.delivery_id,
-                error=type(exc).__name__,
-            )
-        return "accepted"
+        return reply(202, outcome, delivery_id=promotion.delivery_id)
 
     # --- health -----------------------------------------------------------------------------------------------
 
@@ -266,7 +170,7 @@ class WebhookRoutes:
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
                 services = await self.runtime.services()
-        except (AzureError, OSError, TimeoutError) as exc:
+        except STORAGE_ERRORS as exc:
             checks = {"queue": f"unreachable ({type(exc).__name__})", "table": "unknown"}
         else:
             for name, ping in (("queue", services.queue.ping), ("table", services.store.ping)):
@@ -274,7 +178,7 @@ class WebhookRoutes:
                     async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
                         await ping()
                     checks[name] = "ok"
-                except (AzureError, OSError, TimeoutError) as exc:
+                except STORAGE_ERRORS as exc:
                     checks[name] = f"unreachable ({type(exc).__name__})"
         healthy = all(v == "ok" for v in checks.values())
         body = {
@@ -290,10 +194,9 @@ def create_app(settings: ListenerSettings, *, runtime: Runtime | None = None, wi
     in Azure the queue trigger does that work instead."""
     owned = runtime is None
     active = runtime or Runtime(settings)
-    routes = WebhookRoutes(active)
-    from webhook_listener.alert_routes import AlertRoutes  # it builds on this module's gate
-
-    alert_routes = AlertRoutes(routes)
+    gate = Gate(active)
+    routes = WebhookRoutes(gate)
+    alert_routes = AlertRoutes(gate)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.model_canary import CanaryRelease
+from components.model_workload import Exposure, IngressHost, InternalLoadBalancer, PodSize, Scale
 from components.role_assignment import Principal
 from stacks.settings import ClusterSettings, ServingSettings, StackSettings
 
@@ -23,19 +24,22 @@ def cluster_fields(cluster: ClusterSettings) -> dict[str, Any]:
 
 
 def serving_fields(serving: ServingSettings) -> dict[str, Any]:
-    """The ModelDeploymentArgs fields a stack file's `serving` section sets."""
+    """The ModelDeploymentArgs fields a stack file's `serving` section sets (all but the model, which it pins)."""
     return {
-        "min_replicas": serving.min_replicas,
-        "max_replicas": serving.max_replicas,
-        "target_cpu_utilization": serving.target_cpu_utilization,
-        "cpu": serving.cpu,
-        "memory": serving.memory,
-        "max_rows": serving.max_rows,
-        "exposure": serving.exposure,
-        "host": serving.host,
-        "tls_secret_name": serving.tls_secret_name,
+        "size": PodSize(serving.cpu, serving.memory),
+        "scale": Scale(serving.min_replicas, serving.max_replicas, serving.target_cpu_utilization),
+        "exposure": serving_exposure(serving),
         "canary": CanaryRelease.from_settings(serving.canary),
     }
+
+
+def serving_exposure(serving: ServingSettings) -> Exposure:
+    """`exposure` as the component takes it: an ingress always comes with its host and TLS secret."""
+    if serving.exposure == "ingress":
+        assert serving.host is not None
+        assert serving.tls_secret_name is not None
+        return IngressHost(serving.host, serving.tls_secret_name)
+    return InternalLoadBalancer()
 
 
 def deployers(settings: StackSettings) -> list[Principal]:

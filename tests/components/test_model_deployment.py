@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.model_deployment import ModelDeployment, ModelDeploymentArgs
+from components.model_deployment import ModelDeployment, ModelDeploymentArgs, ServedModel
 from components.naming import Naming
 from components.placement import Placement
 from offline.diff import flatten
@@ -134,8 +134,9 @@ def run_deployment(
                 placement=Placement(
                     naming, naming.resource("rg"), settings.location, naming.tags(settings.tags), protect=False
                 ),
-                model_name=pinned_model(settings).name,
-                model_version=version or pinned_model(settings).version,
+                model=ServedModel(
+                    pinned_model(settings).name, version or pinned_model(settings).version, serving.max_rows
+                ),
                 image_ref=image_ref or IMAGE_V1,
                 oidc_issuer_url=ISSUER,
                 **serving_fields(serving),
@@ -209,8 +210,7 @@ def test_a_missing_kubernetes_provider_is_rejected_naming_the_property() -> None
             "wine",
             ModelDeploymentArgs(
                 placement=Placement(Naming(PROJECT, "prod"), "rg", "westeurope", {}, protect=False),
-                model_name="wine-quality",
-                model_version=1,
+                model=ServedModel("wine-quality", 1, settings.serving.max_rows),
                 image_ref=IMAGE_V1,
                 oidc_issuer_url=ISSUER,
                 **serving_fields(settings.serving),
@@ -226,8 +226,7 @@ def test_invalid_args_are_reported_together_each_naming_its_property() -> None:
             "wine",
             ModelDeploymentArgs(
                 placement=Placement(Naming(PROJECT, "prod"), "rg", "westeurope", {}, protect=False),
-                model_name="wine-quality",
-                model_version=1,
+                model=ServedModel("wine-quality", 1, settings.serving.max_rows),
                 image_ref=f"{LOGIN}/models/wine-quality:1",  # a tag, no digest
                 oidc_issuer_url=ISSUER,
                 **serving_fields(settings.serving),

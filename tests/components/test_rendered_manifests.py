@@ -22,7 +22,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from components.aks_cluster import AksCluster, AksClusterArgs
-from components.model_deployment import ModelDeployment, ModelDeploymentArgs
+from components.model_deployment import ModelDeployment, ModelDeploymentArgs, ServedModel
 from components.naming import Naming
 from components.placement import Placement
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
@@ -89,8 +89,7 @@ def cluster_program_run(variant: str) -> ProgramRun:
             "model",
             ModelDeploymentArgs(
                 placement=placement,
-                model_name=pinned_model(settings).name,
-                model_version=pinned_model(settings).version,
+                model=ServedModel(pinned_model(settings).name, pinned_model(settings).version, serving.max_rows),
                 image_ref=IMAGE,
                 oidc_issuer_url=aks.oidc_issuer_url,
                 **serving_fields(serving),
