@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import queue
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from components.model_canary import CanaryRelease
+from demo.local_ci import WorkflowRun
 from demo.release_loop import MODEL, REPOSITORY, LoopFailedError
 from demo.wine_model import FAILING_ARMED_FILE, FAILING_SHARE
 from localrun import podman as pm
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from demo.release_loop import ReleaseLoop
 
 STACK = "staging"
+ROLLBACK = "rollback.yml"  # the workflow the deploy starts after an aborted canary (release/canary_aborted.py)
 PAUSE_SECONDS = 20  # staging: 5m
 MEASUREMENT_SECONDS = 5  # staging: 1m
 # Several 1 s scrapes after the canary's first requests, so that a rate over them exists (as tests/localrun/).
@@ -198,43 +201,69 @@ class CanarySteps:
             f"v{version}: aborted {result.seconds_to_abort:.1f}s after its canary started by {verdict.check} "
             f"(measured {verdict.value}); traffic back to v{stable}"
         )
-        self._record_abort(version, reason)
-        self._revert(version, stable, reason)
+        run = self._record_abort(version, reason)
+        self._revert(version, stable, reason, run)
         self._not_proposed_again(version, payload)
 
-    def _record_abort(self, version: int, reason: str) -> None:
+    def github_env(self) -> dict[str, str]:
+        """What a job of the release workflows has: the token, the repository, the API (the stand-in)."""
+        ci = self.loop.servers.ci
+        assert ci is not None
+        return {
+            "GITHUB_TOKEN": self.loop.ci_token,
+            "GITHUB_REPOSITORY": REPOSITORY,
+            "GITHUB_API_URL": ci.url,
+            # Outside Actions: no job summary or step outputs to append to.
+            "GITHUB_STEP_SUMMARY": "",
+            "GITHUB_OUTPUT": "",
+        }
+
+    def _record_abort(self, version: int, reason: str) -> WorkflowRun:
+        """The deploy's step after an aborted canary: `release.canary_aborted` tags the version in the registry and
+        starts rollback.yml through the GitHub API; returns the workflow run the stand-in received."""
         from mlflow import MlflowClient
 
         loop = self.loop
-        with loop.step(f"on abort (CI): record the abort on version {version} in the registry") as detail:
+        ci = loop.servers.ci
+        assert ci is not None
+        name = f"on abort (CI): record the abort on version {version} in the registry, start the rollback workflow"
+        with loop.step(name) as detail:
             out = loop.run_tool(
-                "-m", "release.record_deployment", "--stack", STACK, "--aborted", "--reason", reason,
-                "--model", MODEL, "--version", str(version), "--tracking-uri", loop.tracking_uri,
-                "--project-dir", str(loop.worktree),
+                "-m", "release.canary_aborted", "--stack", STACK, "--reason", reason, "--ref", loop.base_branch,
+                "--project-dir", str(loop.worktree), "--tracking-uri", loop.tracking_uri,
+                env=self.github_env(),
             )  # fmt: skip
             loop.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
             tags = dict(MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags or {})
-            recorded = {key: value for key, value in tags.items() if "abort" in key}
-            if not any(reason in value for value in recorded.values()):
+            recorded = {key: value for key, value in tags.items() if key.startswith("aborted_")}
+            if recorded.get(f"aborted_{STACK}_reason") != reason:
                 raise LoopFailedError(f"version {version}'s tags do not carry the abort's reason: {tags}")
-            detail.append(", ".join(sorted(recorded)))
+            loop.out(f"  registry: {MODEL} v{version} tagged {', '.join(sorted(recorded))}")
+            try:
+                run = ci.workflow_runs.get(timeout=10)
+            except queue.Empty:
+                raise LoopFailedError("no workflow_dispatch reached the GitHub stand-in") from None
+            loop.out(f"  workflow_dispatch received: {run.workflow} on {run.ref} {json.dumps(run.inputs)}")
+            detail.append(f"tags {', '.join(sorted(recorded))}; {run.workflow} started")
+            return run
 
-    def _revert(self, version: int, stable: int, reason: str) -> None:
+    def _revert(self, version: int, stable: int, reason: str, run: WorkflowRun) -> None:
         loop = self.loop
         ci = loop.servers.ci
         assert ci is not None
-        with loop.step(f"on abort (CI): the revert pull request to version {stable} reaches the GitHub stand-in"):
+        if (run.workflow, run.inputs.get("from-version"), run.inputs.get("reason")) != (ROLLBACK, str(version), reason):
+            raise LoopFailedError(f"the deploy started {run.workflow} with {run.inputs}, not the revert of v{version}")
+        with loop.step(f"{ROLLBACK} (release.rollback): the revert pull request reaches the GitHub stand-in"):
+            # The workflow's "Propose the revert" step, with its inputs; GITHUB_REF_NAME is the branch it runs on.
+            argv = ["--stack", run.inputs["stack"], "--to-version", run.inputs["version"]]
+            argv += ["--digest", run.inputs.get("digest", "")]
+            if run.inputs.get("from-version"):
+                argv += ["--from-version", run.inputs["from-version"]]
+            if run.inputs.get("reason"):
+                argv += ["--reason", run.inputs["reason"]]
             out = loop.run_tool(
-                "-m", "release.rollback", "--stack", STACK, "--to-version", str(stable), "--reason", reason,
-                "--repo-dir", str(loop.worktree), "--base", loop.base_branch, "--tracking-uri", loop.tracking_uri,
-                env={
-                    "GITHUB_TOKEN": loop.ci_token,
-                    "GITHUB_REPOSITORY": REPOSITORY,
-                    "GITHUB_API_URL": ci.url,
-                    # Outside Actions: no job summary or step outputs to append to.
-                    "GITHUB_STEP_SUMMARY": "",
-                    "GITHUB_OUTPUT": "",
-                },
+                "-m", "release.rollback", *argv, "--repo-dir", str(loop.worktree),
+                env={**self.github_env(), "GITHUB_REF_NAME": run.ref, "MLFLOW_TRACKING_URI": loop.tracking_uri},
             )  # fmt: skip
             loop.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
             reverts = [pull for pull in ci.pulls.values() if pull["head"]["ref"].startswith(f"rollback/{STACK}/")]

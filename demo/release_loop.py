@@ -176,7 +176,9 @@ class ReleaseLoop:
             self.tracking_uri = self.mlflow.ready_url.removesuffix("/health")
             storage, ports = azurite(self.workdir / "azurite")
             self.start(storage)
-            self.servers.ci = LocalCI(token=self.ci_token, repository=REPOSITORY)
+            # The repository's workflow files, read as GitHub reads them when a workflow_dispatch names one.
+            workflows = self.worktree / ".github" / "workflows"
+            self.servers.ci = LocalCI(token=self.ci_token, repository=REPOSITORY, workflows=workflows)
             ci_url = self.servers.ci.start()
             port = free_port()
             self.listener_url = f"http://127.0.0.1:{port}"
