@@ -5,10 +5,11 @@ promoted through the real loop, built like every version, and started beside ver
 (`localrun.canary.run_canary`) then steps the real weighted proxy through staging's steps, scaled down, while the
 local Prometheus scrapes both servers with their pod-template hashes (the image digests here) and the real judge
 measures the canary. The analysis aborts version 3 and traffic goes back to version 2. Then what the release does
-in CI on an abort runs as the product's own commands: the abort recorded on version 3 in the registry
-(`release.record_deployment --aborted`), the revert pull request (`release.rollback`) pushed to the demo's "GitHub"
-repository and opened on the GitHub stand-in, merged as a reviewer would, after which `release.promote` refuses
-version 3. Version 4 then goes through every step and is promoted; versions 2 and 3 are stopped.
+in CI on an abort runs as the product's own commands: the deploy's `release.canary_aborted` records the abort on
+version 3 in the registry and starts rollback.yml through the GitHub stand-in; that workflow's `release.rollback`
+(its inputs as received) pushes the revert to the demo's "GitHub" repository and opens its pull request on the
+stand-in; a reviewer merges it, after which `release.promote` refuses version 3. Version 4 then goes through every
+step and is promoted; versions 2 and 3 are stopped.
 
 Durations are staging's `serving.canary` scaled down (`PAUSE_SECONDS`, `MEASUREMENT_SECONDS`): a 5-minute pause
 per step would make the demo half an hour longer. The traffic is the model's input example at a steady rate (the
