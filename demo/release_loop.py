@@ -4,8 +4,9 @@ A real `mlflow server` (SQLite) stands in for the Databricks registry and Azurit
 endpoint stands in for GitHub's API. Everything else is the product's own code: the listener verifies the webhook
 and hands it to its queue, its worker dispatches, `release.promote` pins the version on a working copy and renders
 the offline diff, and the image is built from `model_image/Dockerfile` with podman, pushed to a local registry and
-run by digest as the Deployment runs it (demo/image_steps.py). Without podman, `model_server` fetches the model from
-the registry (as the Dockerfile does at build time) and serves it from the virtualenv.
+run by digest as the Rollout's pods run it (demo/image_steps.py). Without podman, `model_server` fetches the model
+from the registry (as the Dockerfile does at build time) and serves it from the virtualenv. Versions 1 and 2 switch
+at once; versions 3 (bad: aborted, reverted) and 4 (good: promoted) are released as canaries (demo/canary_steps.py).
 """
 
 from __future__ import annotations
