@@ -31,7 +31,7 @@ def test_the_release_loop_aborts_and_reverts_a_bad_canary_then_promotes_a_good_o
     out = proc.stdout
     assert proc.returncode == 0, f"{out[-4000:]}\n{proc.stderr[-4000:]}"
     # Each promotion travelled registry → webhook → listener → queue → dispatch → pin.
-    assert out.count("dispatch received:") == 4
+    assert len(re.findall(r"^  dispatch received: ", out, re.MULTILINE)) == 4
     for version in (2, 3, 4):
         assert f'"version": "{version}"' in out
     # Version 2's pin bump reads as a rebuild and a canary release.
