@@ -54,9 +54,9 @@ from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.analysis import canary_checks
 from monitoring.rules import rule_groups
 from stacks.engine import load_settings
+from stacks.next_step import day_zero_next_step
 from stacks.settings import (
     ServingSettings,
-    day_zero_next_step,
     key_vault_settings,
     kubernetes_name,
     registry_settings,
@@ -338,6 +338,8 @@ if model is not None and image_ref is not None:
         },
     )
     pulumi.export("servingUrl", deployment.serving_url)
+    # The Rollout whose release the deploy workflow waits for after `pulumi up` (release/await_rollout.py).
+    pulumi.export("modelRollout", {"namespace": deployment.namespace, "name": deployment.rollout_name})
 else:
     pulumi.export("nextStep", day_zero_next_step(settings, stack))
 pulumi.export("clusterName", cluster.cluster_name)

@@ -67,7 +67,7 @@ MAXIMUM_INSTANCE_COUNT = 40
 
 
 def _alert_token_settings(args: AppInputs) -> list[tuple[str, pulumi.Input[str]]]:
-    """The alert routes' tokens (issue 13), as Key Vault references, for those that are configured."""
+    """The alert routes' tokens, as Key Vault references, for those that are configured."""
     pairs = (
         (Env.AZURE_MONITOR_TOKEN, args.azure_monitor_token_secret_uri),
         (Env.ALERTMANAGER_TOKEN, args.alertmanager_token_secret_uri),

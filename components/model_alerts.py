@@ -21,11 +21,12 @@ from urllib.parse import quote_plus
 import pulumi
 from pulumi_azure_native import alertsmanagement, monitor
 
+from components.contracts import listener
 from components.placement import Placement
 from monitoring.rules import AZURE_SEVERITY, AlertRule, RuleGroup, iso8601_duration
 
 # The listener's route for Azure Monitor's common alert schema (defined by the listener; served by the Function App).
-AZURE_MONITOR_ALERT_ROUTE = "/api/alerts/azure-monitor"
+AZURE_MONITOR_ALERT_ROUTE = listener.Routes.ALERTS_AZURE_MONITOR
 # An alert that stops breaching resolves itself after this long (Azure's default is 5 minutes).
 TIME_TO_RESOLVE_SECONDS = 10 * 60
 _SHORT_NAME_MAX = 12

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.aks_cluster import MODEL_POOL_LABEL
+from components.contracts import server
 from components.model_workload import (
     PORT_NAME,
     SERVICE_PORT,
@@ -206,7 +207,7 @@ def smoke_command(app: str) -> list[str]:
         "model_server",
         "smoke",
         "--url",
-        f"http://{canary_service_name(app)}.{app}.svc.cluster.local/invocations",
+        f"http://{canary_service_name(app)}.{app}.svc.cluster.local{server.Routes.INVOCATIONS}",
     ]
 
 
@@ -386,7 +387,7 @@ def synthetic_traffic_metric(w: Workload, image: pulumi.Input[str], release: Can
     fails only if the canary never answered (`python -m model_server traffic`)."""
     seconds = len(release.steps) * release.pause_seconds
     labels = {**w.common, "app.kubernetes.io/component": "canary-traffic"}
-    url = f"http://{canary_service_name(w.app)}.{w.app}.svc.cluster.local/invocations"
+    url = f"http://{canary_service_name(w.app)}.{w.app}.svc.cluster.local{server.Routes.INVOCATIONS}"
     command = [
         *("python", "-m", "model_server", "traffic", "--url", url),
         *("--rps", f"{release.synthetic_rps:g}", "--seconds", str(seconds)),

@@ -9,8 +9,8 @@ runs on the canary before it takes traffic (an AnalysisTemplate). In Azure (defa
 components/model_identity.py): the user-assigned managed identity of the ServiceAccount and its federated
 credential for the cluster's OIDC issuer.
 
-Registered outputs: `namespace`, `serviceName`, `servingUrl`; `pod_selector` is a plain attribute (the serving pods'
-labels, for what selects them from outside).
+Registered outputs: `namespace`, `rolloutName`, `serviceName`, `servingUrl`; `pod_selector` is a plain attribute
+(the serving pods' labels, for what selects them from outside).
 
 Only a new model version or a new image digest changes the Rollout's pod template: replicas belong to the HPA,
 and nothing volatile (timestamps, run ids) is written anywhere, so an unrelated change never starts a release.
@@ -164,6 +164,7 @@ class ModelDeployment(pulumi.ComponentResource):
     default_deny: k8s.networking.v1.NetworkPolicy
     allow_serving_port: k8s.networking.v1.NetworkPolicy
     namespace: pulumi.Output[str]
+    rollout_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
     serving_url: pulumi.Output[str]
     pod_selector: dict[str, str]
@@ -236,6 +237,9 @@ class ModelDeployment(pulumi.ComponentResource):
                 *([self.analysis_template] if self.analysis_template is not None else []),
             ],
         )
+        # What the deploy workflow waits on after `pulumi up` (release/await_rollout.py): the name the Rollout was
+        # given, known once it exists.
+        self.rollout_name = self.rollout.id.apply(lambda _: app)
         self.pod_disruption_budget, self.autoscaler = build_availability(
             workload, args.scale, self.namespace, self.rollout
         )
@@ -243,6 +247,7 @@ class ModelDeployment(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "namespace": self.namespace,
+                "rolloutName": self.rollout_name,
                 "serviceName": self.service_name,
                 "servingUrl": self.serving_url,
             }

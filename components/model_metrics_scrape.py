@@ -24,6 +24,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from ruamel.yaml import YAML
 
+from components.contracts import server
 from monitoring.analysis import HASH_LABEL, POD_TEMPLATE_HASH_LABEL
 from monitoring.rules import ROLLOUTS_JOB, SCRAPE_JOB
 
@@ -43,7 +44,7 @@ class ModelMetricsScrapeArgs:
     """The labels that select the serving pods (ModelDeployment.pod_selector)."""
     port_name: str
     """The container port name the server listens on (its `/metrics` is on the serving port)."""
-    metrics_path: str = "/metrics"
+    metrics_path: str = server.Routes.METRICS
     """The path the server exports its Prometheus metrics on."""
     controller: ControllerPods | None = None
     """The release controller's pods, whose own metrics hold each Rollout's replica counts (the replicas alert)."""

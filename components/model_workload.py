@@ -20,13 +20,14 @@ import pulumi_kubernetes as k8s
 from components.aks_cluster import MODEL_POOL_LABEL
 from components.contracts import server
 from monitoring.analysis import POD_TEMPLATE_HASH_LABEL
+from stacks.identifiers import DIGEST_PATTERN
 
 SERVING_PORT = server.PORT
 SERVICE_PORT = 80
 PORT_NAME = "http"
 RUN_AS_USER = server.RUN_AS_USER
-READY_PATH = "/health/ready"
-LIVE_PATH = "/health/live"
+READY_PATH = server.Routes.HEALTH_READY
+LIVE_PATH = server.Routes.HEALTH_LIVE
 INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
 INTERNAL_LB_ANNOTATION = "service.beta.kubernetes.io/azure-load-balancer-internal"
 WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
@@ -34,7 +35,7 @@ WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 ROLLOUT_API_VERSION = "argoproj.io/v1alpha1"
 # The label Argo Rollouts puts on each version's pods; the Deployment controller's `pod-template-hash` is not set.
 ROLLOUT_HASH_LABEL = POD_TEMPLATE_HASH_LABEL
-IMAGE_REF = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}@sha256:[0-9a-f]{64}$")
+IMAGE_REF = re.compile(rf"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}@{DIGEST_PATTERN}$")
 
 # checkov reads `checkov.io/skipN: <check>=<reason>` annotations; each skip states why it does not apply here.
 SKIP_PULL_POLICY = (

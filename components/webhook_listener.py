@@ -24,6 +24,7 @@ from pathlib import Path
 import pulumi
 from pulumi_azure_native import managedidentity, web
 
+from components.contracts import listener
 from components.listener_access import SECRET_URI, grant_listener_access
 from components.listener_app import build_function_app, key_vault_reference, listener_app_settings
 from components.listener_package import package_files, package_sha256
@@ -182,9 +183,11 @@ class WebhookListener(pulumi.ComponentResource):
         self.function_app = app
         self.default_host_name = app.default_host_name
         base = pulumi.Output.concat("https://", app.default_host_name)
-        self.databricks_webhook_url = pulumi.Output.secret(pulumi.Output.concat(base, "/api/webhooks/databricks"))
-        self.job_webhook_url = pulumi.Output.secret(pulumi.Output.concat(base, "/api/webhooks/databricks-job"))
-        self.health_url = pulumi.Output.concat(base, "/api/health")
+        self.databricks_webhook_url = pulumi.Output.secret(
+            pulumi.Output.concat(base, listener.Routes.WEBHOOK_DATABRICKS)
+        )
+        self.job_webhook_url = pulumi.Output.secret(pulumi.Output.concat(base, listener.Routes.WEBHOOK_DATABRICKS_JOB))
+        self.health_url = pulumi.Output.concat(base, listener.Routes.HEALTH)
         self.identity_principal_id = identity.principal_id
         self.storage_account_name = stores.account.name
         self.queue_name = stores.queue.name

@@ -32,6 +32,7 @@ from typing import Literal
 
 import httpx
 
+from components.contracts import server
 from components.model_canary import CanaryRelease
 from localrun.processes import LOOPBACK, ManagedProcess, child_env, free_port
 from localrun.weighted_proxy import SIDE_HEADER, WeightedProxy
@@ -75,7 +76,7 @@ def model_server(
         log_path=workdir / f"model-server-{version}.log",
         # One BLAS thread: two servers, Prometheus, nginx and the judge share a small machine.
         env={"MODEL_NAME": name, "MODEL_VERSION": version, "OMP_NUM_THREADS": "1", **(env or {})},
-        ready_url=f"http://{LOOPBACK}:{port}/health/ready",
+        ready_url=f"http://{LOOPBACK}:{port}{server.Routes.HEALTH_READY}",
     )
     return ModelServer(process, port)
 
@@ -128,7 +129,9 @@ class Traffic:
                 body = self.bodies[sent % len(self.bodies)]
                 sent += 1
                 try:
-                    response = client.post("/invocations", content=body, headers={"content-type": self.content_type})
+                    response = client.post(
+                        server.Routes.INVOCATIONS, content=body, headers={"content-type": self.content_type}
+                    )
                     outcome = (response.headers.get(SIDE_HEADER, UNANSWERED), response.status_code)
                 except httpx.HTTPError:
                     outcome = (UNANSWERED, 0)

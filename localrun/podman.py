@@ -30,13 +30,13 @@ import httpx
 
 from localrun.declared_release import DeclaredBuild, DeclaredContainer
 from localrun.processes import LOOPBACK, REPO_ROOT, ManagedProcess, free_port
+from stacks.identifiers import DIGEST
 
 CONTAINERS_CONF = REPO_ROOT / "localrun" / "containers.conf"
 BASE_IMAGE = "localhost/pybase:3.11-bookworm"
 BASE_SCRIPT = REPO_ROOT / "scripts" / "make-base-image.sh"
 # What the build and run need from Debian (bootstrap.sh installs them where it can).
 REQUIRED_TOOLS = ("podman", "runc", "debootstrap")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # Where the Dockerfile's `sbom` stage writes the bill of materials, and how registries label one.
 SBOM_FILE = "/sbom/model-image.cdx.json"
 CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
@@ -190,7 +190,7 @@ def push(local_ref: str, remote: str) -> str:
         digest_file = Path(tmp) / "digest"
         podman("push", "--tls-verify=false", "--digestfile", str(digest_file), local_ref, f"docker://{remote}")
         digest = digest_file.read_text().strip()
-    if not _DIGEST.fullmatch(digest):
+    if not DIGEST.match(digest):
         raise PodmanError(f"podman push of {remote} wrote no digest: {digest!r}")
     return digest
 

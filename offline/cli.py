@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 
 os.environ.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
 
@@ -153,12 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _no_cycle_collection() -> Iterator[None]:
     """Turns off CPython's cyclic garbage collector while a command runs, and back on after.
 
-    Importing the provider SDKs makes hundreds of thousands of long-lived objects (their classes and type hints),
-    and every full collection walks all of them again: `preview staging prod` took 11.7 s of CPU with it and 8.2 s
-    without (measured here, 2026-11-30). A command frees almost nothing by collecting cycles (its peak memory was
-    2% higher without: 293 MB against 287 MB), and reference counting still frees everything else
-    (docs.python.org/3/library/gc.html#gc.disable). The event loops a run makes are closed by the harness, not
-    left to the collector.
+    Importing the provider SDKs makes hundreds of thousands of long-lived objects, and every full collection walks
+    all of them again; a command frees almost nothing by collecting cycles, and reference counting still frees
+    everything else (docs.python.org/3/library/gc.html#gc.disable). Figures: docs/decisions/0003-offline-tools-speed.md.
+    The event loops a run makes are closed by the harness, not left to the collector.
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from stacks.identifiers import DIGEST_ANYWHERE
+
 NONE = "(none)"
 WIDTH = 100  # a one-line value longer than this is shortened around the change (never an identifier)
 CONTEXT = 24  # characters kept on each side of the change in a shortened one-line value
@@ -23,7 +25,7 @@ LINE_CONTEXT = 2  # unchanged lines kept around each change in a line diff
 ELLIPSIS = "…"
 
 _IDENTIFIERS = (
-    re.compile(r"sha256:[0-9a-f]{64}"),  # a digest, bare or in an image reference
+    DIGEST_ANYWHERE,  # a digest, bare or in an image reference
     re.compile(r"^/subscriptions/[^\s]+$", re.IGNORECASE),  # an Azure resource id
     re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE),  # a URL
     re.compile(r"^v?\d+(\.\d+)+([-+][0-9A-Za-z.-]+)?$"),  # a version

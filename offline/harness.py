@@ -24,7 +24,8 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
-from offline.mockcloud import DEPLOYER_OBJECT_ID, MockCloud, PrincipalType
+from offline.cloud_facts import DEPLOYER_OBJECT_ID, PrincipalType
+from offline.mockcloud import MockCloud
 from offline.wire import secret_paths_in, unwrap, unwrap_secrets
 
 __all__ = [

@@ -511,6 +511,8 @@ POD_SPEC_PATHS: Mapping[str, str] = {
     ROLLOUT_TYPE: "spec.template.spec",
     ANALYSIS_TEMPLATE_TYPE: "spec.metrics[].provider.job.spec.template.spec",
 }
+# The pack is installed and run on its own (its own requirements, no project packages on its path), so it keeps
+# its copy of stacks.identifiers.DIGEST_PATTERN; tests/contracts/test_identifiers.py holds the two equal.
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from stacks.files import load_stack_config
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 
 DIY_ORGANIZATION = "organization"
 DIY_SCHEMES = ("azblob://", "s3://", "gs://", "file://")

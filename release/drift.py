@@ -25,8 +25,10 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from release.github import GitHub, GitHubError
+from stacks.identifiers import MODEL_NAME_PATTERN, STACK_NAME_PATTERN
+from webhook_listener import contract
 
-EVENT_TYPE = "model-drift"
+EVENT_TYPE = contract.Events.DRIFT
 JOB_ID_VARIABLE = "DATABRICKS_RETRAIN_JOB_ID"
 ISSUE_LABEL = "model-drift"
 
@@ -40,9 +42,9 @@ class DriftPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
     alert: Text
-    model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")] | None = None
+    model: Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)] | None = None
     version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")] | None = None
-    target_stack: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+    target_stack: Annotated[str, StringConstraints(pattern=STACK_NAME_PATTERN)]
     fired_at: Text
     severity: str | None = None
     summary: str | None = None

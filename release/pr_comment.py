@@ -26,10 +26,11 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from release.github import GitHub, GitHubError
+from stacks.identifiers import STACK_NAME, STACK_NAME_PATTERN
 
 MAX_COMMENT = 60_000  # GitHub's limit is 65,536 characters
 _ANY_MARKER = re.compile(r"<!--\s*mlops-serving:[^>]*-->")
-StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+StackName = Annotated[str, StringConstraints(pattern=STACK_NAME_PATTERN)]
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
 
 
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stack(text: str) -> str:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,39}", text):
+    if not STACK_NAME.match(text):
         raise argparse.ArgumentTypeError(f"not a stack name: {text!r}")
     return text
 

@@ -41,14 +41,16 @@ from release.record_deployment import (
     tag_key,
 )
 from stacks.files import stack_file
+from stacks.identifiers import MODEL_NAME_PATTERN, STACK_NAME_PATTERN
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
+from webhook_listener import contract
 
-EVENT_TYPE = "model-promoted"
+EVENT_TYPE = contract.Events.PROMOTED
 
-ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")]
-StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
+StackName = Annotated[str, StringConstraints(pattern=STACK_NAME_PATTERN)]
 # The payload carries the version as a string (MLflow's and Databricks' webhooks do); the one version rule checks it.
 Version = Annotated[str, AfterValidator(lambda value: str(parse_model_version(value)))]
 DeliveryId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,200}$")]
@@ -183,9 +185,9 @@ def rolled_back_versions(git: Git, base: str, stack: str, model: str) -> dict[in
         sha, _, body = entry.strip().partition("\x1f")
         if not body.startswith(f"Roll back {model} to v"):
             continue
-        trailer = re.search(r"^Rolled-Back-From: v([0-9]+)\s*$", body, re.MULTILINE)
-        if trailer:
-            found.setdefault(int(trailer.group(1)), sha[:12])
+        version = rolled_back.version_in_trailer(body)
+        if version is not None:
+            found.setdefault(version, sha[:12])
     return found
 
 

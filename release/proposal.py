@@ -21,7 +21,8 @@ from release.git import Git
 from release.github import GitHub, GitHubError
 from stacks.files import load_stack_config, stack_file
 from stacks.pin import Pinned
-from stacks.settings import SettingsError, StackSettings, pinned_model
+from stacks.settings import StackSettings, pinned_model
+from stacks.settings_errors import SettingsError
 
 MAX_BODY = 60_000  # GitHub's limit is 65,536 characters
 DIFF_TIMEOUT = 900.0

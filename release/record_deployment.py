@@ -30,21 +30,23 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stacks.files import load_stack_config
+from stacks.identifiers import DIGEST, DIGEST_ANYWHERE, STACK_NAME
 from stacks.model_version import parse_model_version
-from stacks.settings import SettingsError, pinned_model
+from stacks.settings import pinned_model
+from stacks.settings_errors import SettingsError
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 TAG_PREFIX = "deployed"
 ABORT_PREFIX = "aborted"
 # "The maximum length of a tag value is 1000 characters" (learn.microsoft.com/azure/databricks/database-objects/tags,
-# "Constraints"): the tightest of the registries the stacks use (open-source MLflow takes 5000).
+# "Constraints"): the tightest of the registries the stacks use (the workspace registry's API guarantees 5000 bytes:
+# docs.databricks.com/api/model-registry/v1/set-model-version-tag).
 MAX_TAG_VALUE = 1000
 # Unity Catalog tag keys may not contain . , - = / : (https://learn.microsoft.com/azure/databricks/database-objects/tags
 # "Constraints"); stack names are [a-z0-9-], so `-` -> `_` keeps keys valid and distinct.
@@ -107,8 +109,9 @@ class Abort:
 
 
 def one_line(text: str, limit: int) -> str:
-    """`text` on one line (whitespace runs become one space), cut to `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
+    """`text` on one line, control characters out, at most `limit` characters (cut with an ellipsis): safe as a
+    registry tag, a step output and a line of a pull request's body."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -132,11 +135,11 @@ def image_from_outputs(outputs: Any, key: str | None = "modelImage") -> Deployed
     if isinstance(outputs, str) and outputs.lstrip().startswith("{"):
         with contextlib.suppress(json.JSONDecodeError):
             outputs = json.loads(outputs)
-    found: list[str] = sorted(set(_DIGEST.findall(json.dumps(outputs))))
+    found: list[str] = sorted(set(DIGEST_ANYWHERE.findall(json.dumps(outputs))))
     if not found:
         shown = ", ".join(sorted(outputs)) if isinstance(outputs, dict) else repr(outputs)[:120]
         raise RecordError(f"no image digest (sha256:...) in the stack outputs ({shown}); pass --digest")
-    if isinstance(outputs, dict) and isinstance(outputs.get("digest"), str) and _DIGEST.fullmatch(outputs["digest"]):
+    if isinstance(outputs, dict) and isinstance(outputs.get("digest"), str) and DIGEST.match(outputs["digest"]):
         digest = outputs["digest"]
     elif len(found) == 1:
         digest = found[0]
@@ -183,14 +186,16 @@ def registry_uris(
     return tracking, registry
 
 
-def record(client: Any, deployment: Deployment | Abort) -> None:
-    """Set the tags; checks first that the version exists, so a wrong pin fails with the registry's own message.
-    An abort tags the version only: the registered model's tags still name the version the stack runs."""
+def record(client: Any, deployment: Deployment | Abort, extra: Mapping[str, str] | None = None) -> None:
+    """Set the tags (and the non-empty `extra` ones on the version); checks first that the version exists, so a
+    wrong pin fails with the registry's own message. An abort tags the version only: the registered model's tags
+    still name the version the stack runs."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_model_version(deployment.model, str(deployment.version))
-        for key, value in deployment.version_tags().items():
+        version_tags = {**deployment.version_tags(), **{k: v for k, v in (extra or {}).items() if v}}
+        for key, value in version_tags.items():
             client.set_model_version_tag(deployment.model, str(deployment.version), key, value)
         if isinstance(deployment, Deployment):
             for key, value in deployment.model_tags().items():
@@ -240,7 +245,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     The stack's outputs are what was deployed; the stack file is what was meant to be. When both name the model
     and the version, they must agree.
     """
-    if not _STACK.match(args.stack):
+    if not STACK_NAME.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
     settings = load_stack_config(args.project_dir, args.stack).settings()
     if settings.model is None:
@@ -250,7 +255,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
     pinned = pinned_model(settings)
     image = None
     if args.digest:
-        if not _DIGEST.fullmatch(args.digest):
+        if not DIGEST.match(args.digest):
             raise RecordError(f"--digest: expected sha256: and 64 hex digits, got {args.digest!r}")
         image = DeployedImage(args.digest)
     elif args.outputs_file is not None or args.outputs_env:
@@ -275,7 +280,7 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
 
 def abort_from_args(args: argparse.Namespace) -> tuple[Abort, str]:
     """The aborted release to record (the version the stack file pins unless --model/--version), and the catalog."""
-    if not _STACK.match(args.stack):
+    if not STACK_NAME.match(args.stack):
         raise RecordError(f"--stack: not a stack name: {args.stack!r}")
     if not (args.reason or "").strip():
         raise RecordError("--aborted needs --reason: the failed check and its value, as the analysis reported them")

@@ -1,7 +1,7 @@
 """Roll back <stack> to <version>: the revert of the pin commit, proposed as a pull request.
 
     python -m release.rollback --stack staging --to-version 2 [--digest sha256:...] [--base main]
-    python -m release.rollback --stack staging --to-version previous --from-version 3 --reason "<why>"
+    python -m release.rollback --stack staging --to-version 2 --from-version 3 --reason "<why>"
 
 Finds, in the history of `Pulumi.<stack>.yaml`, the commit that pinned the version the stack runs now. When the
 version before it is the one asked for, the rollback is that commit's revert; otherwise (a rollback over several
@@ -11,11 +11,12 @@ The image: when the digest of the target version is known (`--digest`, or the `d
 `release.record_deployment` set on that model version in the registry, or the pin being reverted to already had
 one), it is pinned as `imageDigest`, so the deploy serves the image already in the registry and builds nothing.
 
-After an aborted canary the deploy asks for `--to-version previous --from-version <aborted>`: the version the pin
-commit of the aborted one replaced, and nothing to do if the stack no longer pins the aborted version (a newer
-promotion got there first). `--reason` (the failed check and its value) goes into the commit and the pull request.
-Either way the stack file's `release/rolled-back/<stack>.json` gains the version rolled back from, so it is not
-proposed to the stack again.
+After an aborted canary the deploy calls this (rollback.yml) with the version the stack ran before (the registry's
+`deployed_<stack>_version`), `--from-version <aborted>` (nothing to do once the stack no longer pins it: a newer
+promotion merged first) and `--reason` (the failed check and its value, for the commit and the pull request).
+Every rollback adds the version rolled back from to `release/rolled-back/<stack>.json`, keeping what the list held,
+so it is not proposed to the stack again; a version on that list is not a rollback target either, unless
+`--allow-rolled-back`.
 Exit codes: 0 proposed or nothing to do; 1 git/GitHub/registry failure or a failed offline diff; 2 bad input.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +33,14 @@ from release import rolled_back
 from release.git import Git, GitError
 from release.github import GitHub, GitHubError
 from release.proposal import Change, ProposalError, pin_at, propose, report, settings_at
-from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, registry_client, tag_key
+from release.record_deployment import TAG_PREFIX, RecordError, RegistryError, one_line, registry_client, tag_key
 from stacks.files import stack_file
+from stacks.identifiers import DIGEST
 from stacks.model_version import parse_model_version
 from stacks.pin import Pinned, pin
-from stacks.settings import SettingsError, pinned_model
+from stacks.settings import pinned_model
+from stacks.settings_errors import SettingsError
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-PREVIOUS = "previous"
 # A reason travels in a commit message, a pull request body and a workflow input: one line, bounded.
 MAX_REASON = 1000
 
@@ -92,7 +92,7 @@ def registry_digest(model: str, version: int, stack: str, client: Any) -> tuple[
     candidates = [tag_key(stack, "digest"), *others]
     for key in candidates:
         value = tags.get(key, "")
-        if _DIGEST.match(value):
+        if DIGEST.match(value):
             return value, f"registry tag `{key}` on {model} v{version}"
     return None, f"no `{TAG_PREFIX}_*_digest` tag on {model} v{version}"
 
@@ -101,7 +101,7 @@ def _resolve_digest(
     args: argparse.Namespace, model: str, version: int, stack: str, *, previous: PinCommit | None, catalog: str
 ) -> tuple[str | None, str]:
     if args.digest:
-        if not _DIGEST.match(args.digest):
+        if not DIGEST.match(args.digest):
             raise SettingsError("--digest", [f"--digest: expected sha256: and 64 hex digits, got {args.digest!r}"])
         return args.digest, "given with --digest"
     notes = []
@@ -129,18 +129,16 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
             f"{stack} pins {current.name} v{current.version} on {base}, not v{args.from_version}: "
             f"the rollback from v{args.from_version} is out of date"
         )
-    introduced = find_pin_commit(git, base, stack, current)
-    if args.to_version == PREVIOUS:
-        if introduced is None or introduced.before is None or introduced.before.name != current.name:
-            raise ProposalError(
-                f"--to-version previous: no earlier version of {current.name} on {stack} before v{current.version} "
-                f"in the history of {base}; pass the version to return to"
-            )
-        target = introduced.before.version
-    else:
-        target = args.to_version
+    target = args.to_version
     if current.version == target:
         return None, f"{stack} already runs {current.name} v{target} on {base}"
+    earlier = rolled_back.read_at(git, base, stack)
+    if target in earlier.get(current.name, []) and not args.allow_rolled_back:
+        raise ProposalError(
+            f"{stack} was rolled back from {current.name} v{target} ({rolled_back.path_of(stack)}); not returning "
+            "to it (pass another version, or --allow-rolled-back)"
+        )
+    introduced = find_pin_commit(git, base, stack, current)
     digest, digest_source = _resolve_digest(
         args, current.name, target, stack, previous=introduced, catalog=pinned.catalog
     )
@@ -154,8 +152,9 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
                 Git(directory).run("revert", "--abort", check=False)
                 Git(directory).run("reset", "--quiet", "--hard", check=False)
         pin(directory, stack, model, target, digest)
-        # In the tree, not only in the message: a squash merge can drop the trailer below.
-        rolled_back.add(directory, stack, model, current.version)
+        # In the tree, not only in the message: a squash merge can drop the trailer below. A revert of an earlier
+        # rollback would take its entry out of the file again: the base's list is kept whole.
+        rolled_back.add(directory, stack, model, current.version, keep=earlier)
 
     if revert and introduced is not None:
         undoes = f"This reverts commit {introduced.sha} ({introduced.subject}), which pinned v{current.version}."
@@ -179,7 +178,7 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
         image = f"No image digest known for v{target} ({digest_source}): the deploy builds the image again."
     title = f"Roll back {model} to v{target} on {stack}"
     why = f"Reason: {args.reason}\n" if args.reason else ""
-    message = f"{title}\n\n{why}{undoes}\n{image}\n\nRolled-Back-From: v{current.version}\n"
+    message = f"{title}\n\n{why}{undoes}\n{image}\n\n{rolled_back.trailer(current.version)}\n"
     intro = (
         f"## {title}\n\n"
         f"`{stack}` runs `{model}` v{current.version}; this pins v{target} again.\n\n"
@@ -197,16 +196,14 @@ def rollback_change(args: argparse.Namespace, git: Git, base: str) -> tuple[Chan
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m release.rollback", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="the stack to roll back, e.g. staging or prod")
-    parser.add_argument(
-        "--to-version",
-        required=True,
-        type=_target,
-        help="the model version to serve again, or `previous`: the one the current pin replaced",
-    )
+    parser.add_argument("--to-version", required=True, type=_version, help="the model version to serve again")
     parser.add_argument(
         "--from-version", type=_version, help="do nothing unless the stack pins this version (the aborted one)"
     )
     parser.add_argument("--reason", type=_reason, help="why, for the commit and the pull request (one line)")
+    parser.add_argument(
+        "--allow-rolled-back", action="store_true", help="return even to a version the stack was rolled back from"
+    )
     parser.add_argument("--digest", help="the image digest of that version (default: from the registry tags)")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     parser.add_argument("--registry-uri", help="MLflow registry URI (default: $MLFLOW_REGISTRY_URI or tracking)")
@@ -219,17 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _target(text: str) -> int | str:
-    return PREVIOUS if text == PREVIOUS else _version(text)
-
-
 def _reason(text: str) -> str:
-    flat = " ".join(text.split())
-    if not flat:
+    if not text.strip():
         raise argparse.ArgumentTypeError("expected a reason, got an empty one")
-    if len(flat) > MAX_REASON:
-        raise argparse.ArgumentTypeError(f"expected at most {MAX_REASON} characters, got {len(flat)}")
-    return flat
+    return one_line(text, MAX_REASON)
 
 
 def _version(text: str) -> int:

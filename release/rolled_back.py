@@ -10,11 +10,26 @@ The file maps each model to the sorted versions the stack was rolled back from: 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from release.git import Git
 
 FOLDER = PurePosixPath("release/rolled-back")
+TRAILER = "Rolled-Back-From"
+_TRAILER_LINE = re.compile(rf"^{TRAILER}: v([0-9]+)\s*$", re.MULTILINE)
+
+
+def trailer(version: int) -> str:
+    """The rollback commit's trailer line naming the version rolled back from."""
+    return f"{TRAILER}: v{version}"
+
+
+def version_in_trailer(message: str) -> int | None:
+    """The version a commit message's `Rolled-Back-From:` trailer names, or None when it has none."""
+    found = _TRAILER_LINE.search(message)
+    return int(found.group(1)) if found else None
 
 
 class RolledBackError(ValueError):
@@ -45,10 +60,13 @@ def read_at(git: Git, ref: str, stack: str) -> dict[str, list[int]]:
     return {} if text is None else parse(text, f"{ref}:{path_of(stack)}")
 
 
-def add(repo_dir: Path, stack: str, model: str, version: int) -> None:
-    """Record in the working tree that `stack` was rolled back from `model` v`version`, and stage the file."""
+def add(repo_dir: Path, stack: str, model: str, version: int, *, keep: Mapping[str, list[int]] | None = None) -> None:
+    """Record in the working tree that `stack` was rolled back from `model` v`version`, and stage the file.
+    Entries of `keep` (the list on the base branch) stay, whatever the working tree's file says."""
     path = repo_dir / path_of(stack)
     current = parse(path.read_text(encoding="utf-8"), str(path)) if path.is_file() else {}
+    for kept_model, versions in (keep or {}).items():
+        current[kept_model] = sorted({*current.get(kept_model, []), *versions})
     current[model] = sorted({*current.get(model, []), version})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n", encoding="utf-8")

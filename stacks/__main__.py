@@ -7,8 +7,7 @@ from offline.cli import main
 
 if __name__ == "__main__":
     code = main()
-    # The process ends here. Its last act would otherwise be a full collection over every object the provider SDKs
-    # made (some 2 s of a 10 s `preview staging prod`, measured 2026-11-30); frozen objects are left out of it
-    # (docs.python.org/3/library/gc.html#gc.freeze), and the operating system takes the memory back anyway.
+    # The process ends here: skip a last full collection over every object the provider SDKs made (frozen objects
+    # are left out of it, docs.python.org/3/library/gc.html#gc.freeze); docs/decisions/0003-offline-tools-speed.md.
     gc.freeze()
     sys.exit(code)

@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from stacks.settings import SettingsError, StackSettings, parse_settings
+from stacks.settings import StackSettings, parse_settings
+from stacks.settings_errors import SettingsError
 
 
 def engine_config() -> dict[str, Any]:

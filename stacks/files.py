@@ -9,7 +9,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from stacks.settings import SettingsError, StackSettings, parse_settings
+from stacks.settings import StackSettings, parse_settings
+from stacks.settings_errors import SettingsError
 
 
 @dataclass(frozen=True)

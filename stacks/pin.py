@@ -32,7 +32,8 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from stacks.files import load_stack_config, stack_file
-from stacks.settings import PROJECT, SettingsError
+from stacks.settings import PROJECT
+from stacks.settings_errors import SettingsError
 
 MODEL_KEY = "model"
 _PIN_FIELDS = ("name", "version", "imageDigest")

@@ -23,8 +23,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from stacks.identifiers import DIGEST, MODEL_NAME
 from stacks.model_version import ModelVersion
 from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
+from stacks.settings_errors import NAMED_PROBLEM, SettingsError, describe, key_path
 
 PROJECT = "mlops-serving"
 
@@ -33,8 +35,6 @@ _CPU = re.compile(r"^(\d+m|\d+(\.\d+)?)$")
 _MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,126}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # A Unity Catalog object name the program declares (catalog, schema): lowercase letters, digits, underscores.
@@ -71,8 +71,8 @@ Cpu = Annotated[str, _matches(_CPU, 'a Kubernetes CPU quantity such as "500m" or
 Memory = Annotated[str, _matches(_MEMORY, 'a Kubernetes memory quantity such as "512Mi" or "2Gi"')]
 Guid = Annotated[str, _matches(_GUID, "an Entra object id (a GUID)")]
 VmSize = Annotated[str, _matches(_VM_SIZE, "an Azure VM size such as Standard_D4ds_v5")]
-ModelName = Annotated[str, _matches(_MODEL_NAME, "a registered model name: letters, digits, '.', '_', '-'")]
-Digest = Annotated[str, _matches(_DIGEST, "an image digest: sha256: and 64 hex digits")]
+ModelName = Annotated[str, _matches(MODEL_NAME, "a registered model name: letters, digits, '.', '_', '-'")]
+Digest = Annotated[str, _matches(DIGEST, "an image digest: sha256: and 64 hex digits")]
 StackRef = Annotated[str, _matches(_STACK_REF, "a fully qualified stack name: <org>/<project>/<stack>")]
 Repository = Annotated[str, _matches(_REPO, "a GitHub repository: <owner>/<name>")]
 UcIdentifier = Annotated[str, _matches(_UC_IDENTIFIER, "a Unity Catalog name: lowercase letters, digits, '_'")]
@@ -535,43 +535,6 @@ class StackSettings(Section):
             )
 
 
-class SettingsError(Exception):
-    """A stack's config is invalid. `problems` holds one line per problem: file, key, what is expected."""
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    msg = str(error["msg"])
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a known setting"
-    if kind == "literal_error":
-        return msg.replace("Input should be", "expected")
-    msg = msg.removeprefix("Value error, ")
-    if kind == "value_error" and msg.startswith(("a ", "an ")):
-        return f"expected {msg}"
-    return msg.replace("Input should be", "expected").replace("input should be", "expected")
-
-
-_NAMED_PROBLEM = re.compile(r"^(?P<key>[a-z][A-Za-z]*(\.[a-z][A-Za-z]*)*): (?P<rest>.+)$", re.DOTALL)
-
-
-def _key_path(project: str, loc: tuple[int | str, ...]) -> str:
-    if not loc:
-        return f"{project}:<stack>"
-    head, *rest = loc
-    path = f"{project}:{head}"
-    for part in rest:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
 def parse_settings(config: Mapping[str, Any], source: str, project: str = PROJECT) -> StackSettings:
     """Validates a stack's config (keys `<project>:<key>`, values decoded) and returns typed settings.
 
@@ -591,12 +554,12 @@ def parse_settings(config: Mapping[str, Any], source: str, project: str = PROJEC
                 shown = err["input"]
                 if not isinstance(shown, dict | list):
                     value = f" (got {json.dumps(shown)})"
-            described = _describe(err)
-            named = _NAMED_PROBLEM.match(described) if err["type"] == "value_error" else None
+            described = describe(err)
+            named = NAMED_PROBLEM.match(described) if err["type"] == "value_error" else None
             if named:
                 # A rule spanning several keys names the one it is about: report it under that key.
                 loc, described = (*loc, *named["key"].split(".")), named["rest"]
-            problems.append(f"{source}: {_key_path(project, loc)}: {described}{value}")
+            problems.append(f"{source}: {key_path(project, loc)}: {described}{value}")
         raise SettingsError(source, problems) from None
 
 
@@ -627,31 +590,3 @@ def registry_settings(settings: StackSettings) -> RegistrySettings:
 def key_vault_settings(settings: StackSettings) -> KeyVaultSettings:
     """The owner's Key Vault settings, defaults filled in."""
     return settings.key_vault or KeyVaultSettings()
-
-
-def day_zero_next_step(settings: StackSettings, stack: str) -> str:
-    """What a stack that pins no model yet needs next, for its `nextStep` output (people read it after `pulumi up`)."""
-    if not settings.shared.owner:
-        return (
-            f"No model pinned yet. Once {settings.shared.stack} serves a version, the promote workflow proposes it "
-            f"here with the digest {settings.shared.stack} built; by hand: python -m stacks pin {stack} "
-            "--model <name> --version <v> --digest sha256:<digest>"
-        )
-    release = settings.release
-    registry = settings.model_registry
-    assert release is not None
-    assert registry is not None
-    if registry.type == "unity-catalog":
-        how = (
-            f"register a model version in {registry.schema_full_name} (as one of modelRegistry.registerers) and set "
-            f"its alias {release.promote_alias!r}"
-        )
-        example = f"{registry.schema_full_name}.<model>"
-    else:
-        how = f"register a model version and transition it to {' or '.join(release.promote_stages)}"
-        example = "<model>"
-    return (
-        f"No model pinned yet: {how}. The registry tells the listener, which starts the promote workflow; it opens "
-        f"the pull request that pins the version in Pulumi.{stack}.yaml (its diff: the image build and the "
-        f"deployment added). By hand: python -m stacks pin {stack} --model {example} --version <v>"
-    )

@@ -13,7 +13,8 @@ import pytest
 from offline.harness import ProgramOptions, ProgramRun, run_program
 from offline.preview import StackRun, registered_before, run_stack
 from stacks.files import load_stack_config
-from stacks.settings import SettingsError, parse_settings
+from stacks.settings import parse_settings
+from stacks.settings_errors import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "mlops-serving"

@@ -13,7 +13,7 @@ import pytest
 from offline.harness import ProgramRun
 from offline.preview import preview_document, run_stack
 from stacks.pin import pin
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 from tests.conftest import ROOT, STAGING_REF, copy_project, run_variant
 from tests.offline_cli import stacks_cli
 from tests.release.gitrepo import commit_all, make_template
@@ -73,6 +73,7 @@ def test_day_zero_staging_comes_up_complete_without_image_or_deployment(day_zero
         assert run.all(platform), f"day zero lacks {platform}"
     assert "modelImage" not in run.outputs
     assert "servingUrl" not in run.outputs
+    assert "modelRollout" not in run.outputs  # the deploy workflow's wait is skipped: nothing to wait for
 
 
 def test_day_zero_job_reads_the_schema_so_the_first_version_fires_it(day_zero_staging: ProgramRun) -> None:
@@ -220,6 +221,7 @@ def test_first_promotion_diff_adds_the_image_and_the_deployment_and_nothing_else
     assert {o["path"].split(".")[0] for o in diff["outputs"]} == {
         "modelImage",
         "modelImageSbomDir",
+        "modelRollout",
         "servingUrl",
         "nextStep",
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacks.files import load_stack_config, stack_names
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 from tests.offline_cli import stacks_cli
 
 ROOT = Path(__file__).resolve().parent.parent

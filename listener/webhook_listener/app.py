@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from webhook_listener import contract
 from webhook_listener import promotion as rules
 from webhook_listener.alert_routes import AlertRoutes
 from webhook_listener.gate import STORAGE_ERRORS, Gate, Rejection, authenticated, parse, reply
@@ -213,12 +214,12 @@ def create_app(settings: ListenerSettings, *, runtime: Runtime | None = None, wi
 
     app = Starlette(
         routes=[
-            Route("/api/webhooks/mlflow", routes.mlflow, methods=["POST"]),
-            Route("/api/webhooks/databricks", routes.databricks, methods=["POST"]),
-            Route("/api/webhooks/databricks-job", routes.databricks_job, methods=["POST"]),
-            Route("/api/alerts/alertmanager", alert_routes.alertmanager, methods=["POST"]),
-            Route("/api/alerts/azure-monitor", alert_routes.azure_monitor, methods=["POST"]),
-            Route("/api/health", routes.health, methods=["GET"]),
+            Route(contract.Routes.WEBHOOK_MLFLOW, routes.mlflow, methods=["POST"]),
+            Route(contract.Routes.WEBHOOK_DATABRICKS, routes.databricks, methods=["POST"]),
+            Route(contract.Routes.WEBHOOK_DATABRICKS_JOB, routes.databricks_job, methods=["POST"]),
+            Route(contract.Routes.ALERTS_ALERTMANAGER, alert_routes.alertmanager, methods=["POST"]),
+            Route(contract.Routes.ALERTS_AZURE_MONITOR, alert_routes.azure_monitor, methods=["POST"]),
+            Route(contract.Routes.HEALTH, routes.health, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -23,6 +23,28 @@ QUEUE_TRIGGER_CONNECTION: Final = "AzureWebJobsStorage"
 """The Functions host connection the queue trigger binds to (identity-based host storage: `AzureWebJobsStorage__*`)."""
 
 
+class Events:
+    """The event types the listener dispatches to CI (GitHub's `repository_dispatch` `event_type`), each with the
+    `client_payload` its schema's `client_payload()` writes; the release tools read them (`release/promote.py`,
+    `release/drift.py`) and the workflows trigger on them."""
+
+    PROMOTED: Final = "model-promoted"
+    DRIFT: Final = "model-drift"
+
+
+class Routes:
+    """The paths the senders are given: the registry webhooks (the program registers them), the alert routes
+    (the alert rules' action groups and Alertmanager post there) and the health check. Under `/api`, the Functions
+    host's route prefix; the app's route table is built from these."""
+
+    WEBHOOK_MLFLOW: Final = "/api/webhooks/mlflow"
+    WEBHOOK_DATABRICKS: Final = "/api/webhooks/databricks"
+    WEBHOOK_DATABRICKS_JOB: Final = "/api/webhooks/databricks-job"
+    ALERTS_ALERTMANAGER: Final = "/api/alerts/alertmanager"
+    ALERTS_AZURE_MONITOR: Final = "/api/alerts/azure-monitor"
+    HEALTH: Final = "/api/health"
+
+
 class Env:
     """The names of the environment variables (app settings) the listener reads."""
 

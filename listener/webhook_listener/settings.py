@@ -108,8 +108,8 @@ class ListenerSettings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     github_repository: str | None = None
     github_token: SecretStr | None = None
-    github_event_type: str = Field(default="model-promoted", min_length=1, max_length=100)
-    github_drift_event_type: str = Field(default="model-drift", min_length=1, max_length=100)
+    github_event_type: str = Field(default=contract.Events.PROMOTED, min_length=1, max_length=100)
+    github_drift_event_type: str = Field(default=contract.Events.DRIFT, min_length=1, max_length=100)
 
     azure_devops_org_url: str | None = None
     azure_devops_project: str | None = None

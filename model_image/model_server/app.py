@@ -4,24 +4,8 @@ A plain ASGI callable rather than a framework: a dict lookup routes a request, t
 only per-request work besides scoring is one metrics update and one access-log line. The model loads in a background
 thread so that liveness answers at once and readiness turns true only after the warm-up prediction succeeded.
 
-Why not Starlette, like the listener (measured 2026-11-30, issue 15): the same surface on Starlette 1.10 (these handlers
-behind `Route`s, an exception handler for 404 and 405, the same bodies, limits, metrics and log lines; tests/model_image
-passed against it) was run against this file by benchmarks/serving_bench.py: one worker pinned to one core, wrk on the
-other, the demo wine model, the two servers alternating, 5 rounds of 8 s, on 2 vCPUs that other work kept 1.3-1.7
-cores busy (so read req/s and latency loosely). Medians (range over the rounds), Starlette against this file:
-
-    1 row, 16 connections   req/s 633 (580-824) vs 719 (610-774); server CPU 679 (587-689) vs 627 (575-679) us/request;
-    (merged predicts)       p50 24.2 vs 22.5 ms; p99 49 (35-232) vs 46 (37-77) ms
-    1 row, 1 connection     req/s 114 (95-160) vs 112 (74-126); p50 8.4 vs 8.4 ms; p99 21 vs 24 ms
-    100 rows, 1 connection  req/s 87 (69-96) vs 89 (77-172); p50 10.6 vs 11.5 ms; p99 25 vs 25 ms
-    100 rows, 16 conns      req/s 162 (86-276) vs 126 (110-241); p50 99 vs 126 ms; p99 221 vs 195 ms
-    RSS                     264 MiB for both (the server imports MLflow's scoring server, hence Starlette, anyway)
-
-The ASGI call alone, in process (no sockets, best of 7 x 5000 calls): a probe 97-175 us on Starlette against 53-58 us
-here, a 404 470 against 200 us. So Starlette costs some 40-120 us per request: 8 % more CPU and 12 % fewer req/s in the
-case where the server is fastest (1 row, 16 connections), noise in the others. It would buy little code (the draft was
-575 lines against 604: MLflow's and V2's error shapes, request ids, route labels, the 413 before reading and the access
-log stay ours either way), HEAD on the GET routes (the probes use GET) and a framework the listener's readers know.
+Why a plain ASGI callable and not Starlette, like the listener: docs/decisions/0002-model-server-plain-asgi.md
+(measured: Starlette costs some 40-120 us per request, 8 % more CPU where the server is fastest, for little code).
 """
 
 from __future__ import annotations
@@ -41,6 +25,7 @@ import orjson
 
 from model_server import SERVER_NAME, SERVER_VERSION, mlflow_compat
 from model_server.batching import MicroBatcher
+from model_server.contract import Routes
 from model_server.drift import DriftMonitor, DriftSettings
 from model_server.drift_reference import REFERENCE_FILE
 from model_server.loading import LoadedModel, ModelIdentity, load_model, resolve_identity
@@ -71,7 +56,7 @@ JSON = b"application/json"
 PARQUET = "application/vnd.apache.parquet"
 CONTENT_TYPES = ("application/json", "text/csv", PARQUET)
 QUIET_ROUTES = frozenset(
-    {"/ping", "/health", "/health/live", "/health/ready", "/metrics", "/v2/health/live", "/v2/health/ready"}
+    {"/ping", "/health", Routes.HEALTH_LIVE, Routes.HEALTH_READY, Routes.METRICS, "/v2/health/live", "/v2/health/ready"}
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -158,13 +143,13 @@ class ModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sample_rate = settings.payload_log_sample_rate
         self._routes: dict[str, tuple[str, Handler]] = {
-            "/invocations": ("POST", self._invocations),
+            Routes.INVOCATIONS: ("POST", self._invocations),
             "/ping": ("GET", self._ping),
             "/health": ("GET", self._ping),
-            "/health/live": ("GET", self._live),
-            "/health/ready": ("GET", self._ready),
-            "/version": ("GET", self._version),
-            "/metrics": ("GET", self._metrics),
+            Routes.HEALTH_LIVE: ("GET", self._live),
+            Routes.HEALTH_READY: ("GET", self._ready),
+            Routes.VERSION: ("GET", self._version),
+            Routes.METRICS: ("GET", self._metrics),
             "/v2": ("GET", self._v2_server),
             "/v2/health/live": ("GET", self._v2_live),
             "/v2/health/ready": ("GET", self._v2_ready),
@@ -504,7 +489,7 @@ class ModelServer:
         request.rows = frame.n_rows
         raw = await self._predict(batcher, frame, params, request)
         if self._sample_rate and random.random() < self._sample_rate:  # noqa: S311 (sampling, not security)
-            self._log_payload(loaded, request, "/invocations", frame, raw)
+            self._log_payload(loaded, request, Routes.INVOCATIONS, frame, raw)
         return 200, mlflow_response_body(raw), JSON
 
     async def _predict(

@@ -20,6 +20,20 @@ APP_DIR: Final = "/opt/app"
 """Where the image holds the server's code (`PYTHONPATH`, the working directory)."""
 
 
+class Routes:
+    """The paths others call: the Rollout's probes, the smoke test and traffic Jobs, the metrics scrape, the
+    demo. The server's route table is built from these (a test serves each one)."""
+
+    INVOCATIONS: Final = "/invocations"
+    HEALTH_READY: Final = "/health/ready"
+    """200 once the model is loaded and warmed up: the startup and readiness probes."""
+    HEALTH_LIVE: Final = "/health/live"
+    """200 while the process serves at all: the liveness probe."""
+    VERSION: Final = "/version"
+    METRICS: Final = "/metrics"
+    """Prometheus exposition: what the scrape job reads."""
+
+
 class Env:
     """The environment variables the server reads: each is the alias of one field of `settings.Settings`.
 

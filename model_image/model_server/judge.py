@@ -345,11 +345,38 @@ def workload_identity_token(environ: Mapping[str, str], *, timeout: float) -> st
         raise JudgeUsageError(f"{TOKEN_FILE}: {environ[TOKEN_FILE]!r} is empty")
     # The webhook sets the host with a trailing slash ("https://login.microsoftonline.com/": go-autorest's
     # ActiveDirectoryEndpoint, Azure/azure-workload-identity pkg/webhook/webhook.go getAzureAuthorityHost).
-    url = f"{authority.rstrip('/')}/{urllib.parse.quote(environ[TENANT_ID], safe='')}/oauth2/v2.0/token"
+    return federated_token(
+        authority, environ[TENANT_ID], environ[CLIENT_ID], PROMETHEUS_SCOPE, assertion, timeout=timeout
+    ).access_token
+
+
+@dataclass(frozen=True)
+class EntraToken:
+    """An Entra access token and how long it lives, as the token endpoint answered."""
+
+    access_token: str
+    expires_in: int | None
+    """Seconds the token is valid for, from the answer's `expires_in` (None if the answer had none)."""
+
+
+def federated_token(
+    authority: str, tenant_id: str, client_id: str, scope: str, assertion: str, *, timeout: float
+) -> EntraToken:
+    """An Entra access token for `scope`, for the app `client_id`, from a federated `assertion` (a JWT its
+    federated credential trusts: a pod's projected service account token, a GitHub Actions OIDC token).
+
+    The client credentials grant with the assertion as `client_assertion` (learn.microsoft.com entra/identity-platform/
+    v2-oauth2-client-creds-grant-flow, "Third case: Access token request with a federated credential"), the request
+    Azure's own WorkloadIdentityCredential sends (azure-identity _internal/aad_client_base.py
+    `_get_jwt_assertion_request`). Raises QueryError, never quoting the assertion.
+    """
+    if not _https_or_loopback(authority):
+        raise QueryError(f"the Entra authority {authority!r} is not an https URL")
+    url = f"{authority.rstrip('/')}/{urllib.parse.quote(tenant_id, safe='')}/oauth2/v2.0/token"
     form = {
         "grant_type": "client_credentials",
-        "client_id": environ[CLIENT_ID],
-        "scope": PROMETHEUS_SCOPE,
+        "client_id": client_id,
+        "scope": scope,
         "client_assertion_type": JWT_BEARER,
         "client_assertion": assertion,
     }
@@ -361,7 +388,10 @@ def workload_identity_token(environ: Mapping[str, str], *, timeout: float) -> st
     token = document.get("access_token")
     if not isinstance(token, str) or not token:
         raise QueryError("no access token: the Entra token endpoint answered without access_token")
-    return token
+    # "Successful response": `expires_in`, how long the access token is valid, in seconds (same page).
+    expires_in = document.get("expires_in")
+    lifetime = expires_in if isinstance(expires_in, int) and not isinstance(expires_in, bool) else None
+    return EntraToken(token, lifetime)
 
 
 def _scrubbed(message: str, secret: str) -> str:

@@ -12,7 +12,11 @@ import jsonschema  # type: ignore[import-untyped]  # the dev lock carries no stu
 from ruamel.yaml import YAML
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "argo-rollouts"
-CRD_FILES = {"Rollout": "rollout-crd.yaml", "AnalysisTemplate": "analysis-template-crd.yaml"}
+CRD_FILES = {
+    "Rollout": "rollout-crd.yaml",
+    "AnalysisTemplate": "analysis-template-crd.yaml",
+    "AnalysisRun": "analysis-run-crd.yaml",
+}
 
 
 @cache

@@ -16,8 +16,8 @@ from components.aks_cluster import AksCluster, AksClusterArgs
 from components.naming import Naming
 from components.placement import Placement
 from components.role_assignment import Principal
+from offline.cloud_facts import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from offline.mockcloud import DEPLOYER_OBJECT_ID, SUBSCRIPTION_ID, TENANT_ID, CloudError, PrincipalType
 from stacks.files import load_stack_config
 from stacks.settings import ClusterSettings, StackSettings
 from tests.components.stack_fields import cluster_fields

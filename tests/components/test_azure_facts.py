@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from components import azure_facts
-from offline import mockcloud
+from offline import cloud_facts, mockcloud
 
 REFERENCE = Path(__file__).parents[1] / "reference" / "azure-built-in-roles.md"
 SHARED = Path(__file__).parents[2].parent / "shared" / "reference" / "azure-built-in-roles.md"
@@ -40,15 +40,15 @@ def test_every_first_party_application_id_is_azures() -> None:
 
 def test_the_mock_cloud_holds_the_built_in_roles_of_azures_table() -> None:
     reference = _table()
-    for name, role_id in mockcloud.BUILT_IN_ROLE_DEFINITIONS.items():
+    for name, role_id in cloud_facts.BUILT_IN_ROLE_DEFINITIONS.items():
         assert reference.get(name) == role_id, f"{name}: mock cloud has {role_id}, Azure's table {reference.get(name)}"
-    assert reference["Azure Kubernetes Service AAD Server"] == mockcloud.AKS_SERVER_APP_ID
+    assert reference["Azure Kubernetes Service AAD Server"] == cloud_facts.AKS_SERVER_APP_ID
 
 
 def test_the_mock_cloud_refuses_an_assignment_of_a_role_that_does_not_exist() -> None:
     cloud = mockcloud.MockCloud(project="p", stack="s")
     wrong = "/subscriptions/x/providers/Microsoft.Authorization/roleDefinitions/8311e382-0749-4cb8-b61a-fd4c4ba34a4d"
-    with pytest.raises(mockcloud.CloudError, match="RoleDefinitionDoesNotExist"):
+    with pytest.raises(cloud_facts.CloudError, match="RoleDefinitionDoesNotExist"):
         cloud.admit(
             "azure-native:authorization:RoleAssignment", "push", {"roleDefinitionId": wrong, "principalId": "p"}, [], ""
         )

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from offline.cloud_facts import DEPLOYER_OBJECT_ID, CloudError, PrincipalType
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, preview_program, run_program
-from offline.mockcloud import DEPLOYER_OBJECT_ID, CloudError, PrincipalType
 from offline.preview import registered_before
 from stacks.settings import parse_settings
 from tests.conftest import PROJECT, ROOT, STAGING_REF, stack_values

@@ -11,8 +11,9 @@ import pytest
 
 from components.key_vault import DEPLOYED_RETENTION_OUTPUT
 from offline import harness
+from offline.cloud_facts import CloudError
 from offline.harness import ProgramRun
-from offline.mockcloud import CloudError, MockCloud
+from offline.mockcloud import MockCloud
 from tests.conftest import STAGING_REF, run_variant
 
 VAULT = "azure-native:keyvault:Vault"

@@ -13,8 +13,8 @@ import pytest
 from pulumi_azure_native import authorization, containerservice
 
 from components.aks_cluster import AKS_RBAC_CLUSTER_ADMIN_ROLE_ID, AKS_SERVER_APP_ID, bearer_kubeconfig
+from offline.cloud_facts import DEPLOYER_OBJECT_ID, CloudError
 from offline.harness import ProgramOptions, run_program
-from offline.mockcloud import DEPLOYER_OBJECT_ID, CloudError
 from tests.components.test_first_run import ACR_PUSH, VAULT, run
 from tests.conftest import PROJECT
 
@@ -33,7 +33,7 @@ def test_the_cloud_refuses_a_principal_type_that_is_not_the_callers() -> None:
         run_program(program, {}, project=PROJECT, stack="staging", options=ProgramOptions(caller_principal_type="User"))
 
 
-def _cluster_program(grant: bool, wait: str | None, *, ingress: bool = False) -> None:
+def _cluster_program(grant: bool, wait: str | None, *, ingress: bool = False, rollout: str | None = None) -> None:
     # A bare cluster (no app routing add-on) and one object through a bearer-token provider, with or without the
     # deployer's grant and a wait for it: what the cloud answers depends only on those.
     cluster = containerservice.ManagedCluster(
@@ -58,7 +58,17 @@ def _cluster_program(grant: bool, wait: str | None, *, ingress: bool = False) ->
     people = credentials.kubeconfigs.apply(lambda k: base64.b64decode(k[0].value).decode())
     kubeconfig = pulumi.Output.all(people, token.token).apply(lambda v: bearer_kubeconfig(v[0], v[1]))
     provider = k8s.Provider("k", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(depends_on=depends))
-    if ingress:
+    if rollout is not None:
+        # A Rollout `pulumi up` waits on (its pods pull when it is created), or one it does not wait on.
+        annotations = {"pulumi.com/waitFor": "jsonpath={.status.phase}=Healthy"} if rollout == "awaited" else {}
+        k8s.apiextensions.CustomResource(
+            "model",
+            api_version="argoproj.io/v1alpha1",
+            kind="Rollout",
+            metadata=k8s.meta.v1.ObjectMetaArgs(annotations=annotations),
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+    elif ingress:
         k8s.networking.v1.Ingress(
             "ing",
             spec=k8s.networking.v1.IngressSpecArgs(ingress_class_name="webapprouting.kubernetes.azure.com"),
@@ -90,3 +100,13 @@ def test_the_cloud_keeps_a_soft_deleted_vault_name() -> None:
     first = run("staging").one(VAULT).inputs["vaultName"]
     with pytest.raises(CloudError, match="already exists in deleted state"):
         run("staging", soft_deleted_key_vaults=(first,))
+
+
+def test_the_cloud_fails_an_awaited_rollout_whose_pods_cannot_pull() -> None:
+    # No AcrPull grant for the kubelet here: the pods never start, and the wait for Healthy times out.
+    with pytest.raises(CloudError, match="ImagePullBackOff"):
+        run_program(lambda: _cluster_program(True, "5m", rollout="awaited"), {}, project=PROJECT, stack="staging")
+    done = run_program(
+        lambda: _cluster_program(True, "5m", rollout="not awaited"), {}, project=PROJECT, stack="staging"
+    )
+    assert done.one("kubernetes:argoproj.io/v1alpha1:Rollout")

@@ -10,10 +10,11 @@ import pulumi_databricks as databricks
 import pytest
 
 from components.model_catalog import REGISTER_PRIVILEGES, RELEASE_PRIVILEGES
+from offline.cloud_facts import CloudError
 from offline.harness import run_program
-from offline.mockcloud import CloudError
 from offline.preview import StackRun
-from stacks.settings import SettingsError, parse_settings
+from stacks.settings import parse_settings
+from stacks.settings_errors import SettingsError
 from tests.conftest import PROJECT, run_variant, stack_values
 
 SCHEMA = "databricks:index/schema:Schema"

@@ -30,8 +30,9 @@ from components.model_registry_webhook import (
     ModelRegistryWebhookArgs,
 )
 from offline import harness
+from offline.cloud_facts import CloudError
 from offline.harness import ProgramRun, RecordedResource
-from offline.mockcloud import CloudError, MockCloud
+from offline.mockcloud import MockCloud
 from stacks.files import load_stack_config
 from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 from webhook_listener.schemas import JobPromotion

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacks.files import load_stack_config
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,8 +25,8 @@ from components.webhook_listener import (
     package_files,
     package_sha256,
 )
+from offline.cloud_facts import SUBSCRIPTION_ID, CloudError
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
-from offline.mockcloud import SUBSCRIPTION_ID, CloudError
 from stacks.files import load_stack_config
 from stacks.settings import DispatchSettings, ReleaseSettings
 from webhook_listener.settings import ALL_SETTINGS, SECRET_SETTINGS, load_settings

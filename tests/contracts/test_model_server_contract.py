@@ -63,3 +63,54 @@ def test_the_dockerfile_declares_the_contract_user_port_and_environment() -> Non
     assert ("WORKDIR", contract.APP_DIR) in final
     fetch = next(args for keyword, args in instructions() if keyword == "RUN" and "model_server fetch" in args)
     assert f"--dest {contract.MODEL_DIR}" in fetch
+
+
+SMOKE_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+SCRAPE_CONFIG = "kubernetes:core/v1:ConfigMap"
+
+
+def answers(method: str, path: str) -> int:
+    """The status the server answers `method path` with while its model is still loading (none is ever loaded)."""
+    import asyncio
+
+    import httpx
+
+    from model_server.app import ModelServer
+    from model_server.settings import load_settings
+
+    async def call() -> int:
+        app = ModelServer(load_settings({contract.Env.MODEL_DIR: "/nonexistent"}))
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # dict scope: ASGI's own shape
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            response = await client.request(method, path, content=b"{}", headers={"content-type": "application/json"})
+            return response.status_code
+
+    return asyncio.run(call())
+
+
+def test_the_server_answers_every_route_of_the_contract() -> None:
+    # While loading: alive, not ready, no predictions yet; never "no such endpoint".
+    assert answers("GET", contract.Routes.HEALTH_LIVE) == 200
+    assert answers("GET", contract.Routes.HEALTH_READY) == 503
+    assert answers("GET", contract.Routes.VERSION) == 200
+    assert answers("GET", contract.Routes.METRICS) == 200
+    assert answers("POST", contract.Routes.INVOCATIONS) == 503
+    assert answers("GET", "/no-such-route") == 404, "a route the server lacks is told apart"
+
+
+def test_the_probes_smoke_test_and_scrape_call_the_contract_routes(staging: StackRun) -> None:
+    server = server_container(staging)
+    probes = {kind: server[kind]["httpGet"]["path"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {
+        "startupProbe": contract.Routes.HEALTH_READY,
+        "readinessProbe": contract.Routes.HEALTH_READY,
+        "livenessProbe": contract.Routes.HEALTH_LIVE,
+    }
+    smoke = next(r for r in staging.run.all(SMOKE_TEMPLATE) if r.name == "model-smoke-template")
+    (metric,) = smoke.inputs["spec"]["metrics"]
+    (job_container,) = metric["provider"]["job"]["spec"]["template"]["spec"]["containers"]
+    urls = [arg for arg in job_container["command"] if str(arg).startswith("http")]
+    assert len(urls) == 1
+    assert urls[0].endswith(f".svc.cluster.local{contract.Routes.INVOCATIONS}")
+    scrape = next(r for r in staging.run.all(SCRAPE_CONFIG) if r.name == "model-metrics-config")
+    assert f"metrics_path: {contract.Routes.METRICS}\n" in scrape.inputs["data"]["prometheus-config"]

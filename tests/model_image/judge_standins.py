@@ -85,6 +85,9 @@ class EntraStandIn:
     trusted_assertion: str
     access_token: str
     requests: list[dict[str, list[str]]] = field(default_factory=list)
+    scope: str = PROMETHEUS_SCOPE
+    """The one scope its app may be given a token for."""
+    expires_in: int = 3599
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         entra = self
@@ -111,12 +114,12 @@ class EntraStandIn:
             return 400, _entra_error("unsupported_grant_type", "grant_type must be client_credentials")
         if fields["client_assertion_type"] != JWT_BEARER:
             return 400, _entra_error("invalid_request", f"client_assertion_type must be {JWT_BEARER}")
-        if fields["scope"] != PROMETHEUS_SCOPE:
+        if fields["scope"] != self.scope:
             return 400, _entra_error("invalid_scope", f"the scope {fields['scope']} is not valid here")
         if fields["client_id"] != self.client_id or fields["client_assertion"] != self.trusted_assertion:
             return 400, _entra_error("invalid_client", "no matching federated identity record for the assertion")
         # A successful response (same page, "Successful response").
-        return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": self.access_token}
+        return 200, {"token_type": "Bearer", "expires_in": self.expires_in, "access_token": self.access_token}
 
 
 def _entra_error(error: str, description: str) -> dict[str, object]:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
-
-import yaml
 
 from tests.release.jsonapi import JsonApiServer
 
@@ -45,9 +42,6 @@ class FakeGitHub:
     repo_id: int = 890123456
     immutable_subjects: bool = True
     url: str = ""
-    # The repository's workflow files, read as GitHub reads them when a workflow_dispatch names one.
-    workflows: Path = Path(__file__).resolve().parents[2] / ".github" / "workflows"
-    workflow_runs: list[dict[str, Any]] = field(default_factory=list)
     _next_id: int = 100
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -199,29 +193,7 @@ class FakeGitHub:
                     return 403, {"message": "Resource not accessible by integration"}, {}
                 comment["body"] = body["body"]
                 return 200, comment, {}
-            case ("POST", ["actions", "workflows", workflow, "dispatches"]):
-                return self._workflow_dispatch(workflow, body)
         return 404, {"message": "Not Found"}, {}
-
-    def _workflow_dispatch(self, workflow: str, body: Any) -> tuple[int, Any, dict[str, str]]:
-        """docs.github.com/rest/actions/workflows#create-a-workflow-dispatch-event: `ref` required, 204 on success;
-        inputs the workflow does not declare are refused with 422 "Unexpected inputs provided" (benc-uk/
-        workflow-dispatch#80, peter-evans/slash-command-dispatch#115)."""
-        path = self.workflows / workflow
-        if not path.is_file():
-            return 404, {"message": "Not Found"}, {}
-        triggers = yaml.safe_load(path.read_text(encoding="utf-8")).get(True, {})  # YAML 1.1 reads `on:` as True
-        if not isinstance(body, dict) or not body.get("ref"):
-            return 422, {"message": 'Invalid request.\n\n"ref" wasn\'t supplied.'}, {}
-        if "workflow_dispatch" not in triggers:
-            return 422, {"message": "Workflow does not have 'workflow_dispatch' trigger"}, {}
-        declared = (triggers["workflow_dispatch"] or {}).get("inputs") or {}
-        given: dict[str, Any] = body.get("inputs") or {}
-        unexpected = sorted(set(given) - set(declared))
-        if unexpected:
-            return 422, {"message": f"Unexpected inputs provided: {unexpected}"}, {}
-        self.workflow_runs.append({"workflow": workflow, "ref": body["ref"], "inputs": given})
-        return 204, None, {}
 
     def _page(self, items: list[dict[str, Any]], query: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
         size = self.page_size or int(query.get("per_page", "30"))

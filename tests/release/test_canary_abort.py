@@ -4,6 +4,7 @@ with the failed check and value, and the aborted version is not proposed to the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,8 +39,8 @@ def record_abort(repo: ProjectRepo, registry: str, *extra: str) -> int:
     )
 
 
-def revert(repo: ProjectRepo, *extra: str) -> int:
-    args = ["--stack", "staging", "--to-version", "previous", "--repo-dir", str(repo.work), "--base", "main"]
+def revert(repo: ProjectRepo, to: int, *extra: str) -> int:
+    args = ["--stack", "staging", "--to-version", str(to), "--repo-dir", str(repo.work), "--base", "main"]
     return rollback.main([*args, "--no-registry", *extra])
 
 
@@ -100,7 +101,7 @@ def test_the_revert_returns_to_the_previous_version_and_names_the_failed_check(
     promote_commit(project_repo, 2)
     v3 = promote_commit(project_repo, 3)
 
-    assert revert(project_repo, "--from-version", "3", "--reason", REASON) == 0
+    assert revert(project_repo, 2, "--from-version", "3", "--reason", REASON) == 0
 
     pushed = project_repo.origin_git("rev-parse", f"refs/heads/rollback/staging/{MODEL}-v2")
     message = project_repo.git("log", "-1", "--format=%B", pushed)
@@ -121,25 +122,16 @@ def test_a_revert_for_a_version_the_stack_no_longer_pins_does_nothing(
     promote_commit(project_repo, 3)
     promote_commit(project_repo, 4)  # a newer promotion merged before the revert ran
 
-    assert revert(project_repo, "--from-version", "3", "--reason", REASON) == 0
+    assert revert(project_repo, 2, "--from-version", "3", "--reason", REASON) == 0
 
     assert "not v3: the rollback from v3 is out of date" in capsys.readouterr().out
     assert project_repo.origin_git("branch", "--list", "rollback/*") == ""
     assert github.requests == []
 
 
-def test_previous_needs_an_earlier_version_in_the_history(
-    project_repo: ProjectRepo, github: FakeGitHub, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # The template's first commit pins v1: there is no version before it to return to.
-    assert revert(project_repo, "--reason", REASON) == 1
-    assert "no earlier version of mlops.models.wine_quality on staging before v1" in capsys.readouterr().err
-    assert github.requests == []
-
-
 def test_an_empty_reason_is_bad_input(project_repo: ProjectRepo) -> None:
     with pytest.raises(SystemExit) as raised:
-        revert(project_repo, "--reason", "  \n ")
+        revert(project_repo, 2, "--reason", "  \n ")
     assert raised.value.code == 2
 
 
@@ -152,7 +144,7 @@ def test_the_aborted_version_is_not_proposed_again_once_the_revert_is_merged(
 ) -> None:
     promote_commit(project_repo, 2)
     promote_commit(project_repo, 3)
-    assert revert(project_repo, "--from-version", "3", "--reason", REASON) == 0
+    assert revert(project_repo, 2, "--from-version", "3", "--reason", REASON) == 0
     project_repo.git("fetch", "--quiet", "origin")
     project_repo.git("merge", "--quiet", "--ff-only", f"origin/rollback/staging/{MODEL}-v2")
     project_repo.git("push", "--quiet", "origin", "main")
@@ -188,50 +180,97 @@ def test_the_registry_remembers_the_abort_when_the_revert_was_never_merged(
     assert [p["head"]["ref"] for p in github.open_pulls()] == [f"promote/staging/{MODEL}-v3"]
 
 
-def aborted(repo: ProjectRepo, registry: str, *extra: str) -> int:
-    return canary_aborted.main(
-        ["--stack", "staging", "--reason", REASON, "--project-dir", str(repo.work), "--tracking-uri", registry, *extra]
-    )
+def test_the_trailer_the_rollback_writes_is_the_one_the_promotion_reads() -> None:
+    from release import rolled_back
+
+    message = f"Roll back {MODEL} to v2 on staging\n\nReason: x\n\n{rolled_back.trailer(3)}\n"
+    assert rolled_back.version_in_trailer(message) == 3
+    assert rolled_back.version_in_trailer("Roll back without a trailer\n") is None
 
 
-def test_the_deploy_records_the_abort_and_starts_the_rollback_workflow_with_the_reason(
-    project_repo: ProjectRepo, github: FakeGitHub, registry: str, monkeypatch: pytest.MonkeyPatch
+def aborted(repo: ProjectRepo, registry: str, outputs: Path, *extra: str) -> int:
+    args = ["--stack", "staging", "--reason", REASON, "--canary-hash", "7f9c4d8b6", "--project-dir", str(repo.work)]
+    return canary_aborted.main([*args, "--tracking-uri", registry, "--outputs", str(outputs), *extra])
+
+
+def outputs_of(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines()) if path.exists() else {}
+
+
+def test_an_aborted_new_version_is_tagged_and_reverted_to_the_version_the_stack_ran(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path
 ) -> None:
-    promote_commit(project_repo, 2)
+    client(registry).set_registered_model_tag(MODEL, "deployed_staging_version", "2")  # what the last deploy wrote
     promote_commit(project_repo, 3)
-    monkeypatch.setenv("GITHUB_REF_NAME", "main")
 
-    assert aborted(project_repo, registry) == 0
+    assert aborted(project_repo, registry, tmp_path / "out") == 0
 
+    assert outputs_of(tmp_path / "out") == {"revert-to": "2", "revert-from": "3", "revert-reason": REASON}
+    tags = client(registry).get_model_version(MODEL, "3").tags
+    assert tags["aborted_staging_reason"] == REASON
+    assert tags["aborted_staging_hash"] == "7f9c4d8b6"
+
+
+def test_the_same_aborted_canary_found_again_by_a_later_deploy_changes_nothing(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client(registry).set_registered_model_tag(MODEL, "deployed_staging_version", "2")
+    promote_commit(project_repo, 3)
+    assert aborted(project_repo, registry, tmp_path / "first") == 0
+    at = client(registry).get_model_version(MODEL, "3").tags["aborted_staging_at"]
+    capsys.readouterr()
+
+    assert aborted(project_repo, registry, tmp_path / "again") == 0
+
+    assert "was recorded as aborted" in capsys.readouterr().out
+    assert outputs_of(tmp_path / "again") == {}, "no second revert"
+    assert client(registry).get_model_version(MODEL, "3").tags["aborted_staging_at"] == at
+
+
+def test_a_canary_of_the_version_the_stack_already_ran_blames_no_model(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The pin did not change (the image's code or the serving settings did): the version is not the cause.
+    client(registry).set_registered_model_tag(MODEL, "deployed_staging_version", "3")
+    promote_commit(project_repo, 3)
+
+    assert aborted(project_repo, registry, tmp_path / "out") == 0
+
+    assert "not of a new model version; nothing is tagged or reverted" in capsys.readouterr().out
+    assert outputs_of(tmp_path / "out") == {}
+    assert "aborted_staging_at" not in client(registry).get_model_version(MODEL, "3").tags
+
+
+def test_without_a_version_the_stack_ran_the_abort_is_recorded_and_no_revert_is_chosen(
+    project_repo: ProjectRepo, registry: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    promote_commit(project_repo, 3)
+
+    assert aborted(project_repo, registry, tmp_path / "out") == 0
+
+    assert "roll back by hand" in capsys.readouterr().out
+    assert outputs_of(tmp_path / "out") == {}
     assert client(registry).get_model_version(MODEL, "3").tags["aborted_staging_reason"] == REASON
-    # The stand-in reads .github/workflows/rollback.yml as GitHub does: an input it does not declare is refused.
-    (run,) = github.workflow_runs
-    assert run == {
-        "workflow": "rollback.yml",
-        "ref": "main",
-        "inputs": {"stack": "staging", "version": "previous", "from-version": "3", "reason": REASON},
-    }
 
 
-def test_the_rollback_workflow_run_the_deploy_starts_opens_the_revert(
+def test_the_revert_job_proposes_what_the_abort_step_chose(
     project_repo: ProjectRepo,
     github: FakeGitHub,
     registry: str,
     quick_diff: list[tuple[str, str]],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    client(registry).set_registered_model_tag(MODEL, "deployed_staging_version", "2")
     promote_commit(project_repo, 2)
     promote_commit(project_repo, 3)
-    monkeypatch.setenv("GITHUB_REF_NAME", "main")
-    assert aborted(project_repo, registry) == 0
-    (run,) = github.workflow_runs
-    inputs = run["inputs"]
+    assert aborted(project_repo, registry, tmp_path / "out") == 0
+    chosen = outputs_of(tmp_path / "out")
 
-    # rollback.yml's step, with the inputs the dispatch carried.
+    # rollback.yml's step, with the inputs deploy.yml's revert-staging job passes on.
     code = rollback.main(
         [
-            *("--stack", inputs["stack"], "--to-version", inputs["version"], "--from-version", inputs["from-version"]),
-            *("--reason", inputs["reason"], "--repo-dir", str(project_repo.work), "--no-registry"),
+            *("--stack", "staging", "--to-version", chosen["revert-to"], "--from-version", chosen["revert-from"]),
+            *(f"--reason={chosen['revert-reason']}", "--repo-dir", str(project_repo.work), "--no-registry"),
         ]
     )
 
@@ -241,14 +280,43 @@ def test_the_rollback_workflow_run_the_deploy_starts_opens_the_revert(
     assert REASON in pull["body"]
 
 
-def test_without_a_branch_or_a_token_nothing_is_half_done_silently(
-    project_repo: ProjectRepo, registry: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_registry_that_cannot_be_read_chooses_nothing_and_says_so(
+    project_repo: ProjectRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     promote_commit(project_repo, 3)
-    assert aborted(project_repo, registry) == 2
-    assert "no branch for the rollback workflow" in capsys.readouterr().err
-    assert "aborted_staging_at" not in client(registry).get_model_version(MODEL, "3").tags, "checked before recording"
+    missing = f"sqlite:///{tmp_path / 'no-such-dir' / 'mlflow.db'}"
+    assert aborted(project_repo, missing, tmp_path / "out") == 1
+    assert "error:" in capsys.readouterr().err
+    assert outputs_of(tmp_path / "out") == {}
 
-    monkeypatch.setenv("GITHUB_REF_NAME", "main")
-    assert aborted(project_repo, registry) == 1, "no GITHUB_TOKEN: the dispatch fails, and says so"
-    assert "no GitHub token" in capsys.readouterr().err
+
+def test_a_rollback_never_returns_to_a_version_the_stack_was_rolled_back_from(
+    project_repo: ProjectRepo, github: FakeGitHub, quick_diff: list[tuple[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    promote_commit(project_repo, 2)
+    promote_commit(project_repo, 3)
+    assert revert(project_repo, 2, "--from-version", "3", "--reason", REASON) == 0
+    project_repo.git("fetch", "--quiet", "origin")
+    project_repo.git("merge", "--quiet", "--ff-only", f"origin/rollback/staging/{MODEL}-v2")
+    project_repo.git("push", "--quiet", "origin", "main")
+
+    # v2's own canary is aborted later (after an image change): going "back" to v3 is refused.
+    assert revert(project_repo, 3, "--reason", "latency-p99") == 1
+    assert f"staging was rolled back from {MODEL} v3" in capsys.readouterr().err
+
+
+def test_reverting_an_earlier_rollback_keeps_its_entry_in_the_rolled_back_list(
+    project_repo: ProjectRepo, github: FakeGitHub, quick_diff: list[tuple[str, str]]
+) -> None:
+    promote_commit(project_repo, 2)
+    promote_commit(project_repo, 3)
+    assert revert(project_repo, 2, "--from-version", "3", "--reason", REASON) == 0
+    project_repo.git("fetch", "--quiet", "origin")
+    project_repo.git("merge", "--quiet", "--ff-only", f"origin/rollback/staging/{MODEL}-v2")
+    project_repo.git("push", "--quiet", "origin", "main")
+
+    # Someone returns to v3 on purpose; the rollback commit being reverted must not take v3 off the list.
+    assert revert(project_repo, 3, "--allow-rolled-back", "--reason", "on purpose") == 0
+
+    pushed = project_repo.origin_git("rev-parse", f"refs/heads/rollback/staging/{MODEL}-v3")
+    assert json.loads(project_repo.git("show", f"{pushed}:release/rolled-back/staging.json")) == {MODEL: [2, 3]}

@@ -144,13 +144,15 @@ def test_nothing_uploaded_is_not_an_error(
 
 
 def test_posting_imports_only_what_the_comment_job_installs() -> None:
-    """offline-diff-comment.yml installs httpx and pydantic only: posting must not import the project's stack."""
+    """offline-diff-comment.yml installs httpx and pydantic only: posting must not import the project's stack
+    settings or what they need; the identifier rules (standard library only) are all it takes from `stacks`."""
     code = (
         "import sys, release.pr_comment; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'stacks', 'ruamel', 'mlflow', 'pulumi', 'yaml'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ruamel', 'mlflow', 'pulumi', 'yaml'}), "
+        "sorted(m for m in sys.modules if m.split('.')[0] == 'stacks'))"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == "[]"
+    assert proc.stdout.strip() == "[] ['stacks', 'stacks.identifiers']"
 
 
 def test_a_stack_the_base_branch_does_not_have_is_refused(

@@ -1,5 +1,5 @@
-"""What a promotion checks before it proposes anything: the registry confirms it (finding 10), a reviewer's "no" and
-a rollback are remembered, and a newer proposal closes the older one (finding 6)."""
+"""What a promotion checks before it proposes anything: the registry confirms it, a reviewer's "no" and a rollback
+are remembered, and a newer proposal closes the older one."""
 
 from __future__ import annotations
 

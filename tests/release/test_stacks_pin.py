@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacks.pin import pin
-from stacks.settings import SettingsError
+from stacks.settings_errors import SettingsError
 from tests import offline_cli
 from tests.offline_cli import CliResult
 from tests.release.gitrepo import ROOT

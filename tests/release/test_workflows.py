@@ -171,7 +171,7 @@ def test_pull_request_runs_write_nothing_and_cancel_older_runs() -> None:
 
 
 def test_the_pull_request_workflow_uses_nothing_that_can_deploy() -> None:
-    """Finding 3: the branch's code runs here, so only the read-only preview identity (federated to the
+    """The branch's code runs here, so only the read-only preview identity (federated to the
     `pull_request` subject), a Stack Read Pulumi token from OIDC, and GITHUB_TOKEN reach it."""
     workflow = load(WORKFLOWS / "pull-request.yml")
     text = json.dumps(workflow)  # what runs, without the comments
@@ -247,7 +247,7 @@ def test_deploy_is_staging_then_prod_behind_reviewers_one_at_a_time() -> None:
 
 
 def test_prod_deploys_without_staging_when_the_push_changes_only_prod() -> None:
-    """Finding 9: a prod rollback (a prod-only push) skips staging and deploys prod, whatever staging's state."""
+    """A prod rollback (a prod-only push) skips staging and deploys prod, whatever staging's state."""
     workflow = load(WORKFLOWS / "deploy.yml")
     plan, staging, prod = (workflow["jobs"][name] for name in ("plan", "staging", "prod"))
     assert "release.deploy_plan" in plan["steps"][-1]["run"]
@@ -274,8 +274,10 @@ def concurrency_groups(path: Path) -> dict[str, str]:
 
 
 def test_promotions_and_rollbacks_never_cancel_each_other() -> None:
-    """Finding 5: GitHub cancels the pending run of a group when a newer one queues. So a group holds runs of one
-    proposal only (its stack and version): what a newer run cancels is a duplicate of itself."""
+    """GitHub cancels the pending run of a group when a newer one queues. So a promotion's group holds runs of
+    one proposal only (its stack and version): what a newer run cancels is a duplicate of itself. Rollbacks of a
+    stack share one group, in turn (two write the same branch when they return to the same version), and
+    `queue: max` keeps every pending one."""
     promote = concurrency_groups(WORKFLOWS / "promote-model.yml")
     rollback = concurrency_groups(WORKFLOWS / "rollback.yml")
     assert promote == {
@@ -287,7 +289,8 @@ def test_promotions_and_rollbacks_never_cancel_each_other() -> None:
             "${{ inputs.built-image != '' && fromJSON(inputs.built-image).version || github.run_id }}"
         ),
     }
-    assert rollback == {"propose": "rollback-${{ inputs.stack }}-v${{ inputs.version }}"}
+    assert rollback == {"propose": "rollback-${{ inputs.stack }}"}
+    assert jobs(WORKFLOWS / "rollback.yml")["propose"]["concurrency"]["queue"] == "max"
     for path in (WORKFLOWS / "promote-model.yml", WORKFLOWS / "rollback.yml"):
         for job in jobs(path).values():
             assert job["concurrency"]["cancel-in-progress"] is False
@@ -418,3 +421,101 @@ def test_the_sbom_is_attached_once_and_a_failed_lookup_fails_the_step(
     assert ("attach" in log.read_text().split()) == attached
     keep = next(s for s in steps if s.get("name") == "Keep the model image's SBOM")
     assert keep["with"]["overwrite"] is True
+
+
+def test_both_deploys_wait_for_the_canarys_outcome_before_recording_it() -> None:
+    """`pulumi up` can end on the previous release's Healthy (docs/decisions/0001-canary-release.md): the job waits
+    for the release itself, with the kubeconfig pulumi/actions masks and a token from the job's own OIDC token,
+    after everything that does not depend on the model's release (staging's SBOM and listener publish) and before
+    the registry is told the version runs."""
+    for name in ("staging", "prod"):
+        job = jobs(WORKFLOWS / "deploy.yml")[name]
+        steps = steps_of(job)
+        up = next(i for i, s in enumerate(steps) if uses_of(s, "pulumi/actions"))
+        (wait_at,) = [i for i, s in enumerate(steps) if s.get("id") == "rollout"]
+        record = next(i for i, s in enumerate(steps) if "release.record_deployment" in str(s.get("run", "")))
+        assert up < wait_at < record, name
+        if name == "staging":
+            publish = next(i for i, s in enumerate(steps) if "release.publish_listener" in str(s.get("run", "")))
+            assert publish < wait_at, "an aborted canary does not hold back the listener's code"
+        wait = steps[wait_at]
+        assert wait["if"] == "steps.up.outputs.modelRollout != ''", "day zero: no Rollout, nothing to wait for"
+        assert wait["env"] == {
+            "MODEL_ROLLOUT": "${{ steps.up.outputs.modelRollout }}",
+            "AKS_KUBECONFIG": "${{ steps.up.outputs.kubeconfig }}",
+        }
+        run = wait["run"]
+        assert run.startswith(".venv/bin/python -m release.await_rollout ")
+        assert '--rollout "$MODEL_ROLLOUT"' in run
+        assert "--kubeconfig-env AKS_KUBECONFIG" in run
+        assert "--auth github-oidc" in run
+        assert {"ARM_TENANT_ID", "ARM_CLIENT_ID"} <= set(job["env"])
+        assert job["permissions"]["id-token"] == "write"
+
+
+def _canary_seconds(stack: str) -> int:
+    """How long the stack file's canary holds its steps (`serving.canary`: steps x pause)."""
+    from components.model_canary import CanaryRelease
+    from stacks.files import load_stack_config
+
+    release = CanaryRelease.from_settings(load_stack_config(ROOT, stack).settings().serving.canary)
+    return len(release.steps) * release.pause_seconds
+
+
+@pytest.mark.parametrize(("job_name", "stack"), [("staging", "staging"), ("prod", "prod")])
+def test_the_wait_outlasts_the_stacks_canary(job_name: str, stack: str) -> None:
+    from components.model_canary import SMOKE_DEADLINE_SECONDS
+
+    job = jobs(WORKFLOWS / "deploy.yml")[job_name]
+    wait = next(s for s in steps_of(job) if s.get("id") == "rollout")
+    found = re.search(r"--timeout (\d+)\b", wait["run"])
+    assert found is not None, "the wait names its own timeout"
+    waited = int(found.group(1))
+    assert waited >= SMOKE_DEADLINE_SECONDS + _canary_seconds(stack), f"{job_name}: the wait ends before the canary"
+    # The step's own bound leaves the command time to write its report; the job's leaves the step its bound.
+    assert int(wait["timeout-minutes"]) * 60 > waited
+    assert int(job["timeout-minutes"]) > int(wait["timeout-minutes"])
+
+
+def test_staging_hands_the_canarys_outcome_to_later_jobs() -> None:
+    staging = jobs(WORKFLOWS / "deploy.yml")["staging"]
+    for output in ("outcome", "failed-check", "failed-value", "reason", "canary-hash"):
+        assert staging["outputs"][f"rollout-{output}"] == f"${{{{ steps.rollout.outputs.{output} }}}}"
+
+
+def test_an_aborted_canary_is_recorded_and_its_revert_proposed_in_the_same_run() -> None:
+    """After the wait exits 3 the job is failed; one step still runs: it records the abort and chooses the revert
+    (release/canary_aborted.py), and a job of the same run hands that to rollback.yml: no token that could start
+    other workflows is needed, and the revert shows in the run that failed."""
+    workflow = jobs(WORKFLOWS / "deploy.yml")
+    rollback = load(WORKFLOWS / "rollback.yml")
+    called = rollback["on"]["workflow_call"]["inputs"]
+    for name in ("staging", "prod"):
+        job = workflow[name]
+        steps = steps_of(job)
+        (wait_at,) = [i for i, s in enumerate(steps) if s.get("id") == "rollout"]
+        abort = steps[wait_at + 1]
+        assert abort["id"] == "aborted", name
+        assert abort["if"] == "failure() && steps.rollout.outputs.outcome == 'aborted'"
+        assert abort["env"]["REASON"] == "${{ steps.rollout.outputs.reason }}"
+        assert abort["env"]["CANARY_HASH"] == "${{ steps.rollout.outputs.canary-hash }}"
+        assert abort["run"].startswith(f".venv/bin/python -m release.canary_aborted --stack {name} ")
+        assert '"--reason=$REASON"' in abort["run"], "through the environment, and never read as an option"
+        assert "actions" not in job["permissions"]
+        for output in ("revert-to", "revert-from", "revert-reason"):
+            assert job["outputs"][output] == f"${{{{ steps.aborted.outputs.{output} }}}}"
+        record = next(s for s in steps if "release.record_deployment" in str(s.get("run", "")))
+        assert "if" not in record, "a deployment is recorded only when every step before it succeeded"
+
+        revert = workflow[f"revert-{name}"]
+        assert revert["needs"] == name
+        assert revert["if"] == f"${{{{ failure() && needs.{name}.outputs.revert-to != '' }}}}"
+        assert revert["uses"] == "./.github/workflows/rollback.yml"
+        assert revert["with"] == {
+            "stack": name,
+            "version": f"${{{{ needs.{name}.outputs.revert-to }}}}",
+            "from-version": f"${{{{ needs.{name}.outputs.revert-from }}}}",
+            "reason": f"${{{{ needs.{name}.outputs.revert-reason }}}}",
+        }
+        assert set(revert["with"]) <= set(called)
+        assert revert["secrets"] == "inherit"
