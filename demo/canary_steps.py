@@ -6,10 +6,11 @@ promoted through the real loop, built like every version, and started beside ver
 local Prometheus scrapes both servers with their pod-template hashes (the image digests here) and the real judge
 measures the canary. The analysis aborts version 3 and traffic goes back to version 2. Then what the release does
 in CI on an abort runs as the product's own commands: the deploy's `release.canary_aborted` records the abort on
-version 3 in the registry and starts rollback.yml through the GitHub stand-in; that workflow's `release.rollback`
-(its inputs as received) pushes the revert to the demo's "GitHub" repository and opens its pull request on the
-stand-in; a reviewer merges it, after which `release.promote` refuses version 3. Version 4 then goes through every
-step and is promoted; versions 2 and 3 are stopped.
+version 3 in the registry and chooses the revert (to the version the registry says staging ran, which the deploy's
+`release.record_deployment` wrote after version 2); the called rollback.yml's `release.rollback` pushes the revert
+to the demo's "GitHub" repository and opens its pull request on the GitHub stand-in; a reviewer merges it, after
+which `release.promote` refuses version 3. Version 4 then goes through every step and is promoted (and recorded);
+versions 2 and 3 are stopped.
 
 Durations are staging's `serving.canary` scaled down (`PAUSE_SECONDS`, `MEASUREMENT_SECONDS`): a 5-minute pause
 per step would make the demo half an hour longer. The traffic is the model's input example at a steady rate (the
@@ -21,7 +22,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import queue
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from components.model_canary import CanaryRelease
-from demo.local_ci import WorkflowRun
 from demo.release_loop import MODEL, REPOSITORY, LoopFailedError
 from demo.wine_model import FAILING_ARMED_FILE, FAILING_SHARE
 from localrun import podman as pm
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
     from demo.release_loop import ReleaseLoop
 
 STACK = "staging"
-ROLLBACK = "rollback.yml"  # the workflow the deploy starts after an aborted canary (release/canary_aborted.py)
+ROLLBACK = "rollback.yml"  # the workflow the deploy calls after an aborted canary (release/canary_aborted.py)
 PAUSE_SECONDS = 20  # staging: 5m
 MEASUREMENT_SECONDS = 5  # staging: 1m
 # Several 1 s scrapes after the canary's first requests, so that a rate over them exists (as tests/localrun/).
@@ -202,8 +201,8 @@ class CanarySteps:
             f"v{version}: aborted {result.seconds_to_abort:.1f}s after its canary started by {verdict.check} "
             f"(measured {verdict.value}); traffic back to v{stable}"
         )
-        run = self._record_abort(version, reason)
-        self._revert(version, stable, reason, run)
+        chosen = self._record_abort(version, self.pod_hash(version), reason)
+        self._revert(version, stable, reason, chosen)
         self._not_proposed_again(version, payload)
 
     def github_env(self) -> dict[str, str]:
@@ -219,53 +218,50 @@ class CanarySteps:
             "GITHUB_OUTPUT": "",
         }
 
-    def _record_abort(self, version: int, reason: str) -> WorkflowRun:
+    def _record_abort(self, version: int, canary_hash: str, reason: str) -> dict[str, str]:
         """The deploy's step after an aborted canary: `release.canary_aborted` tags the version in the registry and
-        starts rollback.yml through the GitHub API; returns the workflow run the stand-in received."""
+        chooses the revert; returns its step outputs (`revert-to`, `revert-from`, `revert-reason`, or none)."""
         from mlflow import MlflowClient
 
         loop = self.loop
-        ci = loop.servers.ci
-        assert ci is not None
-        name = f"on abort (CI): record the abort on version {version} in the registry, start the rollback workflow"
-        with loop.step(name) as detail:
+        with loop.step(f"on abort (CI): record the abort on version {version} in the registry, choose the revert"):
+            outputs = loop.workdir / f"canary-v{version}" / "github-output"
             out = loop.run_tool(
-                "-m", "release.canary_aborted", "--stack", STACK, "--reason", reason, "--ref", loop.base_branch,
-                "--project-dir", str(loop.worktree), "--tracking-uri", loop.tracking_uri,
-                env=self.github_env(),
+                "-m", "release.canary_aborted", "--stack", STACK, f"--reason={reason}",
+                f"--canary-hash={canary_hash}", "--project-dir", str(loop.worktree),
+                "--tracking-uri", loop.tracking_uri, "--outputs", str(outputs),
             )  # fmt: skip
             loop.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
             tags = dict(MlflowClient(loop.tracking_uri).get_model_version(MODEL, str(version)).tags or {})
-            recorded = {key: value for key, value in tags.items() if key.startswith("aborted_")}
-            if recorded.get(f"aborted_{STACK}_reason") != reason:
+            recorded = sorted(key for key in tags if key.startswith("aborted_"))
+            if tags.get(f"aborted_{STACK}_reason") != reason:
                 raise LoopFailedError(f"version {version}'s tags do not carry the abort's reason: {tags}")
-            loop.out(f"  registry: {MODEL} v{version} tagged {', '.join(sorted(recorded))}")
-            try:
-                run = ci.workflow_runs.get(timeout=10)
-            except queue.Empty:
-                raise LoopFailedError("no workflow_dispatch reached the GitHub stand-in") from None
-            loop.out(f"  workflow_dispatch received: {run.workflow} on {run.ref} {json.dumps(run.inputs)}")
-            detail.append(f"tags {', '.join(sorted(recorded))}; {run.workflow} started")
-            return run
+            loop.out(f"  registry: {MODEL} v{version} tagged {', '.join(recorded)}")
+            lines = outputs.read_text().splitlines() if outputs.is_file() else []
+            chosen = dict(line.split("=", 1) for line in lines if "=" in line)
+            loop.out(f"  step outputs: {json.dumps(chosen)}")
+            return chosen
 
-    def _revert(self, version: int, stable: int, reason: str, run: WorkflowRun) -> None:
+    def _revert(self, version: int, stable: int, reason: str, chosen: dict[str, str]) -> None:
         loop = self.loop
         ci = loop.servers.ci
         assert ci is not None
-        if (run.workflow, run.inputs.get("from-version"), run.inputs.get("reason")) != (ROLLBACK, str(version), reason):
-            raise LoopFailedError(f"the deploy started {run.workflow} with {run.inputs}, not the revert of v{version}")
+        inputs = {"stack": STACK, "version": chosen.get("revert-to", ""), "digest": ""}
+        inputs |= {"from-version": chosen.get("revert-from", ""), "reason": chosen.get("revert-reason", "")}
+        if loop.images is None and not inputs["version"]:
+            # Nothing recorded what staging ran (no image here), so the deploy chose no revert: a person starts
+            # rollback.yml by hand, as canary_aborted says, with the same inputs.
+            inputs |= {"version": str(stable), "from-version": str(version), "reason": reason}
+            loop.out(f"  no revert chosen (nothing recorded what staging ran); rollback.yml by hand: {inputs}")
+        if (inputs["version"], inputs["from-version"]) != (str(stable), str(version)) or reason not in inputs["reason"]:
+            raise LoopFailedError(f"the revert chosen is {chosen}, not version {version} back to {stable}")
         with loop.step(f"{ROLLBACK} (release.rollback): the revert pull request reaches the GitHub stand-in"):
-            # The workflow's "Propose the revert" step, with its inputs; GITHUB_REF_NAME is the branch it runs on.
-            argv = ["--stack", run.inputs["stack"], "--to-version", run.inputs["version"]]
-            argv += ["--digest", run.inputs.get("digest", "")]
-            if run.inputs.get("from-version"):
-                argv += ["--from-version", run.inputs["from-version"]]
-            if run.inputs.get("reason"):
-                argv += ["--reason", run.inputs["reason"]]
-            out = loop.run_tool(
-                "-m", "release.rollback", *argv, "--repo-dir", str(loop.worktree),
-                env={**self.github_env(), "GITHUB_REF_NAME": run.ref, "MLFLOW_TRACKING_URI": loop.tracking_uri},
-            )  # fmt: skip
+            # The workflow's "Propose the revert" step with the inputs the deploy's revert job passes; it runs on
+            # the branch the deploy ran on (GITHUB_REF_NAME).
+            argv = ["--stack", inputs["stack"], "--to-version", inputs["version"], "--digest", inputs["digest"]]
+            argv += ["--from-version", inputs["from-version"], f"--reason={inputs['reason']}"]
+            env = {**self.github_env(), "GITHUB_REF_NAME": loop.base_branch, "MLFLOW_TRACKING_URI": loop.tracking_uri}
+            out = loop.run_tool("-m", "release.rollback", *argv, "--repo-dir", str(loop.worktree), env=env)
             loop.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
             reverts = [pull for pull in ci.pulls.values() if pull["head"]["ref"].startswith(f"rollback/{STACK}/")]
             if not reverts:
@@ -328,6 +324,7 @@ class CanarySteps:
             raise LoopFailedError(f"after the promotion the proxy did not send every request to v{version}: {after}")
         process, _ = loop.serving.pop(stable)
         loop.retire(process)
+        loop.record_deployment(version)
         steps = "; ".join(f"{step.weight}% at {step.weight_set_seconds:.1f}s" for step in result.steps)
         loop.out(
             f"  version {version} PROMOTED (weight 100) {result.seconds_total:.1f}s after its canary started "

@@ -1,12 +1,6 @@
-"""A stand-in for GitHub's API on 127.0.0.1: it takes the listener's `repository_dispatch` calls and the deploy's
-`workflow_dispatch` of a workflow (`release.canary_aborted` starting rollback.yml) and hands each to the local
-release workflow, and keeps the pull requests the release commands open (`release.proposal`'s `propose`: list,
-open, read and update one). Only what those callers use exists; every call checks the token.
-
-A workflow_dispatch names a workflow file of the repository; GitHub answers 204, or 422 when `ref` is missing, the
-workflow has no `workflow_dispatch` trigger or the call gives an input the workflow does not declare
-(https://docs.github.com/en/rest/actions/workflows#create-a-workflow-dispatch-event; the last as the tests'
-stand-in answers it, from benc-uk/workflow-dispatch#80). The workflow files are read from `workflows`.
+"""A stand-in for GitHub's API on 127.0.0.1: it takes the listener's `repository_dispatch` calls and hands each
+payload to the local release workflow, and keeps the pull requests the release commands open (`release.proposal`'s
+`propose`: list, open, read and update one). Only what those callers use exists; every call checks the token.
 
 The pull requests behave as GitHub documents them (https://docs.github.com/en/rest/pulls/pulls): `GET .../pulls`
 lists the open ones unless `state` says `closed` or `all`, and `head` filters by `owner:branch`; `POST .../pulls`
@@ -24,17 +18,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-from ruamel.yaml import YAML
 
 _REPO = r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 _DISPATCH = re.compile(_REPO + r"/dispatches$")
 _PULLS = re.compile(_REPO + r"/pulls$")
 _PULL = re.compile(_REPO + r"/pulls/(?P<number>[0-9]+)$")
-_WORKFLOW_DISPATCH = re.compile(_REPO + r"/actions/workflows/(?P<workflow>[A-Za-z0-9_.-]+)/dispatches$")
 
 
 @dataclass
@@ -47,24 +37,13 @@ class Dispatch:
 
 
 @dataclass
-class WorkflowRun:
-    """One workflow_dispatch: the workflow file, the branch it runs on and its inputs (strings, as GitHub gives)."""
-
-    workflow: str
-    ref: str
-    inputs: dict[str, str]
-
-
-@dataclass
 class LocalCI:
     """The local GitHub API stand-in; `dispatches` yields each accepted dispatch in arrival order, `pulls` holds the
     pull requests by number."""
 
     token: str
     repository: str
-    workflows: Path = Path(".github/workflows")
     dispatches: queue.Queue[Dispatch] = field(default_factory=queue.Queue)
-    workflow_runs: queue.Queue[WorkflowRun] = field(default_factory=queue.Queue)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     received: int = 0
@@ -91,7 +70,7 @@ class LocalCI:
         """One request: (status, JSON answer or None for an empty body)."""
         parts = urlsplit(raw_path)
         query = {key: values[0] for key, values in parse_qs(parts.query).items()}
-        routes = ((_DISPATCH, "dispatch"), (_PULLS, "pulls"), (_PULL, "pull"), (_WORKFLOW_DISPATCH, "workflow"))
+        routes = ((_DISPATCH, "dispatch"), (_PULLS, "pulls"), (_PULL, "pull"))
         found = next(((name, m) for pattern, name in routes if (m := pattern.match(parts.path))), None)
         if found is None:
             return 404, {"message": "Not Found"}
@@ -108,8 +87,6 @@ class LocalCI:
         with self._lock:
             if (method, name) == ("POST", "dispatch"):
                 return self._dispatch(data)
-            if (method, name) == ("POST", "workflow"):
-                return self._workflow_dispatch(match["workflow"], data)
             if (method, name) == ("GET", "pulls"):
                 return 200, self._list_pulls(query)
             if (method, name) == ("POST", "pulls"):
@@ -129,23 +106,6 @@ class LocalCI:
         except (KeyError, TypeError, AttributeError):
             return 422, {"message": "Invalid request"}
         self.dispatches.put(dispatch)
-        return 204, None
-
-    def _workflow_dispatch(self, workflow: str, data: Any) -> tuple[int, Any]:
-        path = self.workflows / workflow
-        if not path.is_file():
-            return 404, {"message": "Not Found"}
-        triggers = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")).get("on") or {}
-        if not isinstance(data, dict) or not data.get("ref"):
-            return 422, {"message": 'Invalid request.\n\n"ref" wasn\'t supplied.'}
-        if "workflow_dispatch" not in triggers:
-            return 422, {"message": "Workflow does not have 'workflow_dispatch' trigger"}
-        declared = (triggers["workflow_dispatch"] or {}).get("inputs") or {}
-        given = data.get("inputs") or {}
-        unexpected = sorted(set(given) - set(declared))
-        if unexpected:
-            return 422, {"message": f"Unexpected inputs provided: {unexpected}"}
-        self.workflow_runs.put(WorkflowRun(workflow, str(data["ref"]), {k: str(v) for k, v in given.items()}))
         return 204, None
 
     def _list_pulls(self, query: dict[str, str]) -> list[dict[str, Any]]:

@@ -177,9 +177,7 @@ class ReleaseLoop:
             self.tracking_uri = self.mlflow.ready_url.removesuffix("/health")
             storage, ports = azurite(self.workdir / "azurite")
             self.start(storage)
-            # The repository's workflow files, read as GitHub reads them when a workflow_dispatch names one.
-            workflows = self.worktree / ".github" / "workflows"
-            self.servers.ci = LocalCI(token=self.ci_token, repository=REPOSITORY, workflows=workflows)
+            self.servers.ci = LocalCI(token=self.ci_token, repository=REPOSITORY)
             ci_url = self.servers.ci.start()
             port = free_port()
             self.listener_url = f"http://127.0.0.1:{port}"
@@ -239,6 +237,20 @@ class ReleaseLoop:
                 proc, _ = self.serving.pop(version)
                 self.retire(proc)
                 detail.append(f"version {version} stopped")
+            self.record_deployment(expected_version)
+
+    def record_deployment(self, version: int) -> None:
+        """The deploy's last step once a release is promoted: `release.record_deployment` tags the version with the
+        digest it runs by, and the model with the version staging runs (what an aborted canary's revert returns
+        to). From the virtualenv there is no image, so nothing is recorded."""
+        if self.images is None:
+            self.out("  registry: nothing recorded (no image: served from the virtualenv)")
+            return
+        out = self.run_tool(
+            "-m", "release.record_deployment", "--stack", "staging", "--digest", self.images.digest(version),
+            "--project-dir", str(self.worktree), "--tracking-uri", self.tracking_uri,
+        )  # fmt: skip
+        self.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
 
     def promote(self, expected_version: int, *, bad: bool = False) -> dict[str, Any]:
         """Register version `expected_version` (the failing model when `bad`), promote it through the loop and

@@ -1,11 +1,9 @@
 """The demo's GitHub stand-in against the release's own client: `release.proposal.upsert_pull_request` opens a pull
-request on it, finds and updates that one the second time; the stand-in keeps dispatches, starts a workflow as
-GitHub would (declared inputs only) and checks the token."""
+request on it, finds and updates that one the second time; the stand-in keeps dispatches and checks the token."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -96,47 +94,3 @@ def test_a_dispatch_is_handed_to_the_local_workflow(ci: LocalCI) -> None:
     assert answer.status_code == 204
     dispatch = ci.dispatches.get_nowait()
     assert (dispatch.event_type, dispatch.client_payload) == ("model-promoted", {"model": "m", "version": "3"})
-
-
-@pytest.fixture
-def workflows(tmp_path: Path) -> Path:
-    (tmp_path / "rollback.yml").write_text(
-        "on:\n  workflow_dispatch:\n    inputs:\n      stack: {type: string}\n      reason: {type: string}\n"
-    )
-    (tmp_path / "ci.yml").write_text("on:\n  pull_request: {}\n")
-    return tmp_path
-
-
-def test_a_workflow_dispatch_with_declared_inputs_starts_a_run(ci: LocalCI, workflows: Path) -> None:
-    ci.workflows = workflows
-    with github(ci) as client:
-        body = {"ref": "main", "inputs": {"stack": "staging", "reason": "error-ratio 0.5"}}
-        client.request("POST", f"/repos/{REPOSITORY}/actions/workflows/rollback.yml/dispatches", json=body)
-
-    run = ci.workflow_runs.get_nowait()
-    assert (run.workflow, run.ref, run.inputs) == (
-        "rollback.yml",
-        "main",
-        {"stack": "staging", "reason": "error-ratio 0.5"},
-    )
-
-
-@pytest.mark.parametrize(
-    ("workflow", "body", "refusal"),
-    [
-        ("rollback.yml", {"inputs": {"stack": "staging"}}, (422, '"ref" wasn')),
-        ("rollback.yml", {"ref": "main", "inputs": {"stack": "staging", "digest": ""}}, (422, "Unexpected inputs")),
-        ("ci.yml", {"ref": "main"}, (422, "does not have 'workflow_dispatch' trigger")),
-        ("missing.yml", {"ref": "main"}, (404, "Not Found")),
-    ],
-)
-def test_a_workflow_dispatch_github_would_refuse_is_refused(
-    ci: LocalCI, workflows: Path, workflow: str, body: dict[str, object], refusal: tuple[int, str]
-) -> None:
-    status, message = refusal
-    ci.workflows = workflows
-    with github(ci) as client, pytest.raises(GitHubError, match=message) as refused:
-        client.request("POST", f"/repos/{REPOSITORY}/actions/workflows/{workflow}/dispatches", json=body)
-
-    assert refused.value.status == status
-    assert ci.workflow_runs.empty()

@@ -45,10 +45,9 @@ def test_the_release_loop_aborts_and_reverts_a_bad_canary_then_promotes_a_good_o
     assert aborted[1] == "error-ratio"
     assert float(aborted[2]) > 0.02  # staging's error-ratio SLO
     assert "traffic back to version 2: 100 of 100 requests after the abort answered by the stable side" in out
-    # What CI does on the abort: the registry tags, rollback.yml started, its revert pull request on the stand-in.
-    assert "registry: mlops.models.wine_quality v3 tagged aborted_staging_at, aborted_staging_reason" in out
+    # What CI does on the abort: the registry tags, the revert rollback.yml proposes, its pull request on the stand-in.
     assert re.search(
-        r'workflow_dispatch received: rollback\.yml on \S+ \{"stack": "staging", "version": "previous"', out
+        r"registry: mlops\.models\.wine_quality v3 tagged aborted_staging_at, .*aborted_staging_reason", out
     )
     pull = r"pull request #\d+ on the GitHub stand-in: 'Roll back mlops\.models\.wine_quality to v2 on staging'"
     assert re.search(pull, out)
@@ -76,9 +75,14 @@ def test_the_release_loop_aborts_and_reverts_a_bad_canary_then_promotes_a_good_o
         assert len(pulled) == 4
         assert len(set(pulled)) == 4
         assert out.count("smoke Job: smoke:") == 4
+        # After each promoted release the deploy records its digest; the abort's revert returns to what it recorded.
+        for version in (1, 2, 4):
+            assert re.search(rf"│ mlops\.models\.wine_quality v{version}: deployed_staging_digest=sha256:", out)
+        assert 'step outputs: {"revert-to": "2", "revert-from": "3", "revert-reason": "canary of v3 aborted' in out
         assert "virtualenv path: fetch + start" in out
     else:
         assert "serving from a virtualenv, as the image would" in out
+        assert "no revert chosen (nothing recorded what staging ran); rollback.yml by hand" in out
     # Every process it started is gone: nothing answers on the addresses it printed any more.
     urls = set(re.findall(r"http://127\.0\.0\.1:\d+", out))
     assert len(urls) >= 4  # mlflow, listener, GitHub stand-in, model servers
