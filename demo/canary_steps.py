@@ -38,7 +38,7 @@ from localrun.processes import LOOPBACK
 from localrun.weighted_proxy import CANARY, SIDE_HEADER, STABLE, WeightedProxy
 from monitoring.analysis import canary_checks
 from stacks.files import load_stack_config
-from stacks.settings import kubernetes_name
+from stacks.settings import kubernetes_name, pinned_model
 
 if TYPE_CHECKING:
     from demo.release_loop import ReleaseLoop
@@ -292,6 +292,8 @@ class CanarySteps:
                     f"release/rolled-back/{STACK}.json does not list version {version}: {rolled_back}"
                 )
             loop.out(f"  release/rolled-back/{STACK}.json: {json.dumps(rolled_back)}")
+            digest = pinned_model(load_stack_config(loop.worktree, STACK).settings()).image_digest
+            loop.out(f"  Pulumi.{STACK}.yaml pins v{pinned}, image {digest or '(rebuilt on deploy: no digest known)'}")
             detail.append(f"#{pull['number']} merged; staging pins v{pinned}; v{version} listed as rolled back")
 
     def _not_proposed_again(self, version: int, payload: dict[str, Any]) -> None:
