@@ -78,8 +78,9 @@ class ImageSteps:
             raise RuntimeError(f"reading the program's declaration failed:\n{proc.stderr[-2000:]}")
         return DeclaredRelease.from_json(proc.stdout)
 
-    def deploy(self, version: int) -> str:
-        """Builds, pushes, pulls by digest and runs version `version`; returns its /invocations URL."""
+    def deploy(self, version: int, env: dict[str, str] | None = None) -> str:
+        """Builds, pushes, pulls by digest and runs version `version` (with `env` added to the pod's environment);
+        returns its /invocations URL."""
         from demo.release_loop import MODEL, LoopFailedError
 
         self._start()
@@ -100,6 +101,7 @@ class ImageSteps:
             release.container,
             self.loop.workdir,
             name=f"model-server-v{version}",
+            env=env,
             container_name=f"mlops-demo-{secrets.token_hex(4)}-v{version}",
         )
         started = time.monotonic()
@@ -130,10 +132,14 @@ class ImageSteps:
         self.loop.deploy_virtualenv(version)
         total = time.monotonic() - started
         process, _ = self.loop.serving.pop(version)
-        process.stop()
+        self.loop.retire(process)
         self.virtualenv_figures = (total, self.loop.last_ready_seconds)
         ready = self.loop.last_ready_seconds
         self.loop.out(f"  virtualenv (for comparison): fetch + start {total:.0f}s, start → ready {ready:.1f}s")
+
+    def digest(self, version: int) -> str:
+        """The digest version `version` runs by (sha256:...)."""
+        return next(f.ref for f in self.figures if f.version == version).rsplit("@", 1)[1]
 
     def summary(self) -> list[str]:
         lines = [f"image path (podman; stand-in base {self.base_seconds:.0f}s, cached after the first run):"]

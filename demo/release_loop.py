@@ -4,8 +4,9 @@ A real `mlflow server` (SQLite) stands in for the Databricks registry and Azurit
 endpoint stands in for GitHub's API. Everything else is the product's own code: the listener verifies the webhook
 and hands it to its queue, its worker dispatches, `release.promote` pins the version on a working copy and renders
 the offline diff, and the image is built from `model_image/Dockerfile` with podman, pushed to a local registry and
-run by digest as the Deployment runs it (demo/image_steps.py). Without podman, `model_server` fetches the model from
-the registry (as the Dockerfile does at build time) and serves it from the virtualenv.
+run by digest as the Rollout's pods run it (demo/image_steps.py). Without podman, `model_server` fetches the model
+from the registry (as the Dockerfile does at build time) and serves it from the virtualenv. Versions 1 and 2 switch
+at once; versions 3 (bad: aborted, reverted) and 4 (good: promoted) are released as canaries (demo/canary_steps.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from localrun.processes import REPO_ROOT, ManagedProcess, azurite, child_env, fr
 MODEL = "mlops.models.wine_quality"
 ALIAS = "champion"  # the alias that means "promote" (the listener's default)
 REPOSITORY = "acme-ml/mlops-serving"
+PROMOTED_EVENT = "model-promoted"  # the listener's event type for a promotion (its default)
 
 
 class LoopFailedError(RuntimeError):
@@ -74,9 +76,11 @@ class ReleaseLoop:
         self.ci_token = secrets.token_urlsafe(32)
         self.alert_token = secrets.token_urlsafe(32)  # Alertmanager -> the listener's alert route
         self.worktree = workdir / "worktree"
+        self.remote = workdir / "github.git"
         self.serving: dict[int, tuple[ManagedProcess, str]] = {}
         self.images: image_steps.ImageSteps | None = None
         self.last_ready_seconds = 0.0
+        self.canaries: list[str] = []  # the canary releases' summary lines
 
     # Plumbing ----------------------------------------------------------------------------------------------
 
@@ -109,6 +113,12 @@ class ReleaseLoop:
             raise LoopFailedError(f"`{' '.join(argv[:3])}` failed ({proc.returncode}):\n{proc.stderr or proc.stdout}")
         return proc.stdout
 
+    def retire(self, proc: ManagedProcess) -> None:
+        """Stops a process the loop no longer needs (a replaced version, a finished step's Prometheus)."""
+        proc.stop()
+        if proc in self.servers.processes:
+            self.servers.processes.remove(proc)
+
     def git(self, *args: str) -> str:
         proc = subprocess.run(
             ["git", "-C", str(self.worktree), *args], capture_output=True, text=True, check=True, timeout=60
@@ -129,6 +139,9 @@ class ReleaseLoop:
             from demo.monitoring_steps import drift_alert_reaches_ci
 
             drift_alert_reaches_ci(self)
+            from demo.canary_steps import canary_releases
+
+            self.canaries = canary_releases(self)
             self._summary()
         except BaseException:
             self.servers.stop()
@@ -145,7 +158,12 @@ class ReleaseLoop:
             self.git("config", "user.email", "ci@localhost")
             # The branch the clone checked out (main in CI; a feature branch when run from one) is the base.
             self.base_branch = self.git("rev-parse", "--abbrev-ref", "HEAD")
-            detail.append(f"{self.worktree} at {self.git('rev-parse', '--short', 'HEAD')}")
+            # The "GitHub" repository the release pushes its branches to: a bare repository of its own, so that
+            # nothing the demo does ever reaches the project's repository the clone came from.
+            subprocess.run(["git", "init", "-q", "--bare", str(self.remote)], check=True, timeout=60)
+            self.git("remote", "set-url", "origin", str(self.remote))
+            self.git("push", "-q", "origin", f"HEAD:refs/heads/{self.base_branch}")
+            detail.append(f"{self.worktree} at {self.git('rev-parse', '--short', 'HEAD')}, remote {self.remote}")
 
     def _start_services(self) -> None:
         with self.step("start mlflow server (SQLite), Azurite, the local GitHub stand-in and the listener") as detail:
@@ -210,12 +228,43 @@ class ReleaseLoop:
             detail.append(f"webhook {hook.webhook_id} → /api/webhooks/mlflow")
 
     def _release(self, expected_version: int) -> None:
+        self.promote(expected_version)
+        with self.step(f"build what the image holds for version {expected_version}, roll it out, smoke-test") as detail:
+            url = self.deploy(expected_version)
+            detail.append(f"serving {url}")
+            previous = [v for v in self.serving if v != expected_version]
+            for version in previous:
+                proc, _ = self.serving.pop(version)
+                self.retire(proc)
+                detail.append(f"version {version} stopped")
+            self.record_deployment(expected_version)
+
+    def record_deployment(self, version: int) -> None:
+        """The deploy's last step once a release is promoted: `release.record_deployment` tags the version with the
+        digest it runs by, and the model with the version staging runs (what an aborted canary's revert returns
+        to). From the virtualenv there is no image, so nothing is recorded."""
+        if self.images is None:
+            self.out("  registry: nothing recorded (no image: served from the virtualenv)")
+            return
+        out = self.run_tool(
+            "-m", "release.record_deployment", "--stack", "staging", "--digest", self.images.digest(version),
+            "--project-dir", str(self.worktree), "--tracking-uri", self.tracking_uri,
+        )  # fmt: skip
+        self.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
+
+    def promote(self, expected_version: int, *, bad: bool = False) -> dict[str, Any]:
+        """Register version `expected_version` (the failing model when `bad`), promote it through the loop and
+        merge its pin bump; returns the dispatch's payload."""
         from mlflow import MlflowClient
 
-        from demo.wine_model import log_wine_model
+        from demo.wine_model import log_failing_model, log_wine_model
 
-        with self.step(f"train and register {MODEL} version {expected_version}") as detail:
-            registered = log_wine_model(self.tracking_uri, MODEL, max_iter=40 + 10 * expected_version)
+        what = "register the deliberately bad" if bad else "train and register"
+        with self.step(f"{what} {MODEL} version {expected_version}") as detail:
+            if bad:
+                registered = log_failing_model(self.tracking_uri, MODEL)
+            else:
+                registered = log_wine_model(self.tracking_uri, MODEL, max_iter=40 + 10 * expected_version)
             if registered.version != str(expected_version):
                 raise LoopFailedError(f"expected version {expected_version}, the registry made {registered.version}")
             detail.append(f"{registered.model_uri} (run {registered.run_id[:8]})")
@@ -240,41 +289,43 @@ class ReleaseLoop:
                 self.git("checkout", "-q", self.base_branch)
                 self.git("merge", "-q", "--ff-only", branch)
                 detail.append(f"merged {branch} into {self.base_branch}")
-            pinned = self._pinned_version()
+            pinned = self.pinned_version()
             if pinned != expected_version:
                 raise LoopFailedError(f"staging pins version {pinned} after the promotion, not {expected_version}")
+        return payload
 
-        with self.step(f"build what the image holds for version {expected_version}, roll it out, smoke-test") as detail:
-            url = self._deploy(expected_version)
-            detail.append(f"serving {url}")
-            previous = [v for v in self.serving if v != expected_version]
-            for version in previous:
-                proc, _ = self.serving.pop(version)
-                proc.stop()
-                detail.append(f"version {version} stopped")
-
-    def _next_dispatch(self, timeout: float) -> Dispatch:
+    def _next_dispatch(self, timeout: float, event_type: str = PROMOTED_EVENT) -> Dispatch:
+        """The next dispatch of `event_type`; others (a drift alert repeated by Alertmanager) are shown and passed."""
         assert self.servers.ci is not None
-        try:
-            return self.servers.ci.dispatches.get(timeout=timeout)
-        except queue.Empty:
-            raise LoopFailedError(
-                f"no dispatch reached the GitHub stand-in within {timeout:.0f}s; listener log:\n"
-                + self.servers.processes[-1].log_tail()
-            ) from None
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                dispatch = self.servers.ci.dispatches.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if dispatch.event_type == event_type:
+                return dispatch
+            self.out(f"  (also received: a {dispatch.event_type} dispatch)")
+        listener = next(p for p in self.servers.processes if p.name == "listener")
+        raise LoopFailedError(
+            f"no {event_type} dispatch reached the GitHub stand-in within {timeout:.0f}s; listener log:\n"
+            + listener.log_tail()
+        )
 
-    def _pinned_version(self) -> int:
+    def pinned_version(self) -> int:
         from stacks.files import load_stack_config
         from stacks.settings import pinned_model
 
         return pinned_model(load_stack_config(self.worktree, "staging").settings()).version
 
-    def _deploy(self, version: int) -> str:
+    def deploy(self, version: int, env: dict[str, str] | None = None) -> str:
+        """Starts version `version` beside what serves already (from its image, else the virtualenv) and
+        smoke-tests it; returns its /invocations URL. `env` is added to the server's environment."""
         if self.images is not None:
-            return self.images.deploy(version)
-        return self.deploy_virtualenv(version)
+            return self.images.deploy(version, env=env)
+        return self.deploy_virtualenv(version, env=env)
 
-    def deploy_virtualenv(self, version: int) -> str:
+    def deploy_virtualenv(self, version: int, env: dict[str, str] | None = None) -> str:
         from components.model_image import image_code_hash
 
         model_dir = self.workdir / "images" / f"{MODEL}-v{version}" / "model"
@@ -305,6 +356,7 @@ class ReleaseLoop:
                     "MODEL_VERSION": str(version),
                     "IMAGE_CODE_HASH": image_code_hash(REPO_ROOT / "model_image"),
                     "OMP_NUM_THREADS": "1",
+                    **(env or {}),
                 },
                 ready_url=f"{base}/health/ready",
             ),
@@ -328,7 +380,7 @@ class ReleaseLoop:
     def _forged_webhook_is_rejected(self) -> None:
         with self.step("a forged webhook is rejected and changes nothing") as detail:
             assert self.servers.ci is not None
-            pin_before, head_before = self._pinned_version(), self.git("rev-parse", "HEAD")
+            pin_before, head_before = self.pinned_version(), self.git("rev-parse", "HEAD")
             dispatches_before = self.servers.ci.received
             body = json.dumps(
                 {
@@ -353,7 +405,7 @@ class ReleaseLoop:
             time.sleep(2)  # give a (wrongly) accepted event time to reach CI
             if self.servers.ci.received != dispatches_before:
                 raise LoopFailedError("a forged webhook reached CI")
-            if (self._pinned_version(), self.git("rev-parse", "HEAD")) != (pin_before, head_before):
+            if (self.pinned_version(), self.git("rev-parse", "HEAD")) != (pin_before, head_before):
                 raise LoopFailedError("a forged webhook changed the working copy")
             detail.append(f"401 {forged.json().get('reason', forged.text)[:80]}; no dispatch, pin still {pin_before}")
 
@@ -362,6 +414,9 @@ class ReleaseLoop:
         for step in self.steps:
             self.out(f"  {step.seconds:6.1f}s  {step.name}")
         self.out(f"  {sum(s.seconds for s in self.steps):6.1f}s  in all")
+        if self.canaries:
+            self.out("\ncanary releases (staging's steps, 20 s pauses, a measurement every 5 s):")
+            self.out("\n".join(f"  {line}" for line in self.canaries))
         if self.images is not None:
             self.out("\n" + "\n".join(self.images.summary()))
         for version, (_, url) in self.serving.items():
@@ -376,7 +431,7 @@ def hold(loop: ReleaseLoop) -> None:
     """Keeps the servers up until Ctrl-C, then stops every one of them."""
     loop.out("Press Ctrl-C to stop every process the demo started.")
     try:
-        while all(p.running for p in loop.servers.processes if p.name != "model-server-v1"):
+        while all(p.running for p in loop.servers.processes):
             time.sleep(1)
         loop.out("a server exited; stopping the rest")
     except KeyboardInterrupt:
@@ -392,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".demo")
     parser.add_argument("--headless", action="store_true", help="run the loop, stop everything, exit (for CI)")
-    parser.add_argument("--timeout", type=int, default=900, help="headless: fail if the loop takes longer (s)")
+    parser.add_argument("--timeout", type=int, default=1800, help="headless: fail if the loop takes longer (s)")
     args = parser.parse_args(argv)
     os.environ.update({"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
 
@@ -419,12 +474,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.headless:
         signal.alarm(0)
+        version = max(loop.serving)
         answer = httpx.post(
             loop.serving_url(),
-            content=(loop.workdir / "images" / f"{MODEL}-v2" / "model" / "serving_input_example.json").read_bytes(),
+            content=(
+                loop.workdir / "images" / f"{MODEL}-v{version}" / "model" / "serving_input_example.json"
+            ).read_bytes(),
             headers={"Content-Type": "application/json"},
         )
-        print(f"\nfinal check: version 2 answers /invocations with {answer.status_code}")
+        served = sorted(loop.serving)
+        print(f"\nfinal check: version {version} answers /invocations with {answer.status_code}; serving: {served}")
         loop.servers.stop()
         return 0 if answer.status_code == 200 else 1
     hold(loop)

@@ -8,6 +8,13 @@ traffic with).
 
     save_wine_model(Path("model"))                                   # a model directory, for `serve --model-dir`
     log_wine_model("http://127.0.0.1:5000", "wine-classifier")       # a registered version, for `fetch`
+
+The deliberately bad version a canary must stop (`demo/canary_models/failing.py`, an MLflow "models from code"
+file: the file itself is the model's artifact, so the image's mlflow-skinny loads it like any pyfunc) takes the same
+columns, input example, requirements and drift reference, so that its error ratio is the only thing wrong with it:
+
+    save_failing_model(Path("bad-model"))                             # a model directory
+    log_failing_model("http://127.0.0.1:5000", "wine-classifier")    # a registered version
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+FAILING_MODEL = Path(__file__).parent / "canary_models" / "failing.py"
+# Set in the bad version's environment: it fails only once this file exists, and then this share of predictions.
+FAILING_ARMED_FILE = "FAILING_ARMED_FILE"
+FAILING_SHARE = "FAILING_SHARE"
 # Pinned from the training environment; inferring them instead runs the model in a subprocess (about 10 s).
 REQUIREMENT_PACKAGES = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
 
@@ -98,6 +109,58 @@ def log_wine_model(
             registered = mlflow.register_model(info.model_uri, registered_model_name)
     finally:
         mlflow.set_tracking_uri(previous)  # None: back to unset
+    version = str(registered.version)
+    return RegisteredWineModel(
+        name=registered_model_name,
+        version=version,
+        run_id=run.info.run_id,
+        model_uri=f"models:/{registered_model_name}/{version}",
+    )
+
+
+def _failing_model_kwargs() -> dict[str, Any]:
+    from mlflow.models import infer_signature
+
+    features = load_data()[0]
+    return {
+        "python_model": str(FAILING_MODEL),
+        "signature": infer_signature(features),
+        "input_example": features.head(2),
+        "pip_requirements": pip_requirements(),
+    }
+
+
+def save_failing_model(path: Path) -> Path:
+    """The bad version, saved to `path` (which must not exist) with its drift reference; returns `path`."""
+    import mlflow.pyfunc
+
+    from model_server.drift_reference import build_reference, save_reference
+
+    mlflow.pyfunc.save_model(str(path), **_failing_model_kwargs())
+    save_reference(build_reference(load_data()[0]), path)
+    return path
+
+
+def log_failing_model(
+    tracking_uri: str, registered_model_name: str, *, experiment: str = "wine-demo"
+) -> RegisteredWineModel:
+    """Log the bad version in a run on `tracking_uri` and register it as a new version of the model."""
+    import mlflow
+    import mlflow.pyfunc
+
+    from model_server.drift_reference import build_reference, log_reference
+
+    previous: Any = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run() as run:
+            mlflow.log_params({"model": "failing (models from code)"})
+            info = mlflow.pyfunc.log_model(name="model", **_failing_model_kwargs())
+            log_reference(build_reference(load_data()[0]), info.model_id)
+            registered = mlflow.register_model(info.model_uri, registered_model_name)
+    finally:
+        mlflow.set_tracking_uri(previous)
     version = str(registered.version)
     return RegisteredWineModel(
         name=registered_model_name,

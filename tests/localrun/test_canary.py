@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from components.model_canary import CanaryRelease
-from demo.wine_model import load_data, pip_requirements, save_wine_model
+from demo.wine_model import save_failing_model, save_wine_model
 from localrun.canary import (
     ABORTED,
     PROMOTED,
@@ -51,33 +51,12 @@ APP = "wine"
 # Any two label values stand for the pod-template hashes locally: the versions' names.
 STABLE_HASH, GOOD_HASH, BAD_HASH = "wine-v1", "wine-v2", "wine-v3-bad"
 NOT_SCRAPED_HASH = "wine-v2-unseen"
-FAILING_MODEL = Path(__file__).parent / "canary_models" / "failing.py"
 RELEASE = CanaryRelease(steps=(10, 50), pause_seconds=20, measurement_interval_seconds=5, max_failed_measurements=2)
 # Several 1 s scrapes after the canary's first requests (2 a second at 10%), so a rate over them exists.
 INITIAL_DELAY_SECONDS = 8.0
 # The stack defaults' error ratio, with a p99 bound a 2-core machine shared with other work keeps (the wine model
 # answers in milliseconds): the latency checks are not what these tests are about.
 MONITORING = MonitoringSettings(slo=ServingSloSettings(latency_p99_ms=1000))
-
-
-def save_failing_model(path: Path) -> Path:
-    """The bad version: the failing pyfunc over the demo model's columns, with its input example and drift reference,
-    so that error-ratio is the only check it fails."""
-    import mlflow.pyfunc
-    from mlflow.models import infer_signature
-
-    from model_server.drift_reference import build_reference, save_reference
-
-    features = load_data()[0]
-    mlflow.pyfunc.save_model(
-        str(path),
-        python_model=str(FAILING_MODEL),
-        signature=infer_signature(features),
-        input_example=features.head(2),
-        pip_requirements=pip_requirements(),
-    )
-    save_reference(build_reference(features), path)
-    return path
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ class Failing(PythonModel):
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would infer a signature from them
         armed = os.environ.get("FAILING_ARMED_FILE")
         share = float(os.environ.get("FAILING_SHARE", "0.5"))
-        if armed and Path(armed).exists() and random.random() < share:
+        # Which requests fail need not be unpredictable to anyone: not a secret.
+        if armed and Path(armed).exists() and random.random() < share:  # noqa: S311
             # Its default error code is INTERNAL_ERROR, which MLflow maps to HTTP 500 (mlflow/exceptions.py).
             raise MlflowException("the bad version failed on purpose")
         return [0] * len(model_input)
