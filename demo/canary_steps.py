@@ -24,12 +24,12 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from components.model_canary import CanaryRelease
-from demo.release_loop import MODEL, REPOSITORY, LoopFailedError
+from demo.context import MODEL, REPOSITORY, Loop, LoopFailedError
 from demo.wine_model import FAILING_ARMED_FILE, FAILING_SHARE
 from localrun import podman as pm
 from localrun.canary import ABORTED, PROMOTED, CanaryResult, Traffic, run_canary
@@ -39,9 +39,6 @@ from localrun.weighted_proxy import CANARY, SIDE_HEADER, STABLE, WeightedProxy
 from monitoring.analysis import canary_checks
 from stacks.files import load_stack_config
 from stacks.settings import kubernetes_name, pinned_model
-
-if TYPE_CHECKING:
-    from demo.release_loop import ReleaseLoop
 
 STACK = "staging"
 ROLLBACK = "rollback.yml"  # the workflow the deploy calls after an aborted canary (release/canary_aborted.py)
@@ -59,7 +56,7 @@ REQUESTS_AFTER = 100  # sent through the proxy once the release ended, to show w
 class CanarySteps:
     """Runs both canary releases through the loop `loop` (which owns every process they start)."""
 
-    def __init__(self, loop: ReleaseLoop) -> None:
+    def __init__(self, loop: Loop) -> None:
         settings = load_stack_config(loop.worktree, STACK).settings()
         self.loop = loop
         self.monitoring = settings.monitoring
@@ -201,7 +198,7 @@ class CanarySteps:
             f"v{version}: aborted {result.seconds_to_abort:.1f}s after its canary started by {verdict.check} "
             f"(measured {verdict.value}); traffic back to v{stable}"
         )
-        chosen = self._record_abort(version, self.pod_hash(version), reason)
+        chosen = self._record_abort(version, stable, self.pod_hash(version), reason)
         self._revert(version, stable, reason, chosen)
         self._not_proposed_again(version, payload)
 
@@ -218,9 +215,11 @@ class CanarySteps:
             "GITHUB_OUTPUT": "",
         }
 
-    def _record_abort(self, version: int, canary_hash: str, reason: str) -> dict[str, str]:
+    def _record_abort(self, version: int, stable: int, canary_hash: str, reason: str) -> dict[str, str]:
         """The deploy's step after an aborted canary: `release.canary_aborted` tags the version in the registry and
-        chooses the revert; returns its step outputs (`revert-to`, `revert-from`, `revert-reason`, or none)."""
+        chooses the revert, told what the stable and canary sides served as the wait reads it from their
+        ReplicaSets (here: the versions behind the proxy); returns its step outputs (`revert-to`, `revert-from`,
+        `revert-reason`, or none)."""
         from mlflow import MlflowClient
 
         loop = self.loop
@@ -229,6 +228,8 @@ class CanarySteps:
             out = loop.run_tool(
                 "-m", "release.canary_aborted", "--stack", STACK, f"--reason={reason}",
                 f"--canary-hash={canary_hash}", "--project-dir", str(loop.worktree),
+                f"--stable-model={MODEL}", f"--stable-version={stable}",
+                f"--canary-model={MODEL}", f"--canary-version={version}",
                 "--tracking-uri", loop.tracking_uri, "--outputs", str(outputs),
             )  # fmt: skip
             loop.out("\n".join("  │ " + line for line in out.rstrip().splitlines()))
@@ -248,11 +249,6 @@ class CanarySteps:
         assert ci is not None
         inputs = {"stack": STACK, "version": chosen.get("revert-to", ""), "digest": ""}
         inputs |= {"from-version": chosen.get("revert-from", ""), "reason": chosen.get("revert-reason", "")}
-        if loop.images is None and not inputs["version"]:
-            # Nothing recorded what staging ran (no image here), so the deploy chose no revert: a person starts
-            # rollback.yml by hand, as canary_aborted says, with the same inputs.
-            inputs |= {"version": str(stable), "from-version": str(version), "reason": reason}
-            loop.out(f"  no revert chosen (nothing recorded what staging ran); rollback.yml by hand: {inputs}")
         if (inputs["version"], inputs["from-version"]) != (str(stable), str(version)) or reason not in inputs["reason"]:
             raise LoopFailedError(f"the revert chosen is {chosen}, not version {version} back to {stable}")
         with loop.step(f"{ROLLBACK} (release.rollback): the revert pull request reaches the GitHub stand-in"):
@@ -343,7 +339,7 @@ def _address(url: str) -> str:
     return re.sub(r"^https?://", "", url).split("/", 1)[0]
 
 
-def canary_releases(loop: ReleaseLoop, *, bad: int = 3, good: int = 4) -> list[str]:
+def canary_releases(loop: Loop, *, bad: int = 3, good: int = 4) -> list[str]:
     """Version `bad` aborted and rolled back, then version `good` promoted; returns the summary lines."""
     steps = CanarySteps(loop)
     steps.bad_version(bad)

@@ -14,15 +14,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from demo.context import MODEL, Loop, LoopFailedError
 from localrun import podman as pm
 from localrun.declared_release import DeclaredRelease
 from localrun.oci_registry import oci_registry, registry_binary
 from localrun.processes import REPO_ROOT, child_env
-
-if TYPE_CHECKING:
-    from demo.release_loop import ReleaseLoop
 
 
 def unavailable() -> str | None:
@@ -45,7 +42,7 @@ class Figures:
 class ImageSteps:
     """Owns the demo's image rollout: the stand-in base, the local registry, each version's image and container."""
 
-    def __init__(self, loop: ReleaseLoop) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.loop = loop
         self.registry_host = ""
         # The demo's MLflow server needs no token, but the build is given one, as in Azure, so the secret mount and
@@ -81,7 +78,6 @@ class ImageSteps:
     def deploy(self, version: int, env: dict[str, str] | None = None) -> str:
         """Builds, pushes, pulls by digest and runs version `version` (with `env` added to the pod's environment);
         returns its /invocations URL."""
-        from demo.release_loop import MODEL, LoopFailedError
 
         self._start()
         release = self.declared()
@@ -154,7 +150,7 @@ class ImageSteps:
         return lines
 
 
-def for_loop(loop: ReleaseLoop) -> ImageSteps | None:
+def for_loop(loop: Loop) -> ImageSteps | None:
     """The image steps when this machine can build and run images; otherwise None, after saying why."""
     reason = unavailable()
     if reason is not None:

@@ -17,15 +17,13 @@ import math
 import queue
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from demo.context import Loop, LoopFailedError
 from demo.local_ci import Dispatch
 from localrun.monitoring import alertmanager, port_of, prometheus
-
-if TYPE_CHECKING:
-    from demo.release_loop import ReleaseLoop
 
 DEMO_INTERVAL = "2s"
 DEMO_FOR = "6s"
@@ -63,13 +61,12 @@ def _send(invocations_url: str, count: int, *, shifted: bool) -> None:
 class DriftAlertSteps:
     """Owns Prometheus and Alertmanager for the demo (started through the loop, so every exit path stops them)."""
 
-    def __init__(self, loop: ReleaseLoop) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.loop = loop
         self.prometheus_url = ""
         self.seconds_to_dispatch = 0.0
 
     def run(self) -> None:
-        from demo.release_loop import LoopFailedError
         from monitoring.__main__ import stack_rules_file
         from stacks.files import load_stack_config
 
@@ -151,7 +148,6 @@ class DriftAlertSteps:
         return max(values) if values else None
 
     def _wait_for_score(self, good: Any, timeout: float) -> float | None:
-        from demo.release_loop import LoopFailedError
 
         deadline = time.monotonic() + timeout
         score = None
@@ -169,7 +165,6 @@ class DriftAlertSteps:
         return "firing" if "firing" in states else (states[0] if states else None)
 
     def _wait_for_firing(self, timeout: float) -> None:
-        from demo.release_loop import LoopFailedError
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -179,7 +174,6 @@ class DriftAlertSteps:
         raise LoopFailedError(f"{DRIFT_ALERT} did not fire within {timeout:.0f}s (state: {self._alert_state()})")
 
     def _next_drift_dispatch(self, timeout: float) -> Dispatch:
-        from demo.release_loop import LoopFailedError
 
         assert self.loop.servers.ci is not None
         deadline = time.monotonic() + timeout
@@ -201,7 +195,7 @@ class DriftAlertSteps:
         return "(no 'drift alert accepted' line in its log)"
 
 
-def drift_alert_reaches_ci(loop: ReleaseLoop) -> float:
+def drift_alert_reaches_ci(loop: Loop) -> float:
     """Run the monitoring steps; returns the seconds from the traffic shift to the dispatch at the CI stand-in."""
     steps = DriftAlertSteps(loop)
     steps.run()

@@ -21,47 +21,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from demo import image_steps
+from demo.context import ALIAS, MODEL, PROMOTED_EVENT, REPOSITORY, LoopFailedError, Servers, Step
 from demo.local_ci import Dispatch, LocalCI
 from localrun.processes import REPO_ROOT, ManagedProcess, azurite, child_env, free_port, mlflow_server
-
-# The name the stack files pin (a Unity Catalog catalog.schema.model); the local open-source MLflow server has no
-# catalogs and registers it as one plain name, dots included.
-MODEL = "mlops.models.wine_quality"
-ALIAS = "champion"  # the alias that means "promote" (the listener's default)
-REPOSITORY = "acme-ml/mlops-serving"
-PROMOTED_EVENT = "model-promoted"  # the listener's event type for a promotion (its default)
-
-
-class LoopFailedError(RuntimeError):
-    """A step of the loop did not do what it should; the message says which and why."""
-
-
-@dataclass
-class Step:
-    name: str
-    seconds: float
-    detail: str
-
-
-@dataclass
-class Servers:
-    """What the loop started, so that every exit path stops all of it."""
-
-    processes: list[ManagedProcess] = field(default_factory=list)
-    ci: LocalCI | None = None
-
-    def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
-        if self.ci is not None:
-            self.ci.stop()
 
 
 class ReleaseLoop:

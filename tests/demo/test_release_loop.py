@@ -78,11 +78,11 @@ def test_the_release_loop_aborts_and_reverts_a_bad_canary_then_promotes_a_good_o
         # After each promoted release the deploy records its digest; the abort's revert returns to what it recorded.
         for version in (1, 2, 4):
             assert re.search(rf"│ mlops\.models\.wine_quality v{version}: deployed_staging_digest=sha256:", out)
-        assert 'step outputs: {"revert-to": "2", "revert-from": "3", "revert-reason": "canary of v3 aborted' in out
         assert "virtualenv path: fetch + start" in out
     else:
         assert "serving from a virtualenv, as the image would" in out
-        assert "no revert chosen (nothing recorded what staging ran); rollback.yml by hand" in out
+    # What the stable and canary sides served decides the revert, as the wait's ReplicaSet reading does in CI.
+    assert 'step outputs: {"revert-to": "2", "revert-from": "3", "revert-reason": "canary of v3 aborted' in out
     # Every process it started is gone: nothing answers on the addresses it printed any more.
     urls = set(re.findall(r"http://127\.0\.0\.1:\d+", out))
     assert len(urls) >= 4  # mlflow, listener, GitHub stand-in, model servers
