@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,20 +91,41 @@ def log_wine_model(
     tracking_uri: str, registered_model_name: str, *, experiment: str = "wine-demo", max_iter: int = 50
 ) -> RegisteredWineModel:
     """Train the demo model, log it in a run on `tracking_uri` and register a new version of it."""
-    import mlflow
     import mlflow.sklearn
+
+    model, features = train(max_iter=max_iter)
+    return _log_and_register(
+        tracking_uri,
+        registered_model_name,
+        experiment=experiment,
+        params={"model": "HistGradientBoostingClassifier", "max_iter": max_iter},
+        log_model=lambda: mlflow.sklearn.log_model(model, name="model", **_model_kwargs(model, features)),
+        features=features,
+    )
+
+
+def _log_and_register(
+    tracking_uri: str,
+    registered_model_name: str,
+    *,
+    experiment: str,
+    params: dict[str, Any],
+    log_model: Callable[[], Any],
+    features: Any,
+) -> RegisteredWineModel:
+    """Log a model in a run on `tracking_uri` (`log_model` inside the run), add its drift reference, register it."""
+    import mlflow
 
     from model_server.drift_reference import build_reference, log_reference
 
-    model, features = train(max_iter=max_iter)
     # set_tracking_uri is process-wide and exported to MLFLOW_TRACKING_URI (which it also reads): restore that.
     previous: Any = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(tracking_uri)
     try:
         mlflow.set_experiment(experiment)
         with mlflow.start_run() as run:
-            mlflow.log_params({"model": "HistGradientBoostingClassifier", "max_iter": max_iter})
-            info = mlflow.sklearn.log_model(model, name="model", **_model_kwargs(model, features))
+            mlflow.log_params(params)
+            info = log_model()
             # Into the logged model's files before registering: a Unity Catalog version copies them when created.
             log_reference(build_reference(features), info.model_id)
             registered = mlflow.register_model(info.model_uri, registered_model_name)
@@ -145,26 +167,13 @@ def log_failing_model(
     tracking_uri: str, registered_model_name: str, *, experiment: str = "wine-demo"
 ) -> RegisteredWineModel:
     """Log the bad version in a run on `tracking_uri` and register it as a new version of the model."""
-    import mlflow
     import mlflow.pyfunc
 
-    from model_server.drift_reference import build_reference, log_reference
-
-    previous: Any = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run() as run:
-            mlflow.log_params({"model": "failing (models from code)"})
-            info = mlflow.pyfunc.log_model(name="model", **_failing_model_kwargs())
-            log_reference(build_reference(load_data()[0]), info.model_id)
-            registered = mlflow.register_model(info.model_uri, registered_model_name)
-    finally:
-        mlflow.set_tracking_uri(previous)
-    version = str(registered.version)
-    return RegisteredWineModel(
-        name=registered_model_name,
-        version=version,
-        run_id=run.info.run_id,
-        model_uri=f"models:/{registered_model_name}/{version}",
+    return _log_and_register(
+        tracking_uri,
+        registered_model_name,
+        experiment=experiment,
+        params={"model": "failing (models from code)"},
+        log_model=lambda: mlflow.pyfunc.log_model(name="model", **_failing_model_kwargs()),
+        features=load_data()[0],
     )

@@ -39,8 +39,8 @@ from release.record_deployment import (
     NothingToRecord,
     RecordError,
     RegistryError,
-    abort_from_args,
     one_line,
+    pinned_abort,
     record,
     registry_client,
     tag_key,
@@ -186,20 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reason = one_line(args.reason, MAX_REASON)
-    record_args = argparse.Namespace(
-        stack=args.stack,
-        reason=reason,
-        model=None,
-        version=None,
-        digest=None,
-        outputs_file=None,
-        outputs_env=None,
-        at=None,
-        run_url=args.run_url,
-        project_dir=args.project_dir,
-    )
     try:
-        abort, catalog = abort_from_args(record_args)
+        abort, catalog = pinned_abort(args.project_dir, args.stack, reason, run=args.run_url)
         client = registry_client(args.tracking_uri, args.registry_uri, catalog)
         rolled_back_from = rolled_back.read_file(args.project_dir, abort.stack).get(abort.model, [])
         decision = decide(client, abort, args.canary_hash, served_from_args(args), rolled_back_from)

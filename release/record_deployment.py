@@ -279,26 +279,41 @@ def deployment_from_args(args: argparse.Namespace) -> tuple[Deployment, str]:
 
 
 def abort_from_args(args: argparse.Namespace) -> tuple[Abort, str]:
-    """The aborted release to record (the version the stack file pins unless --model/--version), and the catalog."""
-    if not STACK_NAME.match(args.stack):
-        raise RecordError(f"--stack: not a stack name: {args.stack!r}")
-    if not (args.reason or "").strip():
-        raise RecordError("--aborted needs --reason: the failed check and its value, as the analysis reported them")
+    """`--aborted`: the release to record, from the command line."""
     if args.digest or args.outputs_file is not None or args.outputs_env:
         raise RecordError("--aborted records no image: leave out --digest, --outputs-file and --outputs-env")
-    settings = load_stack_config(args.project_dir, args.stack).settings()
+    return pinned_abort(
+        args.project_dir, args.stack, args.reason or "", model=args.model, version=args.version, at=args.at,
+        run=args.run_url,
+    )  # fmt: skip
+
+
+def pinned_abort(
+    project_dir: Path,
+    stack: str,
+    reason: str,
+    *,
+    model: str | None = None,
+    version: str | None = None,
+    at: str | None = None,
+    run: str | None = None,
+) -> tuple[Abort, str]:
+    """The aborted release to record (the version the stack file pins unless `model`/`version`), and the catalog."""
+    if not STACK_NAME.match(stack):
+        raise RecordError(f"--stack: not a stack name: {stack!r}")
+    if not reason.strip():
+        raise RecordError("--aborted needs --reason: the failed check and its value, as the analysis reported them")
+    settings = load_stack_config(project_dir, stack).settings()
     if settings.model is None:
-        raise NothingToRecord(f"Pulumi.{args.stack}.yaml pins no model yet (day zero): no release to abort")
+        raise NothingToRecord(f"Pulumi.{stack}.yaml pins no model yet (day zero): no release to abort")
     pinned = pinned_model(settings)
-    version = args.version or str(pinned.version)
+    wanted = version or str(pinned.version)
     try:
-        number = parse_model_version(version)
+        number = parse_model_version(wanted)
     except ValueError as exc:
-        raise RecordError(f"--version: expected {exc}, got {version!r}") from None
-    at = _at(args.at)
-    return Abort(args.stack, args.model or pinned.name, number, args.reason, at, args.run_url or run_url()), (
-        pinned.catalog
-    )
+        raise RecordError(f"--version: expected {exc}, got {wanted!r}") from None
+    abort = Abort(stack, model or pinned.name, number, reason, _at(at), run or run_url())
+    return abort, pinned.catalog
 
 
 def _at(given: str | None) -> str:
