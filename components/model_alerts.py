@@ -126,7 +126,7 @@ class ModelAlerts(pulumi.ComponentResource):
             ],
             webhook_receivers=webhooks,
             tags=tags,
-            # The webhook URL carries the listener's function key: keep the provider's copy secret in the state.
+            # The webhook URL carries the alert route's token: keep the provider's copy secret in the state.
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["webhookReceivers"]),
         )
         self.action_group_id = self.action_group.id

@@ -467,7 +467,7 @@ SECRET_PROPERTIES: Mapping[str, tuple[str, ...]] = {
     "azure-native:keyvault:Secret": ("properties",),
     "docker-build:index:Image": ("secrets",),
     "databricks:index/secret:Secret": ("stringValue",),
-    # The webhook receiver's serviceUri carries the listener's function key (and the alert route's token).
+    # The webhook receiver's serviceUri carries the listener alert route's token.
     "azure-native:monitor:ActionGroup": ("webhookReceivers",),
 }
 

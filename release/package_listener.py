@@ -1,4 +1,4 @@
-"""Build the listener's deployment zip: exactly the files the Pulumi component uploads, nothing else.
+"""Build the listener's deployment zip: exactly the files the Pulumi component lists, nothing else.
 
     python -m release.package_listener --out listener.zip
 

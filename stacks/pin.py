@@ -384,7 +384,7 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-# --- the CLI the lead's `python -m stacks` dispatches to ------------------------------------------------------
+# --- the CLI `python -m stacks pin` dispatches to -------------------------------------------------------------------
 
 
 def add_pin_arguments(parser: argparse.ArgumentParser) -> None:

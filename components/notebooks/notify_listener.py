@@ -16,8 +16,8 @@ other version counts one more generation and sends a new id. The tag is written 
 
 The job's identity writes that tag: it needs APPLY TAG on the model and USE SCHEMA, USE CATALOG above it
 (learn.microsoft.com/azure/databricks/database-objects/tags, "Requirements") besides what reading aliases needs.
-The listener URL (it carries the function key) and the token are read from the Databricks secret scope named in
-`secret_scope`; neither is a job parameter, so neither shows in the job's UI, run history or API.
+The listener URL and the token are read from the Databricks secret scope named in `secret_scope`; neither is a job
+parameter, so neither shows in the job's UI, run history or API.
 """
 
 import json
