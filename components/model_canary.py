@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 from components.aks_cluster import MODEL_POOL_LABEL
 from components.contracts import server
 from components.model_workload import (
+    POD_THREAD_ENV,
     PORT_NAME,
     SERVICE_PORT,
     SKIP_PULL_POLICY,
@@ -28,8 +29,7 @@ from components.model_workload import (
     tmp_volume,
 )
 from monitoring.analysis import CanaryCheck
-from monitoring.rules import duration_seconds, prometheus_duration
-from stacks.settings import CanarySettings
+from monitoring.rules import prometheus_duration
 
 ANALYSIS_API_VERSION = "argoproj.io/v1alpha1"
 # The arguments the canary's checks take, filled by the controller with each version's pod-template hash
@@ -68,17 +68,6 @@ class CanaryRelease:
             raise ValueError(f"steps: expected rising percentages between 1 and 99 (got {list(self.steps)})")
         if self.pause_seconds < 1 or self.measurement_interval_seconds < 1 or self.max_failed_measurements < 1:
             raise ValueError("pause_seconds, measurement_interval_seconds and max_failed_measurements must be >= 1")
-
-    @classmethod
-    def from_settings(cls, canary: CanarySettings) -> CanaryRelease:
-        """The release a stack file's `serving.canary` section describes."""
-        return cls(
-            steps=tuple(canary.steps),
-            pause_seconds=duration_seconds(canary.pause),
-            measurement_interval_seconds=duration_seconds(canary.measurement_interval),
-            max_failed_measurements=canary.max_failed_measurements,
-            synthetic_rps=canary.synthetic_rps,
-        )
 
     @property
     def shares(self) -> str:
@@ -203,10 +192,7 @@ def build_canary_service(w: Workload, namespace: pulumi.Input[str]) -> k8s.core.
 def smoke_command(app: str) -> list[str]:
     """The smoke test's command: a real prediction through the canary Service, with the model's input example."""
     return [
-        "python",
-        "-m",
-        "model_server",
-        "smoke",
+        *server.Commands.SMOKE,
         "--url",
         f"http://{canary_service_name(app)}.{app}.svc.cluster.local{server.Routes.INVOCATIONS}",
     ]
@@ -306,7 +292,7 @@ def build_smoke_template(
         resources=("500m", "512Mi"),
         deadline_seconds=SMOKE_DEADLINE_SECONDS,
         backoff_limit=SMOKE_BACKOFF_LIMIT,
-        env={"OMP_NUM_THREADS": "1"},  # as the server: one thread per process
+        env=POD_THREAD_ENV,  # as the server: one thread per process
     )
     spec = {"metrics": [{"name": "smoke-test", "provider": provider}]}
     return _analysis_template(w, "smoke-template", smoke_template_name(app), namespace, labels, spec, after)
@@ -316,10 +302,7 @@ def judge_command(prometheus_url: str, check: CanaryCheck) -> list[str]:
     """One measurement of one check (each check is its own metric, so the AnalysisRun says which one failed):
     `python -m model_server judge` exits 0 iff the check's pass query returns a sample."""
     return [
-        "python",
-        "-m",
-        "model_server",
-        "judge",
+        *server.Commands.JUDGE,
         "--prometheus",
         prometheus_url,
         "--auth",
@@ -390,7 +373,8 @@ def synthetic_traffic_metric(w: Workload, image: pulumi.Input[str], release: Can
     labels = {**w.common, "app.kubernetes.io/component": "canary-traffic"}
     url = f"http://{canary_service_name(w.app)}.{w.app}.svc.cluster.local{server.Routes.INVOCATIONS}"
     command = [
-        *("python", "-m", "model_server", "traffic", "--url", url),
+        *server.Commands.TRAFFIC,
+        *("--url", url),
         *("--rps", f"{release.synthetic_rps:g}", "--seconds", str(seconds)),
     ]
     provider = job_provider(

@@ -28,6 +28,9 @@ PORT_NAME = "http"
 RUN_AS_USER = server.RUN_AS_USER
 READY_PATH = server.Routes.HEALTH_READY
 LIVE_PATH = server.Routes.HEALTH_LIVE
+# The image's one-thread setting for OpenMP, stated on the pod too (the image's ENV holds the whole set), so that a
+# pod spec read alone says the server runs one thread.
+POD_THREAD_ENV = {"OMP_NUM_THREADS": server.ONE_THREAD_ENV["OMP_NUM_THREADS"]}
 INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
 INTERNAL_LB_ANNOTATION = "service.beta.kubernetes.io/azure-load-balancer-internal"
 WORKLOAD_IDENTITY_USE = "azure.workload.identity/use"
@@ -261,10 +264,10 @@ def pod_template(
                     image_pull_policy="IfNotPresent",
                     ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=SERVING_PORT, protocol="TCP")],
                     env=[
-                        k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value="1"),
+                        *(k8s.core.v1.EnvVarArgs(name=name, value=value) for name, value in POD_THREAD_ENV.items()),
                         k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_NAME, value=model.name),
                         k8s.core.v1.EnvVarArgs(name=server.Env.MODEL_VERSION, value=version),
-                        # The name model_server reads (its args.py); a test holds the two together.
+                        # The name model_server reads (its settings.py); a test holds the two together.
                         k8s.core.v1.EnvVarArgs(name=server.Env.MAX_REQUEST_ROWS, value=str(model.max_rows)),
                     ],
                     resources=resources,

@@ -66,6 +66,16 @@ class Env:
     DRIFT_REFRESH_SECONDS: Final = "DRIFT_REFRESH_SECONDS"
 
 
+class Commands:
+    """The image's commands that the program runs in Jobs of the canary analysis (`python -m model_server <sub>`):
+    the smoke test, the synthetic traffic and the judge. Their flags are the server's CLI's (`__main__.py`); a
+    test parses every command the program writes with that parser."""
+
+    SMOKE: Final = ("python", "-m", "model_server", "smoke")
+    TRAFFIC: Final = ("python", "-m", "model_server", "traffic")
+    JUDGE: Final = ("python", "-m", "model_server", "judge")
+
+
 ONE_THREAD_ENV: Final[dict[str, str]] = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",

@@ -114,3 +114,26 @@ def test_the_probes_smoke_test_and_scrape_call_the_contract_routes(staging: Stac
     assert urls[0].endswith(f".svc.cluster.local{contract.Routes.INVOCATIONS}")
     scrape = next(r for r in staging.run.all(SCRAPE_CONFIG) if r.name == "model-metrics-config")
     assert f"metrics_path: {contract.Routes.METRICS}\n" in scrape.inputs["data"]["prometheus-config"]
+
+
+def job_commands(run: StackRun) -> list[list[str]]:
+    """The command of every Job the canary analysis runs in the model image (smoke test, traffic, each check)."""
+    return [
+        container["command"]
+        for template in run.run.all(SMOKE_TEMPLATE)
+        for metric in template.inputs["spec"]["metrics"]
+        if "job" in metric["provider"]
+        for container in metric["provider"]["job"]["spec"]["template"]["spec"]["containers"]
+    ]
+
+
+def test_every_command_the_analysis_runs_is_one_the_server_cli_takes(staging: StackRun) -> None:
+    from model_server.__main__ import _parser
+
+    commands = job_commands(staging)
+    prefixes = {contract.Commands.SMOKE, contract.Commands.TRAFFIC, contract.Commands.JUDGE}
+    # Staging sends synthetic traffic: all three kinds run there.
+    assert {tuple(command[:4]) for command in commands} == prefixes
+    for command in commands:
+        parsed = _parser().parse_args(command[3:])  # argparse exits on a flag or subcommand it does not know
+        assert parsed.command == command[3]
