@@ -13,7 +13,7 @@ from pathlib import Path
 import pulumi
 from pulumi_azure_native import authorization, resources
 
-from components.aks_cluster import AksCluster, AksClusterArgs
+from components.aks_cluster import AksCluster
 from components.container_insights import ContainerInsights, ContainerInsightsArgs
 from components.container_registry import ContainerRegistry, ContainerRegistryArgs
 from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
@@ -23,26 +23,13 @@ from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusAr
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
 from components.model_canary import CANARY_HASH_ARG, STABLE_HASH_ARG, hash_arg
 from components.model_catalog import ModelCatalog, ModelCatalogArgs
-from components.model_deployment import (
-    PORT_NAME,
-    CanaryAnalysis,
-    CanaryRelease,
-    Exposure,
-    IngressHost,
-    InternalLoadBalancer,
-    ModelDeployment,
-    ModelDeploymentArgs,
-    PodSize,
-    Scale,
-    ServedModel,
-)
-from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs, pinned_image_ref
+from components.model_deployment import PORT_NAME, CanaryAnalysis, ModelDeployment, ModelDeploymentArgs
+from components.model_image import DATABRICKS_RESOURCE, ModelImage, ModelImageArgs
 from components.model_metrics_scrape import ControllerPods, ModelMetricsScrape, ModelMetricsScrapeArgs
 from components.model_registry_webhook import ModelRegistryWebhook, ModelRegistryWebhookArgs
 from components.naming import Naming
 from components.observability import Observability, ObservabilityArgs
 from components.placement import Placement
-from components.role_assignment import Principal
 from components.rollout_controller import (
     CONTROLLER_POD_LABELS,
     METRICS_PORT_NAME,
@@ -53,25 +40,11 @@ from components.rollout_controller import NAMESPACE as ROLLOUTS_NAMESPACE
 from components.webhook_listener import WebhookListener, WebhookListenerArgs
 from monitoring.analysis import canary_checks
 from monitoring.rules import rule_groups
+from program import stack_args
 from stacks.engine import load_settings
+from stacks.identifiers import kubernetes_name
 from stacks.next_step import day_zero_next_step
-from stacks.settings import (
-    ServingSettings,
-    key_vault_settings,
-    kubernetes_name,
-    registry_settings,
-)
-
-
-def serving_exposure(serving: ServingSettings) -> Exposure:
-    """The stack file's `exposure` as the component takes it (the file's validator makes sure an ingress has its
-    host and TLS secret)."""
-    if serving.exposure == "ingress":
-        if serving.host is None or serving.tls_secret_name is None:
-            raise ValueError("serving.exposure ingress needs serving.host and serving.tlsSecretName")
-        return IngressHost(serving.host, serving.tls_secret_name)
-    return InternalLoadBalancer()
-
+from stacks.settings import key_vault_settings, registry_settings
 
 ROOT = Path(__file__).resolve().parent
 
@@ -83,7 +56,7 @@ location = settings.location
 client = authorization.get_client_config_output()
 # Who runs `pulumi up` for this stack, from the stack file: grants that followed the caller instead would be
 # replaced by every run of another identity (a person on day zero, CI, the pull-request preview).
-deployers = [Principal(object_id=d.object_id, type=d.type) for d in settings.deployers]
+deployers = stack_args.deployers(settings)
 
 group = resources.ResourceGroup(
     "resource-group", resource_group_name=naming.resource("rg"), location=location, tags=tags
@@ -124,10 +97,11 @@ if settings.shared.owner:
         ),
     )
     trigger_needs: list[pulumi.Resource] = []
-    if model_registry.type == "unity-catalog":
+    schema = stack_args.model_schema(model_registry)
+    if schema is not None:
         catalog = ModelCatalog(
             "model-catalog",
-            ModelCatalogArgs(registry=model_registry),
+            ModelCatalogArgs(schema=schema),
             opts=pulumi.ResourceOptions(providers=[workspace.provider]),
         )
         # A schema-scoped trigger needs the schema to exist.
@@ -158,19 +132,15 @@ if settings.shared.owner:
             alertmanager_token_secret_uri=vault.alertmanager_token_uri,
             dispatch_token_secret_uri=vault.dispatch_token_uri,
             secrets=vault.secrets,
-            release=release,
-            # Registry-wide (the schema's models), or the pinned model: never the pinned version, so the first pin
-            # and every later one leave the listener as it is.
-            model_names=[model.name] if model is not None and release.webhook_scope == "model" else [],
+            release=stack_args.listener_release(release),
+            model_names=stack_args.watched_models(release, model),
             target_stack=stack,
         ),
     )
     ModelRegistryWebhook(
         "registry-webhook",
         ModelRegistryWebhookArgs(
-            release=release,
-            model=model,
-            registry=model_registry,
+            signal=stack_args.promotion_signal(release, model_registry, model),
             listener_webhook_url=listener.databricks_webhook_url,
             listener_job_url=listener.job_webhook_url,
             hmac_secret=vault.webhook_secret,
@@ -188,7 +158,7 @@ if settings.shared.owner:
         image = ModelImage(
             "model-image",
             ModelImageArgs(
-                model=model,
+                model=stack_args.registered_model(model),
                 login_server=login_server,
                 project_dir=ROOT,
                 workspace_url=workspace.workspace_url,
@@ -200,7 +170,7 @@ if settings.shared.owner:
         # Where this run wrote the image's SBOM (relative to the project): the deploy job attaches and keeps it.
         pulumi.export("modelImageSbomDir", image.sbom_dir)
     else:
-        image_ref = pinned_image_ref(login_server, model)
+        image_ref = stack_args.pinned_image(login_server, model)
     pulumi.export("registryId", registry_id)
     pulumi.export("registryLoginServer", login_server)
     pulumi.export("databricksWorkspaceUrl", workspace.workspace_url)
@@ -222,23 +192,13 @@ else:
     registry_id = shared.require_output("registryId").apply(str)
     login_server = shared.require_output("registryLoginServer").apply(str)
     if model is not None:
-        image_ref = pinned_image_ref(login_server, model)  # the settings require imageDigest here
+        image_ref = stack_args.pinned_image(login_server, model)  # the settings require imageDigest here
     alert_url = pulumi.Output.secret(shared.require_output("listenerAlertUrl").apply(str))
 
 cluster = AksCluster(
     "cluster",
-    AksClusterArgs(
-        placement=placement,
-        tier=settings.cluster.tier,
-        upgrade_channel=settings.cluster.upgrade_channel,
-        availability_zones=settings.cluster.availability_zones,
-        system_pool=settings.cluster.system_pool,
-        user_pool=settings.cluster.user_pool,
-        admin_group_object_ids=settings.cluster.admin_group_object_ids,
-        log_analytics_workspace_id=observability.workspace_id,
-        registry_id=registry_id,
-        enable_app_routing=settings.serving.exposure == "ingress",
-        deployers=deployers,
+    stack_args.aks_cluster_args(
+        settings, placement=placement, log_analytics_workspace_id=observability.workspace_id, registry_id=registry_id
     ),
 )
 # The controller that releases each new model version as a canary, on the cluster from day zero.
@@ -280,13 +240,13 @@ if model is not None and image_ref is not None:
         "model",
         ModelDeploymentArgs(
             placement=placement,
-            model=ServedModel(model.name, model.version, serving.max_rows),
+            model=stack_args.served_model(model, serving),
             image_ref=image_ref,
             oidc_issuer_url=cluster.oidc_issuer_url,
-            size=PodSize(serving.cpu, serving.memory),
-            scale=Scale(serving.min_replicas, serving.max_replicas, serving.target_cpu_utilization),
-            exposure=serving_exposure(serving),
-            canary=CanaryRelease.from_settings(serving.canary),
+            size=stack_args.pod_size(serving),
+            scale=stack_args.scale(serving),
+            exposure=stack_args.exposure(serving),
+            canary=stack_args.canary_release(serving.canary),
             # The canary is judged by the alert rules' own series, against this stack's thresholds.
             analysis=CanaryAnalysis(
                 checks=canary_checks(

@@ -13,8 +13,11 @@ The shape every component follows, and where it comes from:
   New Component Resource"). What it registers is exactly what the class or module docstring lists under
   "Registered outputs:" (tests/components/test_component_shape.py checks both ways).
 - Args are frozen dataclasses with a docstring per field, flat and typed (the component guide's "keep structures
-  flat", pulumi.com/docs/iac/guides/building-extending/components/build-a-component/), with no catch-all
-  `settings` field: a component receives the values it uses, not a whole stack-file section.
+  flat", pulumi.com/docs/iac/guides/building-extending/components/build-a-component/), whose types are the
+  components' own: small frozen value types that refuse what cannot be built (`NodePool`, `Dispatch` =
+  `GitHubDispatch | AzureDevOpsDispatch`, `PromotionSignal`, `Exposure`), never a stack-file section. The one
+  translation from the stack file is `program/stack_args.py`; only the identifier rules come from `stacks`
+  (tests/test_import_layers.py and the shape test check both).
 - Shared pieces are written once: `Placement` (placement.py: naming, resource group, region, tags, protect) in every
   Args that places Azure resources; `assign_role` (role_assignment.py) for every role assignment, with the
   principal type read from the caller when the principal is whoever runs `pulumi up` (caller.py);

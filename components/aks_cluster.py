@@ -30,7 +30,6 @@ from ruamel.yaml import YAML
 from components import azure_facts
 from components.placement import Placement
 from components.role_assignment import Principal, assign_role
-from stacks.settings import NodePool
 
 ACR_PULL_ROLE_ID = azure_facts.ACR_PULL
 # "Azure Kubernetes Service RBAC Cluster Admin". The deployer creates a Namespace, and of the built-in AKS data-plane
@@ -59,6 +58,24 @@ CLUSTER_IGNORE_CHANGES = [
     "agentPoolProfiles[*].orchestratorVersion",
 ]
 AGENT_POOL_IGNORE_CHANGES = ["count", "orchestratorVersion"]
+
+
+@dataclass(frozen=True)
+class NodePool:
+    """One autoscaled node pool: its VM size and the autoscaler's bounds."""
+
+    vm_size: str
+    """The VM size of every node (`Standard_D4ds_v5`)."""
+    min_count: int
+    """The fewest nodes the autoscaler keeps (at least 1: a pool scaled to zero has nowhere to run its pods)."""
+    max_count: int
+    """The most nodes the autoscaler adds."""
+
+    def __post_init__(self) -> None:
+        if not self.vm_size:
+            raise ValueError("vm_size: a VM size is required")
+        if not 1 <= self.min_count <= self.max_count:
+            raise ValueError(f"expected 1 <= min_count <= max_count (got {self.min_count} and {self.max_count})")
 
 
 @dataclass(frozen=True)

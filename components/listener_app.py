@@ -9,6 +9,7 @@ setting (`listener_app_settings`), secrets only as Key Vault references resolved
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import pulumi
@@ -26,7 +27,72 @@ from components.listener_storage import (
 )
 from components.naming import Naming
 from components.placement import Placement
-from stacks.settings import ReleaseSettings
+
+
+@dataclass(frozen=True)
+class GitHubDispatch:
+    """Start the release with a GitHub `repository_dispatch` event."""
+
+    repository: str
+    """`<owner>/<name>`."""
+    event_type: str
+    """The dispatch's `event_type`, which the release workflow listens for."""
+    api_url: str = "https://api.github.com"
+    """The GitHub API (GitHub Enterprise Server has its own)."""
+
+    def __post_init__(self) -> None:
+        owner, _, name = self.repository.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repository: expected <owner>/<name>, got {self.repository!r}")
+        if not self.event_type:
+            raise ValueError("event_type: required")
+        if not self.api_url.startswith("https://"):
+            raise ValueError(f"api_url: expected an https:// URL, got {self.api_url!r}")
+
+
+@dataclass(frozen=True)
+class AzureDevOpsDispatch:
+    """Start the release by running an Azure DevOps pipeline."""
+
+    organization_url: str
+    """`https://dev.azure.com/<organization>`."""
+    project: str
+    """The project the pipeline belongs to."""
+    pipeline_id: int
+    """The pipeline's id."""
+
+    def __post_init__(self) -> None:
+        if not self.organization_url.startswith("https://"):
+            raise ValueError(f"organization_url: expected an https:// URL, got {self.organization_url!r}")
+        if not self.project:
+            raise ValueError("project: required")
+        if self.pipeline_id < 1:
+            raise ValueError(f"pipeline_id: expected a pipeline id (>= 1), got {self.pipeline_id}")
+
+
+Dispatch = GitHubDispatch | AzureDevOpsDispatch
+
+
+@dataclass(frozen=True)
+class ListenerRelease:
+    """What the listener counts as a promotion, and how it starts the release."""
+
+    dispatch: Dispatch
+    """Where the release starts: a GitHub repository or an Azure DevOps pipeline."""
+    promote_alias: str
+    """The Unity Catalog alias whose move is a promotion."""
+    promote_stages: Sequence[str]
+    """The workspace registry stages a transition to which is a promotion."""
+    max_dispatch_attempts: int
+    """How many times one promotion's dispatch is tried before it goes to the poison queue."""
+
+    def __post_init__(self) -> None:
+        if not self.promote_alias:
+            raise ValueError("promote_alias: required")
+        if not self.promote_stages:
+            raise ValueError("promote_stages: at least one stage is required")
+        if self.max_dispatch_attempts < 1:
+            raise ValueError(f"max_dispatch_attempts: at least 1 (got {self.max_dispatch_attempts})")
 
 
 class AppInputs(Protocol):
@@ -35,7 +101,7 @@ class AppInputs(Protocol):
     @property
     def placement(self) -> Placement: ...
     @property
-    def release(self) -> ReleaseSettings: ...
+    def release(self) -> ListenerRelease: ...
     @property
     def model_names(self) -> Sequence[str]: ...
     @property
@@ -73,6 +139,12 @@ def _alert_token_settings(args: AppInputs) -> list[tuple[str, pulumi.Input[str]]
         (Env.ALERTMANAGER_TOKEN, args.alertmanager_token_secret_uri),
     )
     return [(name, key_vault_reference(uri)) for name, uri in pairs if uri is not None]
+
+
+def _target(dispatch: Dispatch) -> listener.DispatchTarget:
+    if isinstance(dispatch, GitHubDispatch):
+        return listener.DispatchTarget.GITHUB
+    return listener.DispatchTarget.AZURE_DEVOPS
 
 
 def key_vault_reference(secret_uri: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -122,12 +194,10 @@ def listener_app_settings(
         (Env.POISON_QUEUE_NAME, POISON_QUEUE_NAME),
         (Env.DEDUPE_TABLE_NAME, DEDUPE_TABLE_NAME),
         (Env.QUEUE_TRIGGER_CONNECTION, QUEUE_TRIGGER_CONNECTION),
-        (Env.DISPATCH_TARGET, dispatch.target),
+        (Env.DISPATCH_TARGET, _target(dispatch).value),
         (Env.MAX_DISPATCH_ATTEMPTS, str(release.max_dispatch_attempts)),
     ]
-    if dispatch.target == "github":
-        if dispatch.repository is None:  # DispatchSettings refuses this already; kept for the type checker
-            raise ValueError("release.dispatch.repository is required for the github target")
+    if isinstance(dispatch, GitHubDispatch):
         settings += [
             (Env.GITHUB_API_URL, dispatch.api_url),
             (Env.GITHUB_REPOSITORY, dispatch.repository),
@@ -135,8 +205,6 @@ def listener_app_settings(
             (Env.GITHUB_TOKEN, key_vault_reference(args.dispatch_token_secret_uri)),
         ]
     else:
-        if dispatch.organization_url is None or dispatch.project is None or dispatch.pipeline_id is None:
-            raise ValueError("release.dispatch needs organizationUrl, project and pipelineId for azure-devops")
         settings += [
             (Env.AZURE_DEVOPS_ORG_URL, dispatch.organization_url),
             (Env.AZURE_DEVOPS_PROJECT, dispatch.project),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_databricks as databricks
-
-from stacks.settings import ModelRegistrySettings
 
 # Unity Catalog privileges (https://learn.microsoft.com/azure/databricks/data-governance/unity-catalog/manage-privileges/privileges).
 # Registering: CREATE MODEL on the schema; the creator owns the model, and only a model's owner creates versions and
@@ -19,16 +18,48 @@ RELEASE_PRIVILEGES = ("USE_SCHEMA", "EXECUTE", "APPLY_TAG")
 
 
 @dataclass(frozen=True)
-class ModelCatalogArgs:
-    """The registry settings (Unity Catalog)."""
+class ModelSchema:
+    """A Unity Catalog schema the models are registered in, who registers and who releases them there, and the
+    models declared in it with their owner."""
 
-    registry: ModelRegistrySettings
-    """The Unity Catalog registry: its catalog and schema, and who registers (`registerers`) and who releases
-    (`releasers`) models there."""
+    catalog: str
+    """The workspace's default catalog, created with the workspace."""
+    schema: str
+    """The schema, declared by the component."""
+    registerers: Sequence[str] = ()
+    """Principals that register models and set the promote alias."""
+    releasers: Sequence[str] = ()
+    """Principals that read versions and aliases, download artifacts and tag deployed versions."""
+    models: Sequence[str] = ()
+    """Model names in the schema, declared so that they exist from day zero."""
+    model_owner: str | None = None
+    """The group that owns `models`; one of `registerers` (only a model's owner registers versions)."""
+
+    def __post_init__(self) -> None:
+        if not self.catalog or not self.schema:
+            raise ValueError("catalog and schema are required")
+        if self.models and self.model_owner is None:
+            raise ValueError("models need a model_owner (the group that owns them and sets their aliases)")
+        if self.model_owner is not None and self.model_owner not in self.registerers:
+            raise ValueError(f"model_owner {self.model_owner!r} must be one of registerers (it registers the models)")
+
+    @property
+    def full_name(self) -> str:
+        """`catalog.schema`."""
+        return f"{self.catalog}.{self.schema}"
+
+
+@dataclass(frozen=True)
+class ModelCatalogArgs:
+    """The schema to declare (Unity Catalog)."""
+
+    schema: ModelSchema
+    """Its catalog and name, who registers (`registerers`) and who releases (`releasers`) models there, and the
+    declared `models` with their owner."""
 
 
 class ModelCatalog(pulumi.ComponentResource):
-    """Owns the schema the models are registered in (`modelRegistry.catalog`.`modelRegistry.schema`), created by and
+    """Owns the schema the models are registered in (`catalog`.`schema`), created by and
     so owned by the deployer, the grants of `registerers` and `releasers` on it and on its catalog, and the declared
     `models`, owned by `modelOwner`.
 
@@ -46,26 +77,24 @@ class ModelCatalog(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelCatalogArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:release:ModelCatalog", name, None, opts)
-        registry = args.registry
-        if registry.type != "unity-catalog" or registry.catalog is None or registry.schema_name is None:
-            raise ValueError("ModelCatalog is for a Unity Catalog registry (modelRegistry.type: unity-catalog)")
+        spec = args.schema
         child = pulumi.ResourceOptions(parent=self)
         schema = databricks.Schema(
             f"{name}-schema",
-            catalog_name=registry.catalog,
-            name=registry.schema_name,
+            catalog_name=spec.catalog,
+            name=spec.schema,
             comment="Models served by mlops-serving; released when the promote alias is set.",
             properties={"managed-by": "pulumi"},
             opts=child,
         )
         self.schema_name = pulumi.Output.concat(schema.catalog_name, ".", schema.name)
-        for principal, (first_role, privileges) in schema_privileges(registry).items():
+        for principal, (first_role, privileges) in schema_privileges(spec).items():
             # Named per principal; the alias keeps the URN of the grant its first role made before grants merged.
             catalog_grant_name, schema_grant_name = f"{name}-{principal}-catalog", f"{name}-{principal}-schema"
             old = f"{name}-{first_role}-{principal}"
             databricks.Grant(
                 catalog_grant_name,
-                catalog=registry.catalog,
+                catalog=spec.catalog,
                 principal=principal,
                 privileges=["USE_CATALOG"],
                 opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"{old}-catalog")]),
@@ -91,21 +120,21 @@ class ModelCatalog(pulumi.ComponentResource):
                 catalog_name=schema.catalog_name,
                 schema_name=schema.name,
                 name=model,
-                owner=registry.model_owner,
+                owner=spec.model_owner,
                 comment="Served by mlops-serving; released when the promote alias is set.",
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
             )
-            for model in registry.models
+            for model in spec.models
         ]
         self.register_outputs({"schemaName": self.schema_name})
 
 
-def schema_privileges(registry: ModelRegistrySettings) -> dict[str, tuple[str, list[str]]]:
+def schema_privileges(spec: ModelSchema) -> dict[str, tuple[str, list[str]]]:
     """Each principal's privileges on the schema, the union over its roles, with the first role it has."""
     merged: dict[str, tuple[str, list[str]]] = {}
     for role, principals, privileges in (
-        ("register", registry.registerers, REGISTER_PRIVILEGES),
-        ("release", registry.releasers, RELEASE_PRIVILEGES),
+        ("register", spec.registerers, REGISTER_PRIVILEGES),
+        ("release", spec.releasers, RELEASE_PRIVILEGES),
     ):
         for principal in principals:
             first, held = merged.get(principal, (role, []))

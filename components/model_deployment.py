@@ -57,7 +57,7 @@ from components.model_workload import (
 )
 from components.placement import Placement
 from components.role_assignment import assign_role
-from stacks.settings import kubernetes_name
+from stacks.identifiers import kubernetes_name
 
 __all__ = [
     "PORT_NAME",

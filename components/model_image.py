@@ -9,12 +9,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pulumi
 import pulumi_docker_build as docker_build
 
 from components import azure_facts
-from stacks.settings import ModelSettings
+from stacks.identifiers import DIGEST
 
 # Azure Databricks' application id: the audience of an Entra token that the Databricks REST API (and so MLflow's
 # registry client) accepts in place of a personal access token.
@@ -69,10 +70,33 @@ def repository(model_name: str) -> str:
 
 
 @dataclass(frozen=True)
+class RegisteredModel:
+    """A registered model version: its name, its version and the registry it is fetched from."""
+
+    name: str
+    """The registered name (`catalog.schema.model` in Unity Catalog)."""
+    version: int
+    """The registered version, from 1."""
+    registry: Literal["unity-catalog", "workspace"] = "unity-catalog"
+    """Unity Catalog, or the legacy workspace model registry: MLflow's tracking URI differs."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name: a registered model name is required")
+        if self.version < 1:
+            raise ValueError(f"version: registered versions start at 1 (got {self.version})")
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow's registry URI for this model's registry (`databricks-uc` is Unity Catalog)."""
+        return "databricks-uc" if self.registry == "unity-catalog" else "databricks"
+
+
+@dataclass(frozen=True)
 class ModelImageArgs:
     """What to build and where to push it."""
 
-    model: ModelSettings
+    model: RegisteredModel
     """The pinned model: its registered name and version (the image holds that version)."""
     login_server: pulumi.Input[str]
     """The registry's login server the image is pushed to (`<name>.azurecr.io`)."""
@@ -120,7 +144,7 @@ class ModelImage(pulumi.ComponentResource):
         self.tag = pulumi.Output.concat(repo, ":", str(model.version), "-", self.code_hash)
         cache_ref = pulumi.Output.concat(repo, ":buildcache")
         sbom_cache = pulumi.Output.concat(repo, ":sbomcache")
-        tracking_uri = "databricks-uc" if model.catalog == "unity-catalog" else "databricks"
+        tracking_uri = model.tracking_uri
         if Path(args.sbom_dir).is_absolute() or ".." in Path(args.sbom_dir).parts:
             raise ValueError(f"sbom_dir: expected a path inside the project, relative to it, got {args.sbom_dir!r}")
         self.sbom_dir = args.sbom_dir
@@ -199,14 +223,12 @@ class ModelImage(pulumi.ComponentResource):
         self.register_outputs({"tag": self.tag, "digest": self.digest, "ref": self.ref, "sbomDir": self.sbom_dir})
 
 
-def pinned_image_ref(login_server: pulumi.Input[str], model: ModelSettings) -> pulumi.Output[str]:
+def pinned_image_ref(login_server: pulumi.Input[str], model: RegisteredModel, digest: str) -> pulumi.Output[str]:
     """The reference of an image already in the registry, by the digest the stack file pins (rollback).
 
     The digest alone decides what runs (a runtime ignores the tag when a digest is given); the version in the tag
     is there for people reading `kubectl get pods`.
     """
-    if model.image_digest is None:
-        raise ValueError("model.imageDigest: no digest pinned")
-    return pulumi.Output.concat(
-        login_server, "/", repository(model.name), ":", str(model.version), "@", model.image_digest
-    )
+    if not DIGEST.match(digest):
+        raise ValueError(f"digest: expected sha256:<64 hex>, got {digest!r}")
+    return pulumi.Output.concat(login_server, "/", repository(model.name), ":", str(model.version), "@", digest)

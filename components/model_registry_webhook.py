@@ -1,16 +1,15 @@
 """What tells the release listener that a model was promoted: a registry webhook, or a job for Unity Catalog.
 
-* Workspace registry (`modelRegistry.type: workspace`): a Databricks MLflow registry webhook on the promote events of
-  `release.events`, for the pinned model or registry-wide (`release.webhookScope`), calling the listener's
-  `/api/webhooks/databricks` URL (function key included) and signing every delivery with the shared HMAC secret
-  (`X-Databricks-Signature`). URL and secret are secret inputs and secret outputs.
-* Unity Catalog (`modelRegistry.type: unity-catalog`) has no registry webhooks, and the provider refuses a job
-  trigger of the model kind (its Check admits only file arrival, table update or periodic triggers). Instead a job
-  on a schedule (every few minutes) runs one small serverless notebook task that reads the promote alias
-  (`release.promoteAlias`) of the pinned model, or of every model in the schema of `modelRegistry`, and POSTs each
-  one to the listener's `/api/webhooks/databricks-job` with the bearer job token. Its delivery id names the model,
-  version, alias and how many times the alias moved before (a tag the job keeps on the model), so the listener hands
-  each move off once however many times it is read, a rollback to an earlier version included.
+* Workspace registry (`RegistryWebhook`): a Databricks MLflow registry webhook on the promote events, for one model
+  or registry-wide, calling the listener's `/api/webhooks/databricks` URL and signing every delivery with the shared
+  HMAC secret (`X-Databricks-Signature`). URL and secret are secret inputs and secret outputs.
+* Unity Catalog (`AliasJob`) has no registry webhooks, and the provider refuses a job trigger of the model kind (its
+  Check admits only file arrival, table update or periodic triggers). Instead a job on a schedule (every few
+  minutes) runs one small serverless notebook task that reads the promote alias of one model, or of every model in
+  a schema, and POSTs each one to the listener's `/api/webhooks/databricks-job` with the bearer job token. Its
+  delivery id names the model, version, alias and how many times the alias moved before (a tag the job keeps on the
+  model), so the listener hands each move off once however many times it is read, a rollback to an earlier version
+  included.
 
 Day zero: a model-scoped webhook names a model, and the registry refuses one for a model that does not exist yet,
 so before the first model is registered the scope is the registry (or the schema), which fires for the first
@@ -29,11 +28,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pulumi
 import pulumi_databricks as databricks
-
-from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 
 NOTEBOOK_SOURCE = Path(__file__).parent / "notebooks" / "notify_listener.py"
 # Keys in the job's secret scope; the notebook reads them by these names.
@@ -46,23 +44,62 @@ WORKSPACE_FOLDER = "/mlops-release"
 # How often the job reads the alias (Quartz cron, UTC): every five minutes.
 POLL_SCHEDULE = "0 0/5 * * * ?"
 
-_UC_NAME = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+# A Unity Catalog securable the job reads: a schema (`catalog.schema`) or a model (`catalog.schema.model`).
+_UC_SECURABLE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?$")
 
+WebhookStatus = Literal["ACTIVE", "TEST_MODE", "DISABLED"]
 # TEST_MODE webhooks fire only from the test endpoint, DISABLED ones never. A paused schedule is the job's
 # counterpart of both: no run on its own, while "Run now" still works.
-_SCHEDULE_PAUSE_STATUS = {"ACTIVE": "UNPAUSED", "TEST_MODE": "PAUSED", "DISABLED": "PAUSED"}
+_SCHEDULE_PAUSE_STATUS: dict[WebhookStatus, str] = {"ACTIVE": "UNPAUSED", "TEST_MODE": "PAUSED", "DISABLED": "PAUSED"}
+
+
+@dataclass(frozen=True)
+class RegistryWebhook:
+    """The workspace registry's signal: a webhook on promote events, for one model or for every model."""
+
+    events: Sequence[str]
+    """The registry events that count as a promotion (at least one)."""
+    model_name: str | None
+    """The one model it fires for; None: every model of the registry (the only scope before the first model)."""
+    status: WebhookStatus = "ACTIVE"
+    """ACTIVE, TEST_MODE (fires only from the test endpoint) or DISABLED."""
+
+    def __post_init__(self) -> None:
+        if not self.events:
+            raise ValueError("events: at least one promote event is required")
+        if self.model_name == "":
+            raise ValueError("model_name: a model name, or None for every model")
+
+
+@dataclass(frozen=True)
+class AliasJob:
+    """Unity Catalog's signal: a scheduled job that reads the promote alias of one model or of a schema's models."""
+
+    securable: str
+    """`catalog.schema.model` (one model) or `catalog.schema` (every model in it, the first one included)."""
+    alias: str
+    """The alias whose move is a promotion."""
+    status: WebhookStatus = "ACTIVE"
+    """ACTIVE runs on schedule; TEST_MODE and DISABLED pause the schedule ("Run now" still works)."""
+
+    def __post_init__(self) -> None:
+        if not _UC_SECURABLE.match(self.securable):
+            raise ValueError(
+                f"securable: expected catalog.schema.model or catalog.schema (Unity Catalog), not {self.securable!r}"
+            )
+        if not self.alias:
+            raise ValueError("alias: the promote alias is required")
+
+
+PromotionSignal = RegistryWebhook | AliasJob
 
 
 @dataclass(frozen=True)
 class ModelRegistryWebhookArgs:
-    """The release settings, the pinned model and what the listener shares with its callers."""
+    """The promotion signal to declare and what the listener shares with its callers."""
 
-    release: ReleaseSettings
-    """Promote events, scope, status and promote alias."""
-    model: ModelSettings | None
-    """The pinned model (None on day zero); the scope when `release.webhookScope` is model."""
-    registry: ModelRegistrySettings
-    """Where models are registered; `type` picks a registry webhook or a Unity Catalog job."""
+    signal: PromotionSignal
+    """A registry webhook (workspace registry) or an alias-reading job (Unity Catalog), and what it watches."""
     listener_webhook_url: pulumi.Input[str]
     """The listener's `/api/webhooks/databricks` URL (a secret; the route checks the HMAC signature)."""
     listener_job_url: pulumi.Input[str]
@@ -75,18 +112,6 @@ class ModelRegistryWebhookArgs:
     """What must exist before the webhook or job is made: the schema (and models) a job reads."""
 
 
-def _validate(args: ModelRegistryWebhookArgs) -> None:
-    if args.release.webhook_scope == "model" and args.model is None:
-        raise pulumi.InputPropertyError(
-            "release.webhookScope", "model needs a pinned model; use registry until the first promotion"
-        )
-    if args.registry.type == "unity-catalog" and args.model is not None and not _UC_NAME.match(args.model.name):
-        raise pulumi.InputPropertyError(
-            "model.name",
-            f"a Unity Catalog model is named catalog.schema.model (three parts), not {args.model.name!r}",
-        )
-
-
 class ModelRegistryWebhook(pulumi.ComponentResource):
     """The promotion signal for the pinned model (see the module docstring)."""
 
@@ -95,13 +120,12 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelRegistryWebhookArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:release:ModelRegistryWebhook", name, None, opts)
-        _validate(args)
         self.webhook = None
         self.job = None
-        if args.registry.type == "unity-catalog":
-            self.job = self._alias_job(name, args)
+        if isinstance(args.signal, AliasJob):
+            self.job = self._alias_job(name, args.signal, args)
         else:
-            self.webhook = self._registry_webhook(name, args)
+            self.webhook = self._registry_webhook(name, args.signal, args)
         self.register_outputs(
             {
                 "webhookId": self.webhook.id if self.webhook is not None else None,
@@ -109,20 +133,22 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             }
         )
 
-    def _registry_webhook(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.MlflowWebhook:
-        release = args.release
-        model_name = args.model.name if release.webhook_scope == "model" and args.model is not None else None
+    def _registry_webhook(
+        self, name: str, signal: RegistryWebhook, args: ModelRegistryWebhookArgs
+    ) -> databricks.MlflowWebhook:
+        model_name = signal.model_name
         return databricks.MlflowWebhook(
             f"{name}-webhook",
-            events=list(release.events),
+            events=list(signal.events),
             model_name=model_name,
-            status=release.webhook_status,
+            status=signal.status,
             description=(
-                f"Release on promotion ({', '.join(release.events)}) of "
+                f"Release on promotion ({', '.join(signal.events)}) of "
                 f"{model_name or 'every model'}: calls the mlops release listener."
             ),
             http_url_spec=databricks.MlflowWebhookHttpUrlSpecArgs(
-                # The SDK does not mark either as secret; the URL carries the function key.
+                # The SDK marks neither as secret. The secret signs every delivery; the URL shares its output
+                # (`httpUrlSpec`), which is marked secret as a whole.
                 url=pulumi.Output.secret(args.listener_webhook_url),
                 secret=pulumi.Output.secret(args.hmac_secret),
                 enable_ssl_verification=True,
@@ -132,15 +158,14 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             ),
         )
 
-    def _alias_job(self, name: str, args: ModelRegistryWebhookArgs) -> databricks.Job:
-        release = args.release
+    def _alias_job(self, name: str, signal: AliasJob, args: ModelRegistryWebhookArgs) -> databricks.Job:
         child = pulumi.ResourceOptions(parent=self)
         # Where the listener URL and the token live. A Databricks-backed secret scope is the most secure place the
         # provider offers for them: values are write-only through the API, never shown in the job's settings, run
         # parameters or UI, redacted from notebook output, and readable only by principals with READ on the scope
         # (the deploying principal that owns it and runs the job; workspace admins). A job parameter would be
         # visible to anyone who can see the job; an Azure Key Vault-backed scope cannot be created by a service
-        # principal and would not hold the URL's function key anyway.
+        # principal.
         scope = databricks.SecretScope(f"{name}-scope", name=f"{name}-listener", backend_type="DATABRICKS", opts=child)
         url_secret = databricks.Secret(
             f"{name}-job-url",
@@ -171,16 +196,12 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             language="PYTHON",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[folder]),
         )
-        # The model, or the schema of modelRegistry for a registry-wide scope (every model in it, the first included).
-        if release.webhook_scope == "model" and args.model is not None:
-            securable = args.model.name
-        else:
-            securable = args.registry.schema_full_name
+        securable = signal.securable
         return databricks.Job(
             f"{name}-job",
             name=f"{name}: notify the release listener ({securable})",
             description=(
-                f"Reads alias {release.promote_alias!r} of the models in {securable} every five minutes and tells "
+                f"Reads alias {signal.alias!r} of the models in {securable} every five minutes and tells "
                 "the mlops release listener which version it names (the listener acts on each once)."
             ),
             # A schedule, not a model update trigger: the provider's Check refuses a trigger without file_arrival,
@@ -188,11 +209,11 @@ class ModelRegistryWebhook(pulumi.ComponentResource):
             schedule=databricks.JobScheduleArgs(
                 quartz_cron_expression=POLL_SCHEDULE,
                 timezone_id="UTC",
-                pause_status=_SCHEDULE_PAUSE_STATUS[release.webhook_status],
+                pause_status=_SCHEDULE_PAUSE_STATUS[signal.status],
             ),
             parameters=[
                 databricks.JobParameterArgs(name="securable", default=securable),
-                databricks.JobParameterArgs(name="alias", default=release.promote_alias),
+                databricks.JobParameterArgs(name="alias", default=signal.alias),
                 databricks.JobParameterArgs(name="secret_scope", default=scope.name),
             ],
             tasks=[

@@ -26,7 +26,15 @@ from pulumi_azure_native import managedidentity, web
 
 from components.contracts import listener
 from components.listener_access import SECRET_URI, grant_listener_access
-from components.listener_app import build_function_app, key_vault_reference, listener_app_settings
+from components.listener_app import (
+    AzureDevOpsDispatch,
+    Dispatch,
+    GitHubDispatch,
+    ListenerRelease,
+    build_function_app,
+    key_vault_reference,
+    listener_app_settings,
+)
 from components.listener_package import package_files, package_sha256
 from components.listener_storage import (
     DEDUPE_TABLE_NAME,
@@ -37,7 +45,6 @@ from components.listener_storage import (
     build_listener_storage,
 )
 from components.placement import Placement
-from stacks.settings import ReleaseSettings
 
 # Re-exported: the tests, release/package_listener.py and the lock check import them from here.
 __all__ = [
@@ -46,6 +53,10 @@ __all__ = [
     "PACKAGE_BLOB_NAME",
     "POISON_QUEUE_NAME",
     "QUEUE_NAME",
+    "AzureDevOpsDispatch",
+    "Dispatch",
+    "GitHubDispatch",
+    "ListenerRelease",
     "WebhookListener",
     "WebhookListenerArgs",
     "key_vault_reference",
@@ -77,8 +88,8 @@ class WebhookListenerArgs:
     job_token_secret_uri: pulumi.Input[str]
     """Versionless Key Vault URI of the bearer token the Unity Catalog job sends."""
     dispatch_token_secret_uri: pulumi.Input[str]
-    """Versionless Key Vault URI of the CI dispatch token (GitHub or Azure DevOps, per `release.dispatch.target`)."""
-    release: ReleaseSettings
+    """Versionless Key Vault URI of the CI dispatch token (GitHub or Azure DevOps, per `release.dispatch`)."""
+    release: ListenerRelease
     """What counts as a promotion and where the release is dispatched."""
     model_names: Sequence[str]
     """Models the listener acts on (registered names; `catalog.schema.model` for Unity Catalog); empty means any."""

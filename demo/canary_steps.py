@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 
-from components.model_canary import CanaryRelease
 from demo.context import MODEL, REPOSITORY, Loop, LoopFailedError
 from demo.wine_model import FAILING_ARMED_FILE, FAILING_SHARE
 from localrun import podman as pm
@@ -37,8 +36,10 @@ from localrun.monitoring import canary_prometheus, port_of
 from localrun.processes import LOOPBACK
 from localrun.weighted_proxy import CANARY, SIDE_HEADER, STABLE, WeightedProxy
 from monitoring.analysis import canary_checks
+from program import stack_args
 from stacks.files import load_stack_config
-from stacks.settings import kubernetes_name, pinned_model
+from stacks.identifiers import kubernetes_name
+from stacks.settings import pinned_model
 
 STACK = "staging"
 ROLLBACK = "rollback.yml"  # the workflow the deploy calls after an aborted canary (release/canary_aborted.py)
@@ -61,7 +62,7 @@ class CanarySteps:
         self.loop = loop
         self.monitoring = settings.monitoring
         self.release = dataclasses.replace(
-            CanaryRelease.from_settings(settings.serving.canary),
+            stack_args.canary_release(settings.serving.canary),
             pause_seconds=PAUSE_SECONDS,
             measurement_interval_seconds=MEASUREMENT_SECONDS,
         )

@@ -16,7 +16,8 @@ from pathlib import Path
 from monitoring.dashboard import dashboard_document
 from monitoring.rules import render_rules_file, rule_groups
 from stacks.files import load_stack_config, stack_names
-from stacks.settings import kubernetes_name, pinned_model
+from stacks.identifiers import kubernetes_name
+from stacks.settings import pinned_model
 from stacks.settings_errors import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ ruff check .
 step "ruff (format)"
 ruff format --check .
 step "mypy --strict"
-mypy __main__.py stacks offline components monitoring localrun listener/webhook_listener listener/function_app.py \
+mypy __main__.py stacks offline components program monitoring localrun listener/webhook_listener listener/function_app.py \
   model_image/model_server release demo policies tests benchmarks
 step "actionlint"
 actionlint .github/workflows/*.yml

@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from stacks.identifiers import DIGEST, MODEL_NAME
+from stacks.identifiers import DIGEST, MODEL_NAME, kubernetes_name
 from stacks.model_version import ModelVersion
 from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
 from stacks.settings_errors import NAMED_PROBLEM, SettingsError, describe, key_path
@@ -216,17 +216,6 @@ class ModelSettings(Section):
                 f"{KUBERNETES_NAME_MAX} characters"
             )
         return self
-
-
-def kubernetes_name(model_name: str) -> str:
-    """The DNS-1123 label a model's Kubernetes objects are named with (`Wine_Quality` -> `wine-quality`).
-
-    A Unity Catalog name's catalog and schema are the platform's own (`mlops.models.wine_quality` ->
-    `wine-quality`): the label names the model, and stays within Kubernetes' 63 characters.
-    """
-    if model_name.count(".") == 2:
-        model_name = model_name.rsplit(".", 1)[1]
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", model_name.lower())).strip("-")
 
 
 class ModelRegistrySettings(Section):

@@ -1,8 +1,9 @@
 """The project's packages import each other in one direction only, and no module imports itself back through others.
 
 Layers, lowest first: the two deployables (model_server, webhook_listener: they ship alone and import nothing of
-ours), the stack settings (stacks), what reads them (monitoring, offline), the Pulumi components, the tools that
-drive a release (release, localrun), and the demo. A module may import its own package and lower layers only.
+ours), the stack settings (stacks), what reads them (monitoring, offline), the Pulumi components, the translation
+of a stack file into the components' Args (program), the tools that drive a release (release, localrun), and the
+demo. A module may import its own package and lower layers only.
 Every import counts, at module level, inside functions and under TYPE_CHECKING alike: each is a dependency a
 reader has to hold in mind. Entry points (`__main__` modules) sit above every layer: `python -m stacks` runs the
 offline tools.
@@ -26,6 +27,7 @@ LAYERS: tuple[tuple[tuple[str, Path], ...], ...] = (
     (("stacks", ROOT / "stacks"),),
     (("monitoring", ROOT / "monitoring"), ("offline", ROOT / "offline")),
     (("components", ROOT / "components"), ("policies", ROOT / "policies")),
+    (("program", ROOT / "program"),),
     (("release", ROOT / "release"), ("localrun", ROOT / "localrun")),
     (("demo", ROOT / "demo"),),
 )
@@ -116,7 +118,8 @@ def test_the_walk_sees_every_package_and_their_imports() -> None:
     # A walk that found nothing would pass the tests below without looking.
     assert {name.split(".")[0] for name in MODULES} == set(LAYER_OF)
     assert "components.model_workload" in GRAPH["components.model_deployment"]
-    assert "stacks.settings" in GRAPH["components.model_canary"]
+    assert "monitoring.rules" in GRAPH["components.model_canary"]
+    assert "stacks.settings" in GRAPH["program.stack_args"]
 
 
 def test_no_module_imports_itself_back() -> None:
@@ -132,3 +135,14 @@ def test_no_import_from_a_lower_layer_to_a_higher_one(module: str) -> None:
     level = LAYER_OF[module.partition(".")[0]]
     upward = [target for target in GRAPH[module] if LAYER_OF[target.partition(".")[0]] > level]
     assert upward == [], f"{module} (layer {level}) imports from a higher layer"
+
+
+def test_components_take_no_stack_file_section() -> None:
+    # Components speak their own value types; only the identifier rules (digest, model name, a model's Kubernetes
+    # name) come from the stacks package. The stack file's sections reach them through program.stack_args.
+    from_stacks = {
+        module: [target for target in GRAPH[module] if target.partition(".")[0] == "stacks"]
+        for module in MODULES
+        if module.partition(".")[0] == "components"
+    }
+    assert {m: t for m, t in from_stacks.items() if set(t) - {"stacks.identifiers"}} == {}

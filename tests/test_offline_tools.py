@@ -22,9 +22,10 @@ import pytest
 from offline.preview import StackRun
 from tests.conftest import ROOT
 from tests.offline_cli import stacks_cli
+from tests.release.gitrepo import PROJECT_DIRS
 
 TREE = ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml")
-PACKAGES = ("stacks", "offline", "components", "model_image", "listener")
+PACKAGES = PROJECT_DIRS
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ the program imports this module without the listener's dependencies (pydantic-se
 
 from __future__ import annotations
 
+import enum
 from typing import Final
 
 ENV_PREFIX: Final = "LISTENER_"
@@ -21,6 +22,13 @@ DEDUPE_TABLE_NAME: Final = "webhookdeliveries"
 """One row per delivery id: what makes every webhook act at most once."""
 QUEUE_TRIGGER_CONNECTION: Final = "AzureWebJobsStorage"
 """The Functions host connection the queue trigger binds to (identity-based host storage: `AzureWebJobsStorage__*`)."""
+
+
+class DispatchTarget(enum.StrEnum):
+    """Where the listener starts a release: the value of `Env.DISPATCH_TARGET`."""
+
+    GITHUB = "github"
+    AZURE_DEVOPS = "azure-devops"
 
 
 class Events:

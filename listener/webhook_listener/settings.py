@@ -8,7 +8,6 @@ name (secrets as Key Vault references) and a test can check the two lists stay i
 
 from __future__ import annotations
 
-import enum
 import re
 from typing import Annotated, Any, Self
 
@@ -25,9 +24,7 @@ _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
-class DispatchTarget(enum.StrEnum):
-    GITHUB = "github"
-    AZURE_DEVOPS = "azure-devops"
+DispatchTarget = contract.DispatchTarget
 
 
 def _split_csv(value: Any) -> Any:

@@ -1,13 +1,14 @@
-"""The component Args fields a stack file's sections set, for tests that build components from a stack's settings
-(what `__main__.py` passes, field by field)."""
+"""The component Args fields a stack file's sections set, grouped for tests that build one component at a time.
+
+Every value comes from the program's own translation (`program.stack_args`), as `__main__.py` passes it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from components.model_canary import CanaryRelease
-from components.model_workload import Exposure, IngressHost, InternalLoadBalancer, PodSize, Scale
 from components.role_assignment import Principal
+from program import stack_args
 from stacks.settings import ClusterSettings, ServingSettings, StackSettings
 
 
@@ -17,8 +18,8 @@ def cluster_fields(cluster: ClusterSettings) -> dict[str, Any]:
         "tier": cluster.tier,
         "upgrade_channel": cluster.upgrade_channel,
         "availability_zones": cluster.availability_zones,
-        "system_pool": cluster.system_pool,
-        "user_pool": cluster.user_pool,
+        "system_pool": stack_args.node_pool(cluster.system_pool),
+        "user_pool": stack_args.node_pool(cluster.user_pool),
         "admin_group_object_ids": cluster.admin_group_object_ids,
     }
 
@@ -26,25 +27,16 @@ def cluster_fields(cluster: ClusterSettings) -> dict[str, Any]:
 def serving_fields(serving: ServingSettings) -> dict[str, Any]:
     """The ModelDeploymentArgs fields a stack file's `serving` section sets (all but the model, which it pins)."""
     return {
-        "size": PodSize(serving.cpu, serving.memory),
-        "scale": Scale(serving.min_replicas, serving.max_replicas, serving.target_cpu_utilization),
-        "exposure": serving_exposure(serving),
-        "canary": CanaryRelease.from_settings(serving.canary),
+        "size": stack_args.pod_size(serving),
+        "scale": stack_args.scale(serving),
+        "exposure": stack_args.exposure(serving),
+        "canary": stack_args.canary_release(serving.canary),
     }
-
-
-def serving_exposure(serving: ServingSettings) -> Exposure:
-    """`exposure` as the component takes it: an ingress always comes with its host and TLS secret."""
-    if serving.exposure == "ingress":
-        assert serving.host is not None
-        assert serving.tls_secret_name is not None
-        return IngressHost(serving.host, serving.tls_secret_name)
-    return InternalLoadBalancer()
 
 
 def deployers(settings: StackSettings) -> list[Principal]:
     """The principals a stack file's `deployers` section names, as the components take them."""
-    return [Principal(d.object_id, d.type) for d in settings.deployers]
+    return stack_args.deployers(settings)
 
 
 def a_deployer(settings: StackSettings) -> dict[str, Any]:

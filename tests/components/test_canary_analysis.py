@@ -30,7 +30,8 @@ from monitoring.analysis import (
 )
 from monitoring.rules import DRIFT_SCORE, DRIFT_WINDOW_ROWS, LATENCY_BUCKETS, REQUESTS, SCRAPE_JOB
 from stacks.files import load_stack_config
-from stacks.settings import MonitoringSettings, kubernetes_name, pinned_model
+from stacks.identifiers import kubernetes_name
+from stacks.settings import MonitoringSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")

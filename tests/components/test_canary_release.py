@@ -12,6 +12,7 @@ from components.model_canary import CanaryRelease, canary_strategy, rollout_time
 from offline.harness import ProgramRun, RecordedResource
 from offline.preview import StackRun
 from offline.render import manifest
+from program import stack_args
 from stacks.files import load_stack_config
 from tests.components.crd_schema import crd_problems
 from tests.conftest import ROOT, run_variant
@@ -128,7 +129,7 @@ def test_the_autoscaler_scales_the_rollout(request: pytest.FixtureRequest, stack
 
 @pytest.mark.parametrize(("stack", "timeout"), [("staging", 600 + 2 * 300 + 600), ("prod", 600 + 3 * 600 + 600)])
 def test_the_release_may_take_as_long_as_its_smoke_test_steps_and_start(stack: str, timeout: int) -> None:
-    release = CanaryRelease.from_settings(load_stack_config(ROOT, stack).settings().serving.canary)
+    release = stack_args.canary_release(load_stack_config(ROOT, stack).settings().serving.canary)
     assert rollout_timeout_seconds(release) == timeout
 
 

@@ -1,19 +1,24 @@
-"""The shape every component follows (components/__init__.py): Args with a docstring per field and no catch-all
-`settings` field, and registered outputs that are exactly the ones the component's docstring names."""
+"""The shape every component follows (components/__init__.py): Args with a docstring per field, whose types are the
+components' own (no stack-file section, no other pydantic model), and registered outputs that are exactly the ones
+the component's docstring names."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import re
-from collections.abc import Iterator
+import typing
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import pydantic
 import pytest
 
 from offline.harness import ProgramRun
+from stacks.settings import NodePool as NodePoolSettings
 from tests.conftest import STAGING_REF, run_variant
 
 COMPONENTS = Path(__file__).resolve().parents[2] / "components"
@@ -47,16 +52,64 @@ def test_every_args_field_has_a_docstring() -> None:
     assert {name: fields for name, fields in missing.items() if fields} == {}
 
 
-def test_no_args_class_takes_a_catch_all_settings_field() -> None:
-    catch_all = [
-        f"{module}.{node.name}.{statement.target.id}"
-        for module, node in args_classes()
-        for statement in node.body
-        if isinstance(statement, ast.AnnAssign)
-        and isinstance(statement.target, ast.Name)
-        and statement.target.id in {"settings", "config", "options", "data"}
-    ]
-    assert catch_all == []
+def field_types(hint: Any) -> Iterator[Any]:
+    """Every type a field's annotation names: through unions, Optional, sequences, mappings, Input and Output."""
+    yield hint
+    for argument in typing.get_args(hint):
+        yield from field_types(argument)
+
+
+def section_models(args_class: type[Any]) -> list[str]:
+    """The fields of an Args class (and of the value types it holds) whose type is a stack-file section or any
+    other pydantic model: what the stack file says must reach a component as the component's own types."""
+    found: list[str] = []
+    seen: set[type[Any]] = set()
+
+    def walk(owner: type[Any], path: str) -> None:
+        if owner in seen or not dataclasses.is_dataclass(owner):
+            return
+        seen.add(owner)
+        # `pulumi.Input[T]` names `Output[T]` by a forward reference that only pulumi.output resolves.
+        for name, hint in typing.get_type_hints(owner, localns=vars(pulumi.output)).items():
+            for named in field_types(hint):
+                if isinstance(named, type) and issubclass(named, pydantic.BaseModel):
+                    found.append(f"{path}.{name}: {named.__module__}.{named.__qualname__}")
+                elif isinstance(named, type):
+                    walk(named, f"{path}.{name}")
+
+    walk(args_class, args_class.__name__)
+    return found
+
+
+def component_args_classes() -> list[type[Any]]:
+    classes = []
+    for module, node in args_classes():
+        loaded = importlib.import_module(f"components.{module}")
+        classes.append(getattr(loaded, node.name))
+    return classes
+
+
+def test_no_args_class_takes_a_stack_file_section() -> None:
+    classes = component_args_classes()
+    assert len(classes) >= 15
+    assert {c.__name__: section_models(c) for c in classes if section_models(c)} == {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    pools: Sequence[NodePoolSettings] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SomeArgs:
+    inner: Inner
+    size: int
+
+
+def test_a_section_model_in_an_args_field_is_found() -> None:
+    # The check above looks through unions, sequences and nested value types; an Args class holding a section
+    # somewhere inside is caught.
+    assert section_models(SomeArgs) == ["SomeArgs.inner.pools: stacks.settings.NodePool"]
 
 
 def documented_outputs(component: type[pulumi.ComponentResource]) -> set[str]:

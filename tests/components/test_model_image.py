@@ -7,10 +7,9 @@ import re
 
 import pytest
 
-from components.model_image import SBOM_FILE, SBOM_TARGET, ModelImage, ModelImageArgs
+from components.model_image import SBOM_FILE, SBOM_TARGET, ModelImage, ModelImageArgs, RegisteredModel
 from localrun.declared_release import declared_release
 from offline.harness import ProgramRun, preview_program
-from stacks.settings import ModelSettings
 from tests.components.test_first_run import run
 from tests.conftest import PROJECT, ROOT, STAGING_REF
 
@@ -68,7 +67,7 @@ def test_an_sbom_dir_outside_the_project_is_refused_by_name(bad: str) -> None:
         ModelImage(
             "model-image",
             ModelImageArgs(
-                model=ModelSettings(name="models.m.m", version=1),
+                model=RegisteredModel(name="models.m.m", version=1),
                 login_server="r.azurecr.io",
                 project_dir=ROOT,
                 workspace_url="https://adb-1.azuredatabricks.net",

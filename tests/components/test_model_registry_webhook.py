@@ -26,13 +26,16 @@ from components.model_registry_webhook import (
     JOB_TOKEN_KEY,
     JOB_URL_KEY,
     NOTEBOOK_SOURCE,
+    AliasJob,
     ModelRegistryWebhook,
     ModelRegistryWebhookArgs,
+    RegistryWebhook,
 )
 from offline import harness
 from offline.cloud_facts import CloudError
 from offline.harness import ProgramRun, RecordedResource
 from offline.mockcloud import MockCloud
+from program import stack_args
 from stacks.files import load_stack_config
 from stacks.settings import ModelRegistrySettings, ModelSettings, ReleaseSettings
 from webhook_listener.schemas import JobPromotion
@@ -41,13 +44,14 @@ from webhook_listener.signatures import verify_bearer
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
 # Planted values: none of them may appear in any input that is not secret.
-FUNCTION_KEY = "plantedfunctionkey0123456789"
+URL_SECRET = "planteduriquerysecret0123456789"
 HMAC_SECRET = "plantedhmacsecret0123456789abcdef"
 JOB_TOKEN = "plantedjobtoken0123456789abcdef"
-PLANTED = (FUNCTION_KEY, HMAC_SECRET, JOB_TOKEN)
+PLANTED = (URL_SECRET, HMAC_SECRET, JOB_TOKEN)
 LISTENER = "https://mlops-serving-staging-listener-81d83c.azurewebsites.net"
-WEBHOOK_URL = f"{LISTENER}/api/webhooks/databricks?code={FUNCTION_KEY}"
-JOB_URL = f"{LISTENER}/api/webhooks/databricks-job?code={FUNCTION_KEY}"
+# A secret in the URLs' query: whatever a URL carries stays out of every plain input.
+WEBHOOK_URL = f"{LISTENER}/api/webhooks/databricks?secret={URL_SECRET}"
+JOB_URL = f"{LISTENER}/api/webhooks/databricks-job?secret={URL_SECRET}"
 NOTEBOOK_PATH = "/mlops-release/release/notify_listener"
 
 WEBHOOK = "databricks:index/mlflowWebhook:MlflowWebhook"
@@ -98,9 +102,7 @@ def run_webhook(
     registry: ModelRegistrySettings | None = None,
 ) -> ProgramRun:
     args = ModelRegistryWebhookArgs(
-        release=release,
-        model=model,
-        registry=registry or registry_of(model),
+        signal=stack_args.promotion_signal(release, registry or registry_of(model), model),
         # Plain strings on purpose: the component must make them secret itself.
         listener_webhook_url=WEBHOOK_URL,
         listener_job_url=JOB_URL,
@@ -331,17 +333,20 @@ def test_registry_scope_watches_the_models_schema(staging_release: ReleaseSettin
 
 
 @pytest.mark.parametrize("name", ["wine-quality", "ml.wine_quality", "a.b.c.d", "main..wine"])
-def test_unity_catalog_model_name_must_be_catalog_schema_model(name: str, staging_release: ReleaseSettings) -> None:
+def test_unity_catalog_model_name_must_be_catalog_schema_model(name: str) -> None:
     with pytest.raises(ValidationError, match=r"catalog\.schema\.model"):
         ModelSettings(name=name, version=1, catalog="unity-catalog")
-    # The component checks again, for settings made without validation.
-    model = ModelSettings.model_construct(name=name, version=1, catalog="unity-catalog", image_digest=None)
-    with pytest.raises(pulumi.InputPropertyError) as caught:
-        run_webhook(
-            staging_release, model, registry=ModelRegistrySettings(type="unity-catalog", catalog="c", schema="s")
-        )
-    assert caught.value.property_path == "model.name"
-    assert "catalog.schema.model" in caught.value.reason
+
+
+@pytest.mark.parametrize("securable", ["wine-quality", "a.b.c.d", "main..wine", ""])
+def test_an_alias_job_reads_only_a_model_or_a_schema(securable: str) -> None:
+    with pytest.raises(ValueError, match=r"catalog\.schema\.model or catalog\.schema"):
+        AliasJob(securable=securable, alias="champion")
+
+
+def test_a_registry_webhook_needs_an_event() -> None:
+    with pytest.raises(ValueError, match="at least one promote event"):
+        RegistryWebhook(events=(), model_name=None)
 
 
 # --- the notebook the job runs, against the listener's own checks ------------------------------------------

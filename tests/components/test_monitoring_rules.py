@@ -35,7 +35,8 @@ from monitoring.rules import (
     rule_groups,
 )
 from stacks.files import load_stack_config
-from stacks.settings import MonitoringSettings, kubernetes_name, pinned_model
+from stacks.identifiers import kubernetes_name
+from stacks.settings import MonitoringSettings, pinned_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")

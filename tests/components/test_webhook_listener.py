@@ -20,6 +20,9 @@ from components.webhook_listener import (
     DEDUPE_TABLE_NAME,
     POISON_QUEUE_NAME,
     QUEUE_NAME,
+    AzureDevOpsDispatch,
+    GitHubDispatch,
+    ListenerRelease,
     WebhookListener,
     WebhookListenerArgs,
     package_files,
@@ -27,9 +30,9 @@ from components.webhook_listener import (
 )
 from offline.cloud_facts import SUBSCRIPTION_ID, CloudError
 from offline.harness import ProgramOptions, ProgramRun, RecordedResource, run_program
+from program import stack_args
 from stacks.files import load_stack_config
-from stacks.settings import DispatchSettings, ReleaseSettings
-from webhook_listener.settings import ALL_SETTINGS, SECRET_SETTINGS, load_settings
+from webhook_listener.settings import ALL_SETTINGS, SECRET_SETTINGS, DispatchTarget, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "mlops-serving"
@@ -106,24 +109,22 @@ def role_id(guid: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def staging_release() -> ReleaseSettings:
+def staging_release() -> ListenerRelease:
     release = load_stack_config(REPO, "staging").settings().release
     assert release is not None
-    return release
+    return stack_args.listener_release(release)
 
 
 @pytest.fixture(scope="module")
-def devops_release(staging_release: ReleaseSettings) -> ReleaseSettings:
-    dispatch = DispatchSettings(
-        target="azure-devops", organization_url="https://dev.azure.com/acme-ml", project="mlops", pipeline_id=42
-    )
-    return staging_release.model_copy(update={"dispatch": dispatch})
+def devops_release(staging_release: ListenerRelease) -> ListenerRelease:
+    dispatch = AzureDevOpsDispatch(organization_url="https://dev.azure.com/acme-ml", project="mlops", pipeline_id=42)
+    return dataclasses.replace(staging_release, dispatch=dispatch)
 
 
 PLACEMENT = Placement(Naming(PROJECT, "staging"), RG, "westeurope", {"environment": "staging"}, protect=True)
 
 
-def make_args(release: ReleaseSettings, **changes: Any) -> WebhookListenerArgs:
+def make_args(release: ListenerRelease, **changes: Any) -> WebhookListenerArgs:
     args = WebhookListenerArgs(
         placement=PLACEMENT,
         source_dir=REPO / "listener",
@@ -160,12 +161,12 @@ def run_listener(args: WebhookListenerArgs) -> ProgramRun:
 
 
 @pytest.fixture(scope="module")
-def run(staging_release: ReleaseSettings) -> ProgramRun:
+def run(staging_release: ListenerRelease) -> ProgramRun:
     return run_listener(make_args(staging_release))
 
 
 @pytest.fixture(scope="module")
-def devops_run(devops_release: ReleaseSettings) -> ProgramRun:
+def devops_run(devops_release: ListenerRelease) -> ProgramRun:
     return run_listener(make_args(devops_release))
 
 
@@ -199,7 +200,7 @@ def test_app_runs_python_311_on_a_linux_flex_consumption_plan(run: ProgramRun) -
     assert app.inputs["tags"] == {"environment": "staging"}
 
 
-def test_app_name_is_global_stable_and_valid(run: ProgramRun, staging_release: ReleaseSettings) -> None:
+def test_app_name_is_global_stable_and_valid(run: ProgramRun, staging_release: ListenerRelease) -> None:
     name = run.one(WEB_APP).inputs["name"]
     assert name.startswith("mlops-serving-staging-listener-")
     assert len(name) <= 60
@@ -353,7 +354,7 @@ def test_the_listener_settings_class_accepts_the_app_settings(
     run_fixture: str, release_fixture: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     program_run: ProgramRun = request.getfixturevalue(run_fixture)
-    release: ReleaseSettings = request.getfixturevalue(release_fixture)
+    release: ListenerRelease = request.getfixturevalue(release_fixture)
     environment = listener_environment(program_run)
     for name in ALL_SETTINGS:
         monkeypatch.delenv(name, raising=False)
@@ -371,15 +372,16 @@ def test_the_listener_settings_class_accepts_the_app_settings(
     assert settings.promote_alias == release.promote_alias
     assert settings.promote_stages == tuple(release.promote_stages)
     assert settings.target_stack == "staging"
-    assert settings.dispatch_target.value == release.dispatch.target
     assert settings.max_dispatch_attempts == release.max_dispatch_attempts
     assert settings.azure_client_id == environment["AZURE_CLIENT_ID"]
-    if release.dispatch.target == "github":
+    if isinstance(release.dispatch, GitHubDispatch):
+        assert settings.dispatch_target is DispatchTarget.GITHUB
         assert settings.github_repository == "acme-ml/mlops-serving"
         assert settings.github_event_type == "model-promoted"
         assert settings.github_api_url == "https://api.github.com"
         assert settings.github_token is not None
     else:
+        assert settings.dispatch_target is DispatchTarget.AZURE_DEVOPS
         assert settings.azure_devops_org_url == "https://dev.azure.com/acme-ml"
         assert settings.azure_devops_project == "mlops"
         assert settings.azure_devops_pipeline_id == 42
@@ -512,7 +514,7 @@ def test_identity_gets_exactly_the_roles_it_uses_each_at_the_narrowest_scope(run
         assert identity.urn in assignment.property_dependencies["principalId"]
 
 
-def test_each_secret_grant_is_made_after_the_secrets_exist(staging_release: ReleaseSettings) -> None:
+def test_each_secret_grant_is_made_after_the_secrets_exist(staging_release: ListenerRelease) -> None:
     def program() -> None:
         secret = pulumi.CustomResource(
             "azure-native:keyvault:Secret", "dispatch-token", {"secretName": "dispatch-token"}
@@ -575,7 +577,7 @@ def test_children_are_parented_and_named_from_the_instance_name(run: ProgramRun)
 
 
 @pytest.mark.parametrize("protect", [True, False])
-def test_stateful_children_are_protected_as_asked(protect: bool, staging_release: ReleaseSettings) -> None:
+def test_stateful_children_are_protected_as_asked(protect: bool, staging_release: ListenerRelease) -> None:
     run = run_listener(make_args(staging_release, placement=dataclasses.replace(PLACEMENT, protect=protect)))
     stateful = {
         "listener-identity",
@@ -590,7 +592,7 @@ def test_stateful_children_are_protected_as_asked(protect: bool, staging_release
 
 
 def test_invalid_args_are_reported_together_naming_each_property(
-    staging_release: ReleaseSettings, tmp_path: Path
+    staging_release: ListenerRelease, tmp_path: Path
 ) -> None:
     (tmp_path / "host.json").write_text("{}")
     args = make_args(
@@ -630,7 +632,7 @@ def test_the_package_is_the_listener_source_without_tests_caches_or_local_settin
 
 
 def test_the_package_hash_changes_only_when_a_packaged_source_file_changes(
-    staging_release: ReleaseSettings, tmp_path: Path
+    staging_release: ListenerRelease, tmp_path: Path
 ) -> None:
     source = tmp_path / "listener"
     shutil.copytree(REPO / "listener", source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

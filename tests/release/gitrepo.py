@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # What the program and the offline tools read: the stack files, the program, the packages it imports and the
 # folders it packages (the model image context, the listener app).
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml")
-PROJECT_DIRS = ("stacks", "offline", "components", "model_image", "listener")
+# Every package the program imports from its own tree: a package left out would be imported from this checkout.
+PROJECT_DIRS = ("stacks", "offline", "monitoring", "components", "program", "model_image", "listener")
 IDENTITY = ("-c", "user.name=Test Author", "-c", "user.email=author@example.test")
 
 

@@ -457,10 +457,10 @@ def test_both_deploys_wait_for_the_canarys_outcome_before_recording_it() -> None
 
 def _canary_seconds(stack: str) -> int:
     """How long the stack file's canary holds its steps (`serving.canary`: steps x pause)."""
-    from components.model_canary import CanaryRelease
+    from program import stack_args
     from stacks.files import load_stack_config
 
-    release = CanaryRelease.from_settings(load_stack_config(ROOT, stack).settings().serving.canary)
+    release = stack_args.canary_release(load_stack_config(ROOT, stack).settings().serving.canary)
     return len(release.steps) * release.pause_seconds
 
 
