@@ -15,9 +15,9 @@ from pulumi_azure_native import authorization, resources
 
 from components.aks_cluster import AksCluster
 from components.container_insights import ContainerInsights, ContainerInsightsArgs
-from components.container_registry import ContainerRegistry, ContainerRegistryArgs
-from components.databricks_workspace import DatabricksWorkspace, DatabricksWorkspaceArgs
-from components.key_vault import DEPLOYED_RETENTION_OUTPUT, PlatformKeyVault, PlatformKeyVaultArgs
+from components.container_registry import ContainerRegistry
+from components.databricks_workspace import DatabricksWorkspace
+from components.key_vault import DEPLOYED_RETENTION_OUTPUT, PlatformKeyVault
 from components.managed_grafana import ManagedGrafana, ManagedGrafanaArgs
 from components.managed_prometheus import ManagedPrometheus, ManagedPrometheusArgs
 from components.model_alerts import ModelAlerts, ModelAlertsArgs, listener_alert_url
@@ -44,7 +44,6 @@ from program import stack_args
 from stacks.engine import load_settings
 from stacks.identifiers import kubernetes_name
 from stacks.next_step import day_zero_next_step
-from stacks.settings import key_vault_settings, registry_settings
 
 ROOT = Path(__file__).resolve().parent
 
@@ -54,9 +53,6 @@ naming = Naming(pulumi.get_project(), stack, settings.name_suffix)
 tags = naming.tags(settings.tags)
 location = settings.location
 client = authorization.get_client_config_output()
-# Who runs `pulumi up` for this stack, from the stack file: grants that followed the caller instead would be
-# replaced by every run of another identity (a person on day zero, CI, the pull-request preview).
-deployers = stack_args.deployers(settings)
 
 group = resources.ResourceGroup(
     "resource-group", resource_group_name=naming.resource("rg"), location=location, tags=tags
@@ -75,25 +71,19 @@ if settings.shared.owner:
     assert release is not None
     assert model_registry is not None
     shared_placement = dataclasses.replace(placement, protect=settings.shared.protect)
-    vault_settings, acr_settings = key_vault_settings(settings), registry_settings(settings)
     vault = PlatformKeyVault(
         "key-vault",
-        PlatformKeyVaultArgs(
+        stack_args.key_vault_args(
+            settings,
             placement=shared_placement,
             tenant_id=client.tenant_id,
-            soft_delete_retention_days=vault_settings.soft_delete_retention_days,
             state_stack=f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}",
-            purge_protection=vault_settings.purge_protection,
         ),
     )
     workspace = DatabricksWorkspace(
         "databricks",
-        DatabricksWorkspaceArgs(
-            placement=shared_placement,
-            subscription_id=client.subscription_id,
-            default_catalog=model_registry.catalog if model_registry.type == "unity-catalog" else None,
-            users=[*model_registry.registerers, *model_registry.releasers],
-            admins=model_registry.workspace_admins,
+        stack_args.databricks_workspace_args(
+            model_registry, placement=shared_placement, subscription_id=client.subscription_id
         ),
     )
     trigger_needs: list[pulumi.Resource] = []
@@ -109,13 +99,8 @@ if settings.shared.owner:
         pulumi.export("modelSchema", catalog.schema_name)
     registry = ContainerRegistry(
         "registry",
-        ContainerRegistryArgs(
-            placement=shared_placement,
-            subscription_id=client.subscription_id,
-            sku=acr_settings.sku,
-            zone_redundancy=acr_settings.zone_redundancy,
-            untagged_retention_days=acr_settings.untagged_retention_days,
-            pushers=deployers,
+        stack_args.container_registry_args(
+            settings, placement=shared_placement, subscription_id=client.subscription_id
         ),
     )
     listener = WebhookListener(

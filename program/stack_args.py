@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import pulumi
 
 from components.aks_cluster import AksClusterArgs, NodePool
+from components.container_registry import ContainerRegistryArgs
+from components.databricks_workspace import DatabricksWorkspaceArgs
+from components.key_vault import PlatformKeyVaultArgs
 from components.listener_app import AzureDevOpsDispatch, Dispatch, GitHubDispatch, ListenerRelease
 from components.model_canary import CanaryRelease
 from components.model_catalog import ModelSchema
@@ -26,8 +29,55 @@ from stacks import settings as s
 
 
 def deployers(settings: s.StackSettings) -> list[Principal]:
-    """`deployers`: who runs `pulumi up` for the stack, as the grants take them."""
+    """`deployers`: who runs `pulumi up` for the stack, as the grants take them.
+
+    From the stack file, never the caller: grants that followed the caller would be replaced by every run of another
+    identity (a person on day zero, CI, the pull-request preview).
+    """
     return [Principal(object_id=d.object_id, type=d.type) for d in settings.deployers]
+
+
+def key_vault_args(
+    settings: s.StackSettings, *, placement: Placement, tenant_id: pulumi.Input[str], state_stack: str
+) -> PlatformKeyVaultArgs:
+    """`keyVault` (defaults filled in) of the owner stack."""
+    vault = s.key_vault_settings(settings)
+    return PlatformKeyVaultArgs(
+        placement=placement,
+        tenant_id=tenant_id,
+        soft_delete_retention_days=vault.soft_delete_retention_days,
+        state_stack=state_stack,
+        purge_protection=vault.purge_protection,
+    )
+
+
+def container_registry_args(
+    settings: s.StackSettings, *, placement: Placement, subscription_id: pulumi.Input[str]
+) -> ContainerRegistryArgs:
+    """`registry` (defaults filled in) of the owner stack; the stack's deployers push."""
+    acr = s.registry_settings(settings)
+    return ContainerRegistryArgs(
+        placement=placement,
+        subscription_id=subscription_id,
+        sku=acr.sku,
+        zone_redundancy=acr.zone_redundancy,
+        untagged_retention_days=acr.untagged_retention_days,
+        pushers=deployers(settings),
+    )
+
+
+def databricks_workspace_args(
+    registry: s.ModelRegistrySettings, *, placement: Placement, subscription_id: pulumi.Input[str]
+) -> DatabricksWorkspaceArgs:
+    """`modelRegistry`: the workspace's default catalog (Unity Catalog) and every principal it names, assigned to
+    the workspace (its admins as admins)."""
+    return DatabricksWorkspaceArgs(
+        placement=placement,
+        subscription_id=subscription_id,
+        default_catalog=registry.catalog if registry.type == "unity-catalog" else None,
+        users=[*registry.registerers, *registry.releasers],
+        admins=registry.workspace_admins,
+    )
 
 
 def node_pool(pool: s.NodePool) -> NodePool:
