@@ -150,7 +150,8 @@ def import_all() -> dict[str, types.ModuleType]:
 
 @contextlib.contextmanager
 def project_copy(dest: Path) -> Iterator[Path]:
-    """This tree's files (tracked or new, not ignored) as a git repository of its own, with one commit: a base for `diff --base`."""
+    """This tree's files (tracked or new, not ignored; not its tests, demo, docs or benchmarks) as a git repository
+    of its own, with one commit: a base for `diff --base`."""
     listed = subprocess.run(
         ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         capture_output=True,
