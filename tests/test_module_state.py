@@ -3,7 +3,8 @@ many programs run in the process.
 
 `python -m stacks diff --base` runs two trees' programs and several stacks in one process (offline.isolation says
 why), and the tests run hundreds; a cache, a registry or a list a run appends to would carry one run into the next.
-So: no `global` statement anywhere in the packages, and after a `diff --base` of prod (the base tree's staging and
+So: no `global` statement anywhere in the packages, no function that changes a container the module made at
+import (read from the source, for what no run reaches), and after a `diff --base` of prod (the base tree's staging and
 prod, then this tree's staging and prod, in this process), every module-level value of every module is as it was
 at import, deep: containers item by item, the attributes of the project's own objects, the caches of functions
 (`functools.cache`, `lru_cache`), functions' default values, and class attributes. The only exception is the
@@ -71,6 +72,67 @@ def test_no_module_of_the_packages_has_a_global_statement() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Global):
                 found += [(name, each) for each in node.names if (name, each) not in ALLOWED]
+    assert found == []
+
+
+# Methods that change a container in place, and calls that make one.
+MUTATORS = frozenset(
+    {"append", "extend", "insert", "remove", "pop", "popitem", "clear", "sort", "reverse", "add", "discard", "update"}
+    | {"setdefault", "appendleft", "extendleft", "popleft", "intersection_update", "difference_update"}
+)
+CONTAINERS = frozenset({"list", "dict", "set", "defaultdict", "deque", "OrderedDict", "Counter", "bytearray"})
+
+
+def module_containers(tree: ast.Module) -> set[str]:
+    """The names a module binds at its top level to a mutable container (a literal, a comprehension, a call)."""
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        literal = isinstance(value, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp))
+        called = isinstance(value, ast.Call) and (
+            (isinstance(value.func, ast.Name) and value.func.id in CONTAINERS)
+            or (isinstance(value.func, ast.Attribute) and value.func.attr in CONTAINERS)
+        )
+        if literal or called:
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def changed_in_functions(tree: ast.Module, containers: set[str]) -> Iterator[tuple[str, str, int]]:
+    """(function, container, line) for each place a function changes a module-level container in place: a mutating
+    method, an item assigned or deleted. A function's own variable of the same name is not the module's."""
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+        local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        watched = containers - local
+        for node in ast.walk(function):
+            changed: list[ast.expr] = []
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
+                changed = [node.func.value]
+            elif isinstance(node, (ast.Assign, ast.Delete)):
+                changed = [t.value for t in node.targets if isinstance(t, ast.Subscript)]
+            elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Subscript):
+                changed = [node.target.value]
+            for target in changed:
+                if isinstance(target, ast.Name) and target.id in watched:
+                    yield getattr(function, "name", "<lambda>"), target.id, getattr(node, "lineno", 0)
+
+
+def test_no_function_changes_a_module_level_container() -> None:
+    """What a run does not reach (the release tools, the local servers) is read rather than run: no function changes
+    a list, dict or set the module made at import."""
+    found = []
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        changes = changed_in_functions(tree, module_containers(tree))
+        found += [f"{name}.{function}: {container} (line {line})" for function, container, line in changes]
     assert found == []
 
 
