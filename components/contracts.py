@@ -12,10 +12,12 @@ would. (`diff --base` previews another tree in this process; `offline.isolation`
 
 from __future__ import annotations
 
+# A venv not made by scripts/bootstrap.sh lacks the roots: e.g. one `pulumi install` fills from requirements.txt alone
+# (www.pulumi.com/docs/iac/cli/commands/pulumi_install/: "Install packages and plugins for the current program").
 try:
     from model_server import contract as server
     from webhook_listener import contract as listener
-except ModuleNotFoundError as exc:  # a venv not made by scripts/bootstrap.sh (e.g. `pulumi install`'s own)
+except ModuleNotFoundError as exc:
     raise ModuleNotFoundError(
         f"{exc.name} is not importable: the program imports the deployables' contracts from model_image/ and "
         "listener/, which ./scripts/bootstrap.sh puts on .venv's path (mlops_serving_dev.pth); run it first",
