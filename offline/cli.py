@@ -117,7 +117,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stacks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project-dir", type=_project_dir, default=Path.cwd(), help="default: current directory")
+    # The project's stack files and program; its packages are this environment's, as every other import is (a git
+    # ref's tree, for `diff --base`, runs with its own: offline.isolation).
+    project = "the project whose stack files and __main__.py to run (default: current directory)"
+    parser.add_argument("--project-dir", type=_project_dir, default=Path.cwd(), help=project)
     sub = parser.add_subparsers(dest="command", required=True)
 
     preview = sub.add_parser("preview", help="the resources stacks declare, offline")
@@ -174,8 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    # The program under preview imports its components from its own project, not from wherever this tool lives.
-    sys.path.insert(0, str(args.project_dir))
     try:
         code: int = args.func(args)
     except SettingsError as exc:

@@ -13,24 +13,19 @@ How a value is shown (never cut before the change; identifiers whole; line diffs
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import io
 import json
-import os
 import re
-import runpy
 import subprocess
-import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from offline.diff_values import render_pair
+from offline.isolation import project_packages, run_module_in_tree
 from offline.mockcloud import OWN_NAME_INPUT
 
 IMAGE_TYPE = "docker-build:index:Image"
@@ -626,9 +621,7 @@ def preview_at_ref(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
     """The preview document of `stack` as the project was at git `ref`: that ref's program, components and files.
 
     The ref's tree previews with its own tools (`python -m stacks preview <stack> --json` as that tree has it), in
-    this process: the provider SDKs, which make up most of a preview's time, are imported once for both trees. The
-    two trees' own packages have the same names (`components`, `stacks`, ...), so while the ref's tree runs, its
-    packages replace this tree's in `sys.modules`, and this tree's come back after (`_project_modules_from`).
+    this process, with its own packages and contracts (`offline.isolation`, which says why in this process).
     """
     archive = subprocess.run(
         ["git", "-C", str(project_dir), "archive", "--format=tar", ref],
@@ -641,77 +634,9 @@ def preview_at_ref(project_dir: Path, ref: str, stack: str) -> dict[str, Any]:
         base = Path(tmp)
         with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
             tar.extractall(base, filter="data")
-        out, err = io.StringIO(), io.StringIO()
-        packages = _packages(project_dir) | _packages(base)
-        with _project_modules_from(base, packages), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = _run_module("stacks", ["preview", stack, "--json"])
-        if code != 0:
-            raise RuntimeError(
-                f"preview of {stack} at {ref} failed:\n{err.getvalue().strip() or out.getvalue().strip()}"
-            )
-        doc: dict[str, Any] = json.loads(out.getvalue())
+        packages = project_packages(project_dir) | project_packages(base)
+        run = run_module_in_tree(base, packages, "stacks", ["preview", stack, "--json"])
+        if run.code != 0:
+            raise RuntimeError(f"preview of {stack} at {ref} failed:\n{run.stderr.strip() or run.stdout.strip()}")
+        doc: dict[str, Any] = json.loads(run.stdout)
         return doc
-
-
-# Source roots of the other deployables, whose contract modules the program imports by their own package names
-# (components/contracts.py puts them on the path).
-_DEPLOYABLE_ROOTS = ("model_image", "listener")
-
-
-def _packages(root: Path) -> set[str]:
-    """The modules and packages a project tree holds that its program and tools import by name: its top-level ones
-    and the deployables' packages (`model_server`, `webhook_listener`), so each tree reads its own contracts."""
-    names = {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    names |= {p.parent.name for source in _DEPLOYABLE_ROOTS for p in (root / source).glob("*/__init__.py")}
-    return names | {p.stem for p in root.glob("*.py") if p.stem != "__main__"}
-
-
-@contextlib.contextmanager
-def _project_modules_from(root: Path, packages: set[str]) -> Iterator[None]:
-    """Inside the block, `packages` import from `root` (and the working directory is `root`); after, as before.
-
-    The modules of this tree are set aside, not re-imported: the tools running now keep the very modules they
-    hold. The Pulumi runtime's settings are reset by each program run; the event loop the ref's harness leaves
-    current is closed here, so the garbage collector never finalizes an open loop (see `offline.harness`).
-    """
-
-    from offline.harness import idle_loop
-
-    def ours(name: str) -> bool:
-        return name.partition(".")[0] in packages
-
-    saved = {name: module for name, module in sys.modules.items() if ours(name)}
-    for name in saved:
-        del sys.modules[name]
-    path, cwd = list(sys.path), Path.cwd()
-    sys.path.insert(0, str(root))
-    os.chdir(root)
-    try:
-        yield
-    finally:
-        os.chdir(cwd)
-        sys.path[:] = path
-        for name in [name for name in sys.modules if ours(name)]:
-            del sys.modules[name]
-        sys.modules.update(saved)
-        # The ref's harness leaves its own idle loop current (or, before it closed its loops, whatever it made).
-        left = asyncio.get_event_loop_policy().get_event_loop()
-        if left is not idle_loop():
-            left.close()
-            asyncio.set_event_loop(idle_loop())
-
-
-def _run_module(module: str, args: list[str]) -> int:
-    """`python -m <module> <args>` in this process; its exit code."""
-    argv = sys.argv
-    sys.argv = [module, *args]
-    try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-            return 1
-        return exc.code or 0
-    finally:
-        sys.argv = argv
-    return 0

@@ -25,6 +25,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 
 from offline.cloud_facts import DEPLOYER_OBJECT_ID, PrincipalType
+from offline.isolation import idle_loop
 from offline.mockcloud import MockCloud
 from offline.wire import secret_paths_in, unwrap, unwrap_secrets
 
@@ -259,19 +260,6 @@ def preview_program(
         )
 
 
-# The loop a thread is left with between runs: one for the process, so no run leaves an open loop behind to be
-# garbage-collected.
-_IDLE_LOOP: asyncio.AbstractEventLoop | None = None
-
-
-def idle_loop() -> asyncio.AbstractEventLoop:
-    """The event loop a thread is left with between runs: one for the process, open until the process ends."""
-    global _IDLE_LOOP  # noqa: PLW0603 - one idle loop per process, see above
-    if _IDLE_LOOP is None or _IDLE_LOOP.is_closed():
-        _IDLE_LOOP = asyncio.new_event_loop()
-    return _IDLE_LOOP
-
-
 @contextlib.contextmanager
 def _event_loops() -> Iterator[None]:
     """Gives a run an event loop of its own and closes every loop the run made, on every thread.
@@ -310,7 +298,8 @@ def _event_loops() -> Iterator[None]:
         executor.shutdown(wait=True)
         for each in (loop, *worker_loops):
             _close_loop(each)
-        # Leave the thread with a usable loop, as it would have had without us.
+        # Leave the thread with a usable loop, as it would have had without us: the process's one idle loop, kept
+        # by offline.isolation, so that no loop is left for the collector to finalize.
         asyncio.set_event_loop(idle_loop())
 
 

@@ -18,7 +18,9 @@ fi
 # made importing them several times slower (benchmarks/offline_tools.py).
 uv pip sync --quiet --require-hashes --compile-bytecode -p .venv/bin/python requirements-dev.txt
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-# The program, the listener and the model server are three separate deployables; in the dev venv all three import.
+# The program, the listener and the model server are three separate deployables; in the dev venv all three import,
+# the ordinary way (what an editable install writes): the program reads the others' contract modules from here,
+# so every venv that runs it (Pulumi.yaml's `virtualenv: .venv`, every workflow, the tools) is made by this script.
 printf '%s\n' "$REPO_ROOT" "$REPO_ROOT/listener" "$REPO_ROOT/model_image" > "$site/mlops_serving_dev.pth"
 
 # checkov (manifest scanning) has a dependency tree of its own; it lives in its own venv.

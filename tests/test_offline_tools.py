@@ -10,6 +10,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -297,11 +298,41 @@ def test_preview_of_several_stacks_prints_each_tree() -> None:
     ]
 
 
-def run_command(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def run_command(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m stacks <args>` as a user runs it: its own process."""
     return subprocess.run(
-        [sys.executable, "-m", "stacks", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=600
+        [sys.executable, "-m", "stacks", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
+
+
+def own_environment(repo: Path) -> dict[str, str]:
+    """The environment `repo` would have from its own scripts/bootstrap.sh: its root, listener/ and model_image/
+    first on the path (this venv's `.pth` names this checkout's, which come after)."""
+    roots = [str(repo), str(repo / "listener"), str(repo / "model_image")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(roots)}
+
+
+def test_project_dir_gives_the_stack_files_and_the_program_and_the_packages_stay_this_environments(
+    tmp_path: Path,
+) -> None:
+    """`--project-dir` elsewhere runs that project's `__main__.py` and stack files with the packages this
+    environment imports, all from one tree: nothing puts the project dir on the path (which would import its
+    `components` beside this tree's `stacks` and `offline`). Only `diff --base` runs a tree with its own packages."""
+    for name in TREE:
+        shutil.copy(ROOT / name, tmp_path / name)
+    for deployable in ("model_image", "listener"):  # what the program builds and packages
+        shutil.copytree(ROOT / deployable, tmp_path / deployable, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "__init__.py").write_text('raise ImportError("the project dir\'s components")\n')
+    proc = run_command("--project-dir", str(tmp_path), "preview", "staging", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stack"] == "staging"
 
 
 def test_a_normal_preview_of_both_stacks_prints_nothing_on_stderr() -> None:
@@ -324,13 +355,14 @@ def test_a_normal_diff_against_the_base_prints_nothing_on_stderr(tmp_path: Path)
 def changes_after_editing(
     repo: Path, file: str, old: str, new: str, *, resource_type: str, path_suffix: str
 ) -> tuple[list[tuple[Any, Any]], str]:
-    """Edits `file` in the working tree and runs `diff --base HEAD staging` as a command: the (before, after) pairs
-    of the fields of `resource_type` whose path ends with `path_suffix`, and the diff's summary."""
+    """Edits `file` in the working tree and runs `diff --base HEAD staging` as a command, in the repository's own
+    environment: the (before, after) pairs of the fields of `resource_type` whose path ends with `path_suffix`, and
+    the diff's summary."""
     module = repo / file
     text = module.read_text()
     assert old in text
     module.write_text(text.replace(old, new))
-    proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo)
+    proc = run_command("diff", "--base", "HEAD", "staging", "--json", cwd=repo, env=own_environment(repo))
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
     pairs = [
@@ -357,7 +389,9 @@ def test_diff_against_the_base_runs_each_tree_with_its_own_components(tmp_path: 
 
 
 def test_diff_against_the_base_reads_each_trees_own_contracts(tmp_path: Path) -> None:
-    """The deployables' contracts live outside the project's top-level packages; the base must read its own."""
+    """The deployables' contracts live outside the project's top-level packages: the working tree reads its own
+    through its environment's path, the base its own because offline.isolation puts the base's deployable roots
+    first (were they not, the base would read the working tree's edited contract and nothing would change)."""
     container_ports, summary = changes_after_editing(
         make_repo(tmp_path),
         "model_image/model_server/contract.py",
