@@ -35,7 +35,7 @@ from offline import cli
 ROOT = Path(__file__).resolve().parent.parent
 # The program's packages and the tools in this process with it; of the deployables, only the contract modules the
 # program imports (the rest of them runs in their own processes: the server, the Function App).
-PACKAGES = ("components", "stacks", "offline", "monitoring", "policies", "release", "localrun")
+PACKAGES = ("components", "program", "stacks", "offline", "monitoring", "policies", "release", "localrun")
 CONTRACTS = {
     "model_server.contract": ROOT / "model_image" / "model_server" / "contract.py",
     "webhook_listener.contract": ROOT / "listener" / "webhook_listener" / "contract.py",
