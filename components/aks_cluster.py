@@ -47,6 +47,7 @@ SYSTEM_POOL_TAINT = "CriticalAddonsOnly=true:NoSchedule"
 # The label the user pool carries and ModelDeployment selects.
 MODEL_POOL_LABEL = ("workload", "models")
 SYSTEM_POOL_NAME = "system"
+NODES_PER_POOL_MAX = 1000
 USER_POOL_NAME = "models"
 
 # Fields Azure changes by itself: the Kubernetes version under the auto-upgrade channel, node counts under the
@@ -67,15 +68,21 @@ class NodePool:
     vm_size: str
     """The VM size of every node (`Standard_D4ds_v5`)."""
     min_count: int
-    """The fewest nodes the autoscaler keeps (at least 1: a pool scaled to zero has nowhere to run its pods)."""
+    """The fewest nodes the autoscaler keeps: at least 1. "System pools must contain at least one node, and user
+    node pools may contain zero or more nodes" (learn.microsoft.com/azure/aks/manage-node-pools): for the models'
+    pool one is a choice, so that a model scaled in never waits for a node to boot."""
     max_count: int
-    """The most nodes the autoscaler adds."""
+    """The most nodes the autoscaler adds (AKS: at most 1000 per pool)."""
 
     def __post_init__(self) -> None:
         if not self.vm_size:
             raise ValueError("vm_size: a VM size is required")
-        if not 1 <= self.min_count <= self.max_count:
-            raise ValueError(f"expected 1 <= min_count <= max_count (got {self.min_count} and {self.max_count})")
+        # At most 1000 nodes per pool (hashicorp/terraform-provider-azurerm#9198, when AKS raised it from 100).
+        if not 1 <= self.min_count <= self.max_count <= NODES_PER_POOL_MAX:
+            raise ValueError(
+                f"expected 1 <= min_count <= max_count <= {NODES_PER_POOL_MAX} "
+                f"(got {self.min_count} and {self.max_count})"
+            )
 
 
 @dataclass(frozen=True)

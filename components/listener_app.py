@@ -27,6 +27,11 @@ from components.listener_storage import (
 )
 from components.naming import Naming
 from components.placement import Placement
+from stacks.identifiers import REPOSITORY
+
+# "A custom webhook event name. Must be 100 characters or fewer." (docs.github.com/rest/repos/repos,
+# "Create a repository dispatch event").
+GITHUB_EVENT_TYPE_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,10 @@ class GitHubDispatch:
     """The GitHub API (GitHub Enterprise Server has its own)."""
 
     def __post_init__(self) -> None:
-        owner, _, name = self.repository.partition("/")
-        if not owner or not name or "/" in name:
+        if not REPOSITORY.match(self.repository):
             raise ValueError(f"repository: expected <owner>/<name>, got {self.repository!r}")
-        if not self.event_type:
-            raise ValueError("event_type: required")
+        if not 1 <= len(self.event_type) <= GITHUB_EVENT_TYPE_MAX:
+            raise ValueError(f"event_type: 1 to {GITHUB_EVENT_TYPE_MAX} characters (got {len(self.event_type)})")
         if not self.api_url.startswith("https://"):
             raise ValueError(f"api_url: expected an https:// URL, got {self.api_url!r}")
 

@@ -47,6 +47,26 @@ POLL_SCHEDULE = "0 0/5 * * * ?"
 # A Unity Catalog securable the job reads: a schema (`catalog.schema`) or a model (`catalog.schema.model`).
 _UC_SECURABLE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)?$")
 
+# Every event a registry webhook may name (docs.databricks.com/api/model-registry/v1/registry-webhook, `events`).
+REGISTRY_WEBHOOK_EVENTS = frozenset(
+    {
+        "MODEL_VERSION_CREATED",
+        "MODEL_VERSION_TRANSITIONED_STAGE",
+        "TRANSITION_REQUEST_CREATED",
+        "COMMENT_CREATED",
+        "REGISTERED_MODEL_CREATED",
+        "MODEL_VERSION_TAG_SET",
+        "MODEL_VERSION_TRANSITIONED_TO_STAGING",
+        "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
+        "MODEL_VERSION_TRANSITIONED_TO_ARCHIVED",
+        "TRANSITION_REQUEST_TO_STAGING_CREATED",
+        "TRANSITION_REQUEST_TO_PRODUCTION_CREATED",
+        "TRANSITION_REQUEST_TO_ARCHIVED_CREATED",
+    }
+)
+# "This event type can only be specified for a registry-wide webhook" (same page).
+REGISTRY_WIDE_ONLY = "REGISTERED_MODEL_CREATED"
+
 WebhookStatus = Literal["ACTIVE", "TEST_MODE", "DISABLED"]
 # TEST_MODE webhooks fire only from the test endpoint, DISABLED ones never. A paused schedule is the job's
 # counterpart of both: no run on its own, while "Run now" still works.
@@ -67,6 +87,13 @@ class RegistryWebhook:
     def __post_init__(self) -> None:
         if not self.events:
             raise ValueError("events: at least one promote event is required")
+        unknown = sorted(set(self.events) - REGISTRY_WEBHOOK_EVENTS)
+        if unknown:
+            raise ValueError(f"events: {', '.join(unknown)} are not registry webhook events")
+        if len(set(self.events)) != len(self.events):
+            raise ValueError(f"events: each event once (got {list(self.events)})")
+        if self.model_name is not None and REGISTRY_WIDE_ONLY in self.events:
+            raise ValueError(f"events: {REGISTRY_WIDE_ONLY} fires only on a registry-wide webhook (model_name None)")
         if self.model_name == "":
             raise ValueError("model_name: a model name, or None for every model")
 

@@ -180,6 +180,9 @@ def promotion_signal(
 ) -> PromotionSignal:
     """`release` and `modelRegistry`: a registry webhook (workspace registry) or an alias job (Unity Catalog), for
     the pinned model (`webhookScope: model`) or every model of the registry or of the schema."""
+    if release.webhook_scope == "model" and model is None:
+        # The settings refuse this (a model-scoped signal names a model that does not exist yet); never widened.
+        raise ValueError("release.webhookScope: model needs a pinned model")
     one_model = model.name if model is not None and release.webhook_scope == "model" else None
     if registry.type == "unity-catalog":
         return AliasJob(

@@ -9,6 +9,11 @@ source scripts/env.sh
 if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet "uv==0.13.8"
 fi
+# A .venv of another Python is remade: the Pulumi language host makes .venv itself, from whatever `python3` is on
+# PATH, when `pulumi up` runs before this script (pulumi/pulumi sdk/python/toolchain/pip.go, EnsureVenv).
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
   uv venv --quiet -p 3.11 .venv
 fi

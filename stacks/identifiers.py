@@ -28,6 +28,10 @@ STACK_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,39}$"
 registry tag keys, where `-` turns into `_`)."""
 STACK_NAME: Final = re.compile(STACK_NAME_PATTERN)
 
+REPOSITORY_PATTERN: Final = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+"""A GitHub repository, `<owner>/<name>`: where the listener dispatches a release and the release tools act."""
+REPOSITORY: Final = re.compile(REPOSITORY_PATTERN)
+
 
 def kubernetes_name(model_name: str) -> str:
     """The DNS-1123 label a model's Kubernetes objects are named with (`Wine_Quality` -> `wine-quality`).

@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from stacks.identifiers import DIGEST, MODEL_NAME, kubernetes_name
+from stacks.identifiers import DIGEST, MODEL_NAME, REPOSITORY, kubernetes_name
 from stacks.model_version import ModelVersion
 from stacks.regions import AZURE_REGIONS, ZONE_REGIONS
 from stacks.settings_errors import NAMED_PROBLEM, SettingsError, describe, key_path
@@ -36,7 +36,6 @@ _MEMORY = re.compile(r"^\d+(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
 _STACK_REF = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 # A Unity Catalog object name the program declares (catalog, schema): lowercase letters, digits, underscores.
 _UC_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
 # A Unity Catalog model's full name: catalog.schema.model.
@@ -74,7 +73,7 @@ VmSize = Annotated[str, _matches(_VM_SIZE, "an Azure VM size such as Standard_D4
 ModelName = Annotated[str, _matches(MODEL_NAME, "a registered model name: letters, digits, '.', '_', '-'")]
 Digest = Annotated[str, _matches(DIGEST, "an image digest: sha256: and 64 hex digits")]
 StackRef = Annotated[str, _matches(_STACK_REF, "a fully qualified stack name: <org>/<project>/<stack>")]
-Repository = Annotated[str, _matches(_REPO, "a GitHub repository: <owner>/<name>")]
+Repository = Annotated[str, _matches(REPOSITORY, "a GitHub repository: <owner>/<name>")]
 UcIdentifier = Annotated[str, _matches(_UC_IDENTIFIER, "a Unity Catalog name: lowercase letters, digits, '_'")]
 Principal = Annotated[
     str, _matches(_PRINCIPAL, "a Databricks principal: a user's e-mail, a group name or an application id")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import inspect
 import re
 import typing
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,35 @@ def test_no_args_class_takes_a_stack_file_section() -> None:
     classes = component_args_classes()
     assert len(classes) >= 15
     assert {c.__name__: section_models(c) for c in classes if section_models(c)} == {}
+
+
+def signatures(module_name: str) -> Iterator[tuple[str, Any]]:
+    """Every function of a components module, and every method and property of its classes, with its qualified name."""
+    module = importlib.import_module(module_name)
+    for name, value in vars(module).items():
+        if getattr(value, "__module__", None) != module_name:
+            continue
+        if inspect.isfunction(value):
+            yield name, value
+        elif inspect.isclass(value):
+            for attribute, member in vars(value).items():
+                function = member.fget if isinstance(member, property) else member
+                if inspect.isfunction(function):
+                    yield f"{name}.{attribute}", function
+
+
+def test_no_component_function_takes_or_gives_a_stack_file_section() -> None:
+    # Builders and Protocols take the same own types as the Args (an input Protocol's properties included).
+    found, looked_at = [], 0
+    for path in sorted(COMPONENTS.glob("*.py")):
+        for name, function in signatures(f"components.{path.stem}"):
+            looked_at += 1
+            for hint in typing.get_type_hints(function, localns=vars(pulumi.output)).values():
+                for named in field_types(hint):
+                    if isinstance(named, type) and issubclass(named, pydantic.BaseModel):
+                        found.append(f"{path.stem}.{name}: {named.__qualname__}")
+    assert looked_at > 300  # a walk that found no function would pass without looking
+    assert found == []
 
 
 @dataclasses.dataclass(frozen=True)

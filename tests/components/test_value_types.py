@@ -77,3 +77,42 @@ def test_the_shipped_stacks_translate_into_the_components_types() -> None:
     )
     assert stack_args.model_schema(workspace) is None
     assert stack_args.node_pool(staging.cluster.user_pool) == NodePool("Standard_D4ds_v5", 1, 3)
+
+
+def test_a_node_pool_holds_at_most_a_thousand_nodes() -> None:
+    assert NodePool("Standard_D4ds_v5", 1, 1000).max_count == 1000
+    with pytest.raises(ValueError, match="<= 1000"):
+        NodePool("Standard_D4ds_v5", 1, 1001)
+
+
+@pytest.mark.parametrize(
+    ("events", "model_name", "reason"),
+    [
+        (("MODEL_VERSION_PROMOTED",), None, "not registry webhook events"),
+        (("COMMENT_CREATED", "COMMENT_CREATED"), None, "each event once"),
+        (("REGISTERED_MODEL_CREATED",), "wine-quality", "only on a registry-wide webhook"),
+    ],
+)
+def test_a_registry_webhook_names_only_events_the_registry_has(
+    events: tuple[str, ...], model_name: str | None, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        RegistryWebhook(events=events, model_name=model_name)
+    assert RegistryWebhook(events=("REGISTERED_MODEL_CREATED",), model_name=None).model_name is None
+
+
+def test_a_github_event_type_has_at_most_a_hundred_characters() -> None:
+    assert GitHubDispatch(repository="acme/ml", event_type="e" * 100).event_type
+    with pytest.raises(ValueError, match="1 to 100 characters"):
+        GitHubDispatch(repository="acme/ml", event_type="e" * 101)
+    with pytest.raises(ValueError, match="<owner>/<name>"):
+        GitHubDispatch(repository="acme/my repo", event_type="model-promoted")
+
+
+def test_a_model_scoped_signal_without_a_model_is_refused_not_widened() -> None:
+    staging = load_stack_config(ROOT, "staging").settings()
+    assert staging.release is not None
+    assert staging.model_registry is not None
+    model_scoped = staging.release.model_copy(update={"webhook_scope": "model"})
+    with pytest.raises(ValueError, match="webhookScope: model needs a pinned model"):
+        stack_args.promotion_signal(model_scoped, staging.model_registry, None)

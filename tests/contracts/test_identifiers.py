@@ -8,6 +8,13 @@ from policies import rules
 from stacks import identifiers
 
 
+def test_the_listeners_repository_rule_is_the_projects() -> None:
+    # The listener ships alone (listener/webhook_listener), so it keeps its own copy.
+    from webhook_listener import settings
+
+    assert settings._REPOSITORY.pattern == identifiers.REPOSITORY_PATTERN
+
+
 def test_the_policy_packs_digest_rule_is_the_projects() -> None:
     assert rules._DIGEST.pattern == rf"@{identifiers.DIGEST_PATTERN}$"
 

@@ -529,3 +529,20 @@ def test_an_aborted_canary_is_recorded_and_its_revert_proposed_in_the_same_run()
         }
         assert set(revert["with"]) <= set(called)
         assert revert["secrets"] == "inherit"
+
+
+def test_every_job_that_runs_the_program_bootstraps_its_venv_first() -> None:
+    # The program imports the deployables' contracts through the .pth bootstrap.sh writes into .venv; the Pulumi
+    # language host uses .venv as found (pulumi/pulumi sdk/python/toolchain/pip.go, EnsureVenv) and pulumi/actions
+    # runs no `pulumi install` (pulumi/actions src/run.ts).
+    seen = 0
+    for path in workflow_files():
+        for name, job in jobs(path).items():
+            steps = steps_of(job)
+            pulumi = [i for i, step in enumerate(steps) if uses_of(step, "pulumi/actions")]
+            bootstrap = [i for i, step in enumerate(steps) if "./scripts/bootstrap.sh" in str(step.get("run", ""))]
+            if pulumi:
+                seen += 1
+                assert bootstrap, f"{path.name}:{name} runs pulumi/actions without ./scripts/bootstrap.sh"
+                assert bootstrap[0] < pulumi[0], f"{path.name}:{name} bootstraps after pulumi/actions"
+    assert seen == 3  # deploy staging, deploy prod, the pull-request preview
