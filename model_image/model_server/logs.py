@@ -1,6 +1,8 @@
 """JSON logs on stdout: one object per line, for the server's own events, uvicorn's, the access log and payloads.
 
 Loggers:
+* `model_server.app`: the server's own events: the model loading, ready or failed, drift monitoring's state, a
+  model that failed on a request's input, an unhandled error.
 * `model_server.access`: one line per request (request id, route, status, duration, rows, sizes). Probes and
   `/metrics` are not logged, so a pod's log is its traffic.
 * `model_server.payload`: when PAYLOAD_LOG_SAMPLE_RATE > 0, that share of scoring requests is logged with its
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 
+EVENTS = logging.getLogger("model_server.app")
 ACCESS = logging.getLogger("model_server.access")
 PAYLOAD = logging.getLogger("model_server.payload")
 

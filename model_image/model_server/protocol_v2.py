@@ -1,20 +1,31 @@
 """The Open Inference Protocol (V2, as KServe and Seldon speak it) on top of the same parser, batcher and model.
 
-Inputs are either one tensor per signature column (`name` = column, `shape` [n] or [n, 1]) or a single 2-D tensor
+The routes (`V2Protocol`), and the request and response documents they read and write (the functions). Inputs
+are either one tensor per signature column (`name` = column, `shape` [n] or [n, 1]) or a single 2-D tensor
 [n, number of columns] whose columns follow the signature's order. Outputs are one tensor per output column
 (DataFrame or dict outputs) or one tensor named `predict`.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 
+from model_server import SERVER_NAME, SERVER_VERSION
+from model_server.lifecycle import Lifecycle
 from model_server.loading import LoadedModel
+from model_server.metrics import Metrics
 from model_server.parsing import Frame, InputError, check_row_count, frame_from_columns, loads_json
+from model_server.predicting import log_payload, predict
 from model_server.schema import Kind, TabularSchema, mlflow_v2_datatype, v2_datatype
+from model_server.settings import Settings
+from model_server.transport import JSON, HttpError, Request, Resolved, Response, RouteTable, json_response, read_body
+
+MODELS_PREFIX = "/v2/models/"
 
 # which V2 datatypes each column kind accepts
 _ACCEPTED = {
@@ -177,3 +188,86 @@ def model_metadata(loaded: LoadedModel) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
     }
+
+
+class V2Protocol:
+    """Owns the Open Inference Protocol's routes: the server's metadata and health (`/v2`, `/v2/health/*`) and, under
+    `/v2/models/{name}[/versions/{version}]`, the model's metadata, readiness and `infer`, with V2's error shape.
+    """
+
+    # Probes, left out of the access log.
+    quiet_routes = frozenset({"/v2/health/live", "/v2/health/ready"})
+
+    def __init__(self, settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self._sample_rate = settings.payload_log_sample_rate
+        self.routes: RouteTable = {
+            "/v2": ("GET", self.server_metadata),
+            "/v2/health/live": ("GET", self.live),
+            "/v2/health/ready": ("GET", self.ready),
+        }
+        self._model_routes: RouteTable = {
+            "": ("GET", self.metadata),
+            "ready": ("GET", self.model_ready),
+            "infer": ("POST", self.infer),
+        }
+
+    def resolve(self, path: str, request: Request) -> Resolved:
+        """A path under MODELS_PREFIX: (route template for metrics, method, handler); the name and version go to
+        `request.params`."""
+        parts = path[len(MODELS_PREFIX) :].split("/")
+        name, rest = parts[0], parts[1:]
+        template = "/v2/models/{name}"
+        if len(rest) >= 2 and rest[0] == "versions":
+            request.params["version"] = rest[1]
+            template += "/versions/{version}"
+            rest = rest[2:]
+        action = "/".join(rest)
+        entry = self._model_routes.get(action)
+        if name and entry is not None:
+            request.params["name"] = name
+            return template + (f"/{action}" if action else ""), entry[0], entry[1]
+        return "/v2/other", "GET", None
+
+    async def server_metadata(self, request: Request) -> Response:
+        return json_response(200, {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []})
+
+    async def live(self, request: Request) -> Response:
+        return json_response(200, {"live": True})
+
+    async def ready(self, request: Request) -> Response:
+        ready = self.lifecycle.readiness()[0]
+        return json_response(200 if ready else 503, {"ready": ready})
+
+    def _check_model(self, request: Request) -> None:
+        name, version = request.params.get("name"), request.params.get("version")
+        ident = self.lifecycle.identity
+        if name != ident.name or (version is not None and version != ident.version):
+            served = ident.name + (f" version {ident.version}" if ident.version else "")
+            asked = f"{name}" + (f" version {version}" if version else "")
+            raise HttpError(404, f"Model {asked} is not served here; this server serves {served}.")
+
+    async def model_ready(self, request: Request) -> Response:
+        self._check_model(request)
+        ready = self.lifecycle.readiness()[0]
+        return json_response(200 if ready else 503, {"name": self.lifecycle.identity.name, "ready": ready})
+
+    async def metadata(self, request: Request) -> Response:
+        self._check_model(request)
+        loaded, _ = self.lifecycle.require_model()
+        return json_response(200, model_metadata(loaded))
+
+    async def infer(self, request: Request) -> Response:
+        self._check_model(request)
+        loaded, batcher = self.lifecycle.require_model()
+        body = await read_body(request, self.settings.max_body_bytes)
+        if loaded.schema is None:
+            raise HttpError(400, "This model's signature is not a table of named columns; use /invocations.")
+        frame, request_id = parse_infer(loaded.schema, body, self.settings.max_request_rows)
+        request.rows = frame.n_rows
+        raw = await predict(batcher, frame, None, request, self.metrics)
+        if self._sample_rate and random.random() < self._sample_rate:  # noqa: S311 (sampling, not security)
+            log_payload(loaded, request, "/v2/models/{name}/infer", frame, raw)
+        return 200, orjson.dumps(infer_response(loaded, raw, request_id), option=orjson.OPT_SERIALIZE_NUMPY), JSON

@@ -84,7 +84,7 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig == signal.SIGTERM and self._drain_seconds > 0 and not self._draining and not self.should_exit:
             self._draining = True
-            self._app.draining = True  # readiness answers 503 from now on; requests are still served
+            self._app.lifecycle.draining = True  # readiness answers 503 from now on; requests are still served
             timer = threading.Timer(self._drain_seconds, uvicorn.Server.handle_exit, (self, sig, frame))
             timer.daemon = True
             timer.start()
