@@ -26,7 +26,8 @@ from stacks.settings import DriftAlertSettings, MonitoringSettings, ServingSloSe
 SCRAPE_JOB = "model-server"
 ROLLOUTS_JOB = "argo-rollouts"
 EVALUATION_INTERVAL_SECONDS = 60
-# The scoring routes as the server labels them (model_server/app.py `_route`): MLflow's and the v2 protocol's.
+# The scoring routes as the server labels them (model_server/transport.py `Transport._route`, protocol_v2.py
+# `V2Protocol.resolve`): MLflow's and the v2 protocol's.
 SCORING_ROUTES = "/invocations|/v2/models/.+/infer"
 RATE_WINDOW = "5m"
 
