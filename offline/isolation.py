@@ -76,8 +76,10 @@ def tree_imports(root: Path, packages: set[str]) -> Iterator[None]:
     finally:
         os.chdir(cwd)
         sys.path[:] = path
-        for entry in roots:  # the finders cached for a tree that is about to be deleted
-            sys.path_importer_cache.pop(entry, None)
+        # The finders cached for the folders of a tree that is about to be deleted (its roots, its packages'
+        # folders, and the resolved roots an older tree's components/contracts.py put on the path itself).
+        for entry in [entry for entry in sys.path_importer_cache if _under(entry, root, root.resolve())]:
+            del sys.path_importer_cache[entry]
         for name in [name for name in sys.modules if ours(name)]:
             del sys.modules[name]
         sys.modules.update(saved)
@@ -86,6 +88,10 @@ def tree_imports(root: Path, packages: set[str]) -> Iterator[None]:
         if left is not idle_loop():
             left.close()
             asyncio.set_event_loop(idle_loop())
+
+
+def _under(entry: str, *roots: Path) -> bool:
+    return any(Path(entry).is_relative_to(root) for root in roots)
 
 
 @dataclass(frozen=True)
