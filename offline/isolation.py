@@ -55,7 +55,8 @@ def project_packages(root: Path) -> set[str]:
 @contextlib.contextmanager
 def tree_imports(root: Path, packages: set[str]) -> Iterator[None]:
     """Inside the block, `packages` import from `root` and its deployables' roots, and the working directory is
-    `root`; after, `sys.modules`, `sys.path`, the working directory and the thread's event loop are as before.
+    `root`; after, `sys.modules`, `sys.path`, the working directory and the thread's event loop are as before, and
+    `sys.path_importer_cache` holds no finder for a folder of `root`.
 
     The modules of this tree are set aside, not re-imported: the tools running now keep the very modules they hold.
     The Pulumi runtime's settings are reset by each program run.

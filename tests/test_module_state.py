@@ -5,10 +5,12 @@ many programs run in the process.
 why), and the tests run hundreds; a cache, a registry or a list a run appends to would carry one run into the next.
 So: no `global` statement anywhere in the packages, no function that changes a container the module made at
 import (read from the source, for what no run reaches), and after a `diff --base` of prod (the base tree's staging and
-prod, then this tree's staging and prod, in this process), every module-level value of every module is as it was
-at import, deep: containers item by item, the attributes of the project's own objects, the caches of functions
-(`functools.cache`, `lru_cache`), functions' default values, and class attributes. The only exception is the
-isolation module's own state, listed below with its reason.
+prod, then this tree's staging and prod, in one process of its own, whose baseline is taken straight after import),
+every module-level value of every module is as it was at import, deep: containers item by item (the standard
+library's too), the attributes of any object that keeps them in `__dict__` or `__slots__`, the caches of functions
+(`functools.cache`, `lru_cache`), functions' default values, closure cells and attributes, partials' arguments, and
+class attributes; a value whose state cannot be read fails. The only exception is the isolation module's own state,
+listed below with its reason. After the run, no finder is cached for a folder of the base tree.
 """
 
 from __future__ import annotations
@@ -164,8 +166,9 @@ IMMUTABLE: tuple[type, ...] = (
     types.GenericAlias,
     types.UnionType,
 )
-# Py_TPFLAGS_IMMUTABLETYPE: set on every builtin and C-extension type since Python 3.10, never on a class statement's
-# (docs.python.org/3/c-api/typeobj.html#c.Py_TPFLAGS_IMMUTABLETYPE).
+# Py_TPFLAGS_IMMUTABLETYPE: "PyType_Ready() automatically applies this flag to static types" (the builtins, most C
+# extensions' types) and the standard library's heap types set it; a class statement's type never has it
+# (docs.python.org/3/c-api/typeobj.html#c.Py_TPFLAGS_IMMUTABLETYPE). A C heap type without it is read by its attributes.
 IMMUTABLETYPE = 1 << 8
 
 
@@ -173,10 +176,12 @@ class Fingerprint:
     """A comparable picture of a value, deep wherever its state can be read: containers item by item (any mapping,
     sequence or set, the standard library's `deque`, `OrderedDict`, ... too), a function's defaults, closure cells and
     attributes, a partial's function, arguments and keywords, and the attributes of any object whose class keeps its
-    state in `__dict__` and `__slots__` (the project's, dataclasses frozen or not, pydantic models, SimpleNamespace).
-    Enum members are their value; a logger is its configuration (level, handlers, filters), not the logging module's
-    registry and per-logger level cache it points to, which every library's loggers fill. An object with state out
-    of reach (a lock, a C type's instance) is `opaque`: recorded, and a failure unless ALLOWED."""
+    state in `__dict__` and `__slots__` (the project's, dataclasses frozen or not, pydantic models and Pulumi's
+    `*Args` and `ResourceOptions`, SimpleNamespace): read, not trusted to be immutable, so that no false alarm needs
+    an exception and no change goes unseen. Enum members are their value (fixed when the class is made); a logger is
+    its configuration (level, handlers, filters), not the logging module's registry or the level cache that each
+    `debug()` call fills (`Logger._cache`). An object with state out of reach (a lock, a future, a C type's instance)
+    is `opaque`: recorded, and a failure unless ALLOWED."""
 
     def __init__(self, where: str = "") -> None:
         self.seen: set[int] = set()
