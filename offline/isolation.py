@@ -55,7 +55,8 @@ def project_packages(root: Path) -> set[str]:
 @contextlib.contextmanager
 def tree_imports(root: Path, packages: set[str]) -> Iterator[None]:
     """Inside the block, `packages` import from `root` and its deployables' roots, and the working directory is
-    `root`; after, `sys.modules`, `sys.path`, the working directory and the thread's event loop are as before.
+    `root`; after, `sys.modules`, `sys.path`, the working directory and the thread's event loop are as before, and
+    `sys.path_importer_cache` holds no finder for a folder of `root`.
 
     The modules of this tree are set aside, not re-imported: the tools running now keep the very modules they hold.
     The Pulumi runtime's settings are reset by each program run.
@@ -76,8 +77,10 @@ def tree_imports(root: Path, packages: set[str]) -> Iterator[None]:
     finally:
         os.chdir(cwd)
         sys.path[:] = path
-        for entry in roots:  # the finders cached for a tree that is about to be deleted
-            sys.path_importer_cache.pop(entry, None)
+        # The finders cached for the folders of a tree that is about to be deleted (its roots, its packages'
+        # folders, and the resolved roots an older tree's components/contracts.py put on the path itself).
+        for entry in [entry for entry in sys.path_importer_cache if _under(entry, root, root.resolve())]:
+            del sys.path_importer_cache[entry]
         for name in [name for name in sys.modules if ours(name)]:
             del sys.modules[name]
         sys.modules.update(saved)
@@ -86,6 +89,10 @@ def tree_imports(root: Path, packages: set[str]) -> Iterator[None]:
         if left is not idle_loop():
             left.close()
             asyncio.set_event_loop(idle_loop())
+
+
+def _under(entry: str, *roots: Path) -> bool:
+    return any(Path(entry).is_relative_to(root) for root in roots)
 
 
 @dataclass(frozen=True)
