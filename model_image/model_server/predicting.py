@@ -8,11 +8,24 @@ from typing import Any, NoReturn
 
 from model_server import mlflow_compat
 from model_server.batching import MicroBatcher
+from model_server.lifecycle import Lifecycle
 from model_server.loading import LoadedModel
 from model_server.logs import EVENTS, PAYLOAD
 from model_server.metrics import Metrics
 from model_server.parsing import Frame
+from model_server.settings import Settings
 from model_server.transport import HttpError, Request
+
+
+class ScoringProtocol:
+    """What each scoring protocol holds: the settings, the metrics, the model's lifecycle, and the share of
+    requests whose payload it logs."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self._sample_rate = settings.payload_log_sample_rate
 
 
 async def predict(

@@ -16,7 +16,7 @@ from model_server.lifecycle import Lifecycle
 from model_server.loading import LoadedModel
 from model_server.metrics import Metrics
 from model_server.parsing import PARQUET_NEEDS_PYARROW, parquet_readable, parse_csv, parse_mlflow_json, parse_parquet
-from model_server.predicting import log_payload, predict
+from model_server.predicting import ScoringProtocol, log_payload, predict
 from model_server.scoring import ScoringPath, mlflow_response_body
 from model_server.settings import Settings
 from model_server.transport import JSON, HttpError, Request, Response, RouteTable, read_body
@@ -48,7 +48,7 @@ def media_type(content_type: str | None) -> str:
     return media
 
 
-class MlflowProtocol:
+class MlflowProtocol(ScoringProtocol):
     """Owns the MLflow scoring protocol's routes: `/invocations` (media type, parsing, scoring, MLflow's answers
     and error shapes) and `/ping` and `/health`, which answer 200 once the model is loaded, as MLflow's do.
     """
@@ -57,10 +57,7 @@ class MlflowProtocol:
     quiet_routes = frozenset({"/ping", "/health"})
 
     def __init__(self, settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.lifecycle = lifecycle
-        self._sample_rate = settings.payload_log_sample_rate
+        super().__init__(settings, metrics, lifecycle)
         self.routes: RouteTable = {
             Routes.INVOCATIONS: ("POST", self.invocations),
             "/ping": ("GET", self.ping),

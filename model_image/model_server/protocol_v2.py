@@ -20,7 +20,7 @@ from model_server.lifecycle import Lifecycle
 from model_server.loading import LoadedModel
 from model_server.metrics import Metrics
 from model_server.parsing import Frame, InputError, check_row_count, frame_from_columns, loads_json
-from model_server.predicting import log_payload, predict
+from model_server.predicting import ScoringProtocol, log_payload, predict
 from model_server.schema import Kind, TabularSchema, mlflow_v2_datatype, v2_datatype
 from model_server.settings import Settings
 from model_server.transport import JSON, HttpError, Request, Resolved, Response, RouteTable, json_response, read_body
@@ -190,7 +190,7 @@ def model_metadata(loaded: LoadedModel) -> dict[str, Any]:
     }
 
 
-class V2Protocol:
+class V2Protocol(ScoringProtocol):
     """Owns the Open Inference Protocol's routes: the server's metadata and health (`/v2`, `/v2/health/*`) and, under
     `/v2/models/{name}[/versions/{version}]`, the model's metadata, readiness and `infer`, with V2's error shape.
     """
@@ -199,10 +199,7 @@ class V2Protocol:
     quiet_routes = frozenset({"/v2/health/live", "/v2/health/ready"})
 
     def __init__(self, settings: Settings, metrics: Metrics, lifecycle: Lifecycle) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.lifecycle = lifecycle
-        self._sample_rate = settings.payload_log_sample_rate
+        super().__init__(settings, metrics, lifecycle)
         self.routes: RouteTable = {
             "/v2": ("GET", self.server_metadata),
             "/v2/health/live": ("GET", self.live),

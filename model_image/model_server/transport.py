@@ -87,6 +87,11 @@ def json_response(status: int, document: Any) -> Response:
     return status, orjson.dumps(document), JSON
 
 
+def _too_large(message: str) -> HttpError:
+    # The rest of the body is never read, so the connection cannot carry another request.
+    return HttpError(413, message, "REQUEST_LIMIT_EXCEEDED", headers=((b"connection", b"close"),))
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 before reading when Content-Length says it exceeds `limit`."""
     if request.content_length is not None:
@@ -94,12 +99,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise HttpError(400, f"Content-Length {request.content_length!r} is not a number.")
         declared = int(request.content_length)
         if declared > limit:
-            raise HttpError(
-                413,
-                f"The body is {declared} bytes; the limit is {limit} (MAX_BODY_BYTES). It was not read.",
-                "REQUEST_LIMIT_EXCEEDED",
-                headers=((b"connection", b"close"),),
-            )
+            raise _too_large(f"The body is {declared} bytes; the limit is {limit} (MAX_BODY_BYTES). It was not read.")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -109,12 +109,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HttpError(
-                413,
-                f"The body exceeds the limit of {limit} bytes (MAX_BODY_BYTES).",
-                "REQUEST_LIMIT_EXCEEDED",
-                headers=((b"connection", b"close"),),
-            )
+            raise _too_large(f"The body exceeds the limit of {limit} bytes (MAX_BODY_BYTES).")
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
